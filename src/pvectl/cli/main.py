@@ -1,0 +1,214 @@
+"""`pvectl` command line: parse -> call the library -> render.
+
+Start-up time matters (agents call this hundreds of times; DESIGN §3b): this module imports only
+argparse, os and sys. Each command imports what it needs when it runs, and the API token's `pass`
+decryption is started before the HTTP/TLS modules are imported so the two overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+OUTPUTS = ("table", "json", "yaml")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line and exit 2 (DESIGN §3)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # On the top parser the options get real defaults; on every subcommand they are repeated with
+    # SUPPRESS so that `pvectl vm list -o json` works as well as `pvectl -o json vm list`.
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    g = parser.add_argument_group("global options")
+    g.add_argument("--config", metavar="FILE", default=d(None), help="cluster-config.yaml to use")
+    g.add_argument("--cluster", metavar="NAME", default=d(None), help="cluster to use from a `clusters:` file")
+    g.add_argument("-o", "--output", choices=OUTPUTS, default=d(None),
+                   help="output format (default: table on a terminal, json otherwise)")
+    g.add_argument("--dry-run", action="store_true", default=d(False),
+                   help="do every read and guard, print the writes as curl commands, change nothing")
+    g.add_argument("--yes", action="store_true", default=d(False), help="confirm destructive operations")
+    g.add_argument("--timeout", type=float, metavar="S", default=d(None),
+                   help="deadline in seconds for the whole operation")
+    g.add_argument("--no-wait", action="store_true", default=d(False),
+                   help="return the task UPID instead of waiting")
+    g.add_argument("-v", "--verbose", action="store_true", default=d(False), help="log each API request to stderr")
+
+
+Handler = Callable[["Context"], int]
+
+
+def _cmd(module: str, func: str) -> Handler:
+    def run(ctx: Context) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f"pvectl.cli.{module}"), func)(ctx)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pvectl", description="Operate Proxmox VE clusters safely: status, VMs, templates, "
+                     "clones with cloud-init, power, delete, resize, tasks, migration.",
+                     epilog="Exit codes: 0 ok, 1 operation failed, 2 usage/config error, 3 refused by a guard, "
+                            "4 still running at the deadline, 5 no node reachable or authentication failed.")
+    _global_options(parser, top=True)
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
+
+    def sub(group: Any, name: str, help_: str, handler: Handler | None) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help_, description=help_)
+        _global_options(p, top=False)
+        if handler is not None:
+            p.set_defaults(handler=handler)
+        return p
+
+    def group(name: str, help_: str) -> Any:
+        p = groups.add_parser(name, help=help_, description=help_)
+        _global_options(p, top=False)
+        p.set_defaults(handler=None, group_parser=p)
+        return p.add_subparsers(dest="cmd", metavar="CMD", parser_class=_Parser)
+
+    g = group("cluster", "cluster membership and quorum")
+    sub(g, "status", "cluster name, quorum, and each node's online state", _cmd("reads", "cluster_status"))
+
+    g = group("node", "nodes: resources and status")
+    sub(g, "list", "every node's cpu, memory and uptime (offline nodes included)", _cmd("reads", "node_list"))
+    p = sub(g, "status", "one node's detailed status (all nodes without NODE)", _cmd("reads", "node_status"))
+    p.add_argument("node", nargs="?", metavar="NODE")
+
+    g = group("vm", "virtual machines")
+    p = sub(g, "list", "VMs across the cluster", _cmd("reads", "vm_list"))
+    p.add_argument("--status", help="only VMs in this state (running, stopped, paused, unknown)")
+    p.add_argument("--node", help="only VMs on this node")
+    p.add_argument("--tag", help="only VMs with this tag")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--templates", dest="templates", action="store_const", const=True, default=None,
+                   help="only templates")
+    t.add_argument("--no-templates", dest="templates", action="store_const", const=False, help="no templates")
+    p = sub(g, "status", "a VM's live status", _cmd("reads", "vm_status"))
+    p.add_argument("vm", metavar="VM", help="VMID or unique name")
+
+    g = group("template", "VM templates")
+    p = sub(g, "list", "templates, by flag, tag (tags.templates) or VMID range (vmid_ranges.templates)",
+            _cmd("reads", "template_list"))
+    p.add_argument("--by", choices=("flag", "tag", "range"), help="only templates found by this rule")
+
+    sub(groups, "doctor", "check config, credentials, TLS, nodes, quorum and the token's privileges",
+        _cmd("doctor", "run"))
+    p = sub(groups, "demo", "a guided tour on an embedded simulated cluster (no network, no setup)",
+            _cmd("demo", "run"))
+    p.add_argument("--fast", action="store_true", help="no pauses between the steps")
+
+    g = group("sim", "the Proxmox VE simulator")
+    p = sub(g, "serve", "run a simulated cluster on loopback (see: pvectl sim serve --help)", _cmd("sim", "serve"))
+    p.add_argument("sim_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+class Context:
+    """What a command gets: its arguments, the output format, and the cluster on first use."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.output: str = args.output or ("table" if sys.stdout.isatty() else "json")
+        self._config: Any = None
+        self._cluster: Any = None
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            from ..config import load_config
+
+            self._config = load_config(self.args.config, cluster=self.args.cluster)
+            # start `pass show` now; it decrypts while the HTTP and TLS modules load
+            from ..credentials import prefetch
+
+            prefetch(self._config)
+        return self._config
+
+    @property
+    def cluster(self) -> Any:
+        if self._cluster is None:
+            config = self.config
+            from ..cluster import Cluster
+            from ..credentials import load_token
+            from ..http import Transport
+
+            token_cell: list[str] = []
+
+            def auth() -> str:
+                if not token_cell:
+                    token_cell.append(load_token(config).header())
+                return token_cell[0]
+
+            log = (lambda line: sys.stderr.write(f"pvectl: {line}\n")) if self.args.verbose else None
+            self._cluster = Cluster(config, Transport.from_config(config, auth=auth, log=log))
+        return self._cluster
+
+    def emit(self, data: Any, **kw: Any) -> None:
+        from ..render import emit
+
+        emit(data, self.output, **kw)
+
+    def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["sim", "serve"]:
+        # the simulator has its own option parser (prog "pvectl sim serve")
+        from ..sim.serve import main as serve_main
+
+        return serve_main(argv[2:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        (getattr(args, "group_parser", None) or parser).print_help()
+        return 0 if not argv else 2
+    ctx = Context(args)
+    try:
+        return handler(ctx)
+    except KeyboardInterrupt:
+        sys.stderr.write("pvectl: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line and an exit code
+        return report_error(ctx, exc)
+    finally:
+        ctx.close()
+
+
+def report_error(ctx: Context, exc: BaseException) -> int:
+    from ..errors import PvectlError
+
+    if not isinstance(exc, PvectlError):
+        if os.environ.get("PVECTL_DEBUG"):
+            raise exc
+        sys.stderr.write(f"pvectl: internal error: {type(exc).__name__}: {exc} "
+                         "(set PVECTL_DEBUG=1 for a traceback)\n")
+        return 1
+    if ctx.output == "json":
+        import json
+
+        sys.stdout.write(json.dumps(exc.to_dict()) + "\n")
+    else:
+        line = f"pvectl: error: {exc.message}"
+        if exc.hint:
+            line += f" (hint: {exc.hint})"
+        sys.stderr.write(line + "\n")
+    return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

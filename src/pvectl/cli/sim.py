@@ -1,0 +1,14 @@
+"""`pvectl sim serve`: the simulator's own command line (see pvectl.sim.serve)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .main import Context
+
+
+def serve(ctx: Context) -> int:
+    from ..sim.serve import main
+
+    return main(list(ctx.args.sim_args))

@@ -1,0 +1,93 @@
+"""Nodes: the cluster-wide node list (one call) and one node's detailed status."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSummary:
+    """A node as `/cluster/resources?type=node` reports it. Offline nodes carry no stats
+    (pve-semantics §10.2), so those fields are None."""
+
+    name: str
+    status: str                  # online | offline | unknown
+    cpu: float | None
+    maxcpu: int | None
+    mem: int | None
+    maxmem: int | None
+    uptime: int | None
+
+    @property
+    def mem_free(self) -> int | None:
+        return None if self.mem is None or self.maxmem is None else self.maxmem - self.mem
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """GET /nodes/{node}/status (pve-manager API2/Nodes.pm::status; pve-semantics §11)."""
+
+    name: str
+    cpu: float
+    cpus: int
+    cpu_model: str
+    loadavg: tuple[float, ...]
+    memory_used: int
+    memory_total: int
+    memory_free: int
+    swap_used: int
+    swap_total: int
+    rootfs_used: int
+    rootfs_total: int
+    uptime: int
+    pveversion: str
+    kversion: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["loadavg"] = list(self.loadavg)
+        return d
+
+
+class NodesApi:
+    def __init__(self, cluster: Cluster) -> None:
+        self._t = cluster.transport
+
+    def list(self) -> list[NodeSummary]:
+        """Every member with cpu, memory and uptime from ONE cluster-wide call; offline nodes
+        are listed with status `offline` instead of failing the whole read."""
+        out = []
+        for e in self._t.get("/cluster/resources", {"type": "node"}):
+            online = e.get("status") == "online" and "maxmem" in e
+            out.append(NodeSummary(
+                name=e["node"], status=e.get("status", "unknown"),
+                cpu=e.get("cpu") if online else None, maxcpu=e.get("maxcpu") if online else None,
+                mem=e.get("mem") if online else None, maxmem=e.get("maxmem") if online else None,
+                uptime=e.get("uptime") if online else None))
+        out.sort(key=lambda n: n.name)
+        return out
+
+    def status(self, name: str) -> NodeStatus:
+        d = self._t.get(f"/nodes/{name}/status", node=name)
+        mem = d.get("memory", {})
+        swap = d.get("swap", {})
+        rootfs = d.get("rootfs", {})
+        cpuinfo = d.get("cpuinfo", {})
+        return NodeStatus(
+            name=name, cpu=float(d.get("cpu", 0)), cpus=int(cpuinfo.get("cpus", 0)),
+            cpu_model=str(cpuinfo.get("model", "")),
+            # loadavg is an array of strings (pve-semantics §11)
+            loadavg=tuple(float(x) for x in d.get("loadavg", [])),
+            memory_used=int(mem.get("used", 0)), memory_total=int(mem.get("total", 0)),
+            memory_free=int(mem.get("total", 0)) - int(mem.get("used", 0)),
+            swap_used=int(swap.get("used", 0)), swap_total=int(swap.get("total", 0)),
+            rootfs_used=int(rootfs.get("used", 0)), rootfs_total=int(rootfs.get("total", 0)),
+            uptime=int(d.get("uptime", 0)), pveversion=str(d.get("pveversion", "")),
+            kversion=str(d.get("kversion", "")))

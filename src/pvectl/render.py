@@ -1,0 +1,97 @@
+"""Output: table (on a TTY, with rich), json (the default when stdout is not a TTY), yaml.
+
+rich is imported only when a table goes to a terminal; json and yaml output never load it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+def human_bytes(n: int | None) -> str:
+    """`4G` like the seed's jq (`/ 1073741824 | floor | tostring + "G"`), `512M` below 1 GiB."""
+    if n is None:
+        return "-"
+    if n >= GIB:
+        return f"{n // GIB}G"
+    return f"{n // MIB}M"
+
+
+def human_duration(seconds: int | None) -> str:
+    if not seconds:
+        return "-"
+    d, rem = divmod(int(seconds), 86400)
+    h, rem = divmod(rem, 3600)
+    m, _ = divmod(rem, 60)
+    return f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m"
+
+
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.1f}%"
+
+
+class Column:
+    __slots__ = ("key", "header", "fmt")
+
+    def __init__(self, key: str, header: str | None = None, fmt: Callable[[Any], str] | None = None) -> None:
+        self.key = key
+        self.header = header or key.upper()
+        self.fmt = fmt or (lambda v: "-" if v is None or v == "" else
+                           ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+
+
+def emit(data: Any, fmt: str, *, columns: Sequence[Column] | None = None, title: str | None = None,
+         out: TextIO | None = None) -> None:
+    """Write `data` (a dict, or a list of dicts for tables) in the chosen format."""
+    out = out or sys.stdout
+    if fmt == "json":
+        import json
+
+        out.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    elif fmt == "yaml":
+        import yaml
+
+        out.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    else:
+        rows = data if isinstance(data, list) else [data]
+        cols = list(columns) if columns else [Column(k) for k in (rows[0].keys() if rows else [])]
+        table(rows, cols, title=title, out=out)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None = None,
+          out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    cells = [[c.fmt(r.get(c.key)) for c in columns] for r in rows]
+    if out.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title, box=None, header_style="bold", pad_edge=False)
+        for c in columns:
+            t.add_column(c.header)
+        for row in cells:
+            t.add_row(*row)
+        Console(file=out).print(t)
+        return
+    headers = [c.header for c in columns]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    if title:
+        out.write(title + "\n")
+    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
+    for r in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+
+
+def kv(data: dict[str, Any], *, out: TextIO | None = None) -> None:
+    """A single object as `key: value` lines (table mode for one record)."""
+    out = out or sys.stdout
+    width = max((len(k) for k in data), default=0)
+    for k, v in data.items():
+        if isinstance(v, (list, tuple)):
+            v = ", ".join(map(str, v)) or "-"
+        out.write(f"{k.ljust(width)}  {'-' if v is None else v}\n")

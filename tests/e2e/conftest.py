@@ -111,6 +111,11 @@ class SimProcess:
         r.raise_for_status()
         return r.json()["data"]
 
+    def saved_state(self) -> dict[str, Any]:
+        """The simulator's whole state (VMs, volumes), written by `POST /_sim/save` and read back."""
+        path = Path(self.control("POST", "save")["path"])
+        return json.loads(path.read_text(encoding="utf-8"))
+
     def wait_task(self, upid: str, timeout: float = 60.0) -> dict[str, Any]:
         node = upid.split(":")[1]
         deadline = time.monotonic() + timeout

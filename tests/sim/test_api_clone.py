@@ -84,8 +84,8 @@ def test_full_clone_of_template(client: Client, backend: Backend) -> None:
     progress = [line for line in lines if line.startswith("transferred ")]
     assert all(PROGRESS.match(line) for line in progress), progress[:3]
     assert progress[0] == "transferred 0.0 B of 32.0 GiB (0.00%)"
-    assert progress[-1] == "transferred 32.0 GiB of 32.0 GiB (100.00%)"
-    assert lines[-1] == "TASK OK"
+    assert lines[-2:] == ["transferred 32.0 GiB of 32.0 GiB (100.00%)", "TASK OK"]
+    assert progress.count("transferred 32.0 GiB of 32.0 GiB (100.00%)") == 1
     percents = [float(PROGRESS.match(line).group(5)) for line in progress]  # type: ignore[union-attr]
     assert percents == sorted(percents)
 

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub(g, "status", "one node's detailed status (all nodes without NODE)", _cmd("reads", "node_status"))
     p.add_argument("node", nargs="?", metavar="NODE")
 
-    g = group("vm", "virtual machines")
+    g = vm_group = group("vm", "virtual machines")
     p = sub(g, "list", "VMs across the cluster", _cmd("reads", "vm_list"))
     p.add_argument("--status", help="only VMs in this state (running, stopped, paused, unknown)")
     p.add_argument("--node", help="only VMs on this node")
@@ -94,6 +94,56 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-templates", dest="templates", action="store_const", const=False, help="no templates")
     p = sub(g, "status", "a VM's live status", _cmd("reads", "vm_status"))
     p.add_argument("vm", metavar="VM", help="VMID or unique name")
+
+    for action, help_ in (("start", "start VMs (already running: nothing to do)"),
+                          ("shutdown", "shut VMs down gracefully (ACPI or guest agent)"),
+                          ("stop", "hard power-off (needs --yes; prefer shutdown)"),
+                          ("reboot", "reboot running VMs (applies pending changes)")):
+        p = sub(vm_group, action, help_, _cmd("ops", "power"))
+        p.add_argument("vms", nargs="+", metavar="VM", help="VMIDs or unique names")
+        if action == "shutdown":
+            p.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=int, metavar="S",
+                           help="seconds the guest gets to power off (Proxmox default 60)")
+            p.add_argument("--force-stop", action="store_true", help="hard-stop the VM if it does not shut down in time")
+    p = sub(vm_group, "delete", "destroy a stopped VM and its disks, after the safety checks", _cmd("ops", "delete"))
+    p.add_argument("vm", metavar="VM")
+    p.add_argument("--allow-template", action="store_true", help="allow deleting a template")
+    p.add_argument("--no-purge", dest="purge", action="store_false",
+                   help="keep the VMID in backup, replication and HA configs (default: purge=1)")
+    p.add_argument("--keep-unreferenced-disks", dest="destroy_unreferenced_disks", action="store_false",
+                   help="keep disks named for this VMID that the config does not reference")
+    p = sub(vm_group, "resize", "more CPU, memory or disk (disks only grow)", _cmd("ops", "resize"))
+    p.add_argument("vm", metavar="VM")
+    p.add_argument("--cores", type=int)
+    p.add_argument("--memory", help="MiB (4096) or with a unit (4G)")
+    p.add_argument("--disk", help="disk to grow, e.g. scsi0")
+    p.add_argument("--size", help="+10G to grow by 10 GiB, or 50G absolute")
+    p.add_argument("--allow-running", action="store_true",
+                   help="change CPU/memory of a running VM (hot-plugged or pending until restart)")
+    p = sub(vm_group, "set", "set any config key (checked against the API schema, with the config digest)",
+            _cmd("ops", "set_"))
+    p.add_argument("vm", metavar="VM")
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--delete", action="append", metavar="KEY[,KEY]", help="remove keys from the config")
+
+    g = group("task", "Proxmox tasks (UPIDs)")
+    p = sub(g, "status", "a task's status and exit status", _cmd("taskcmds", "status"))
+    p.add_argument("upid", metavar="UPID")
+    p = sub(g, "wait", "wait until a task stops (exit 0 on OK/WARNINGS, 1 on error, 4 at --timeout)",
+            _cmd("taskcmds", "wait"))
+    p.add_argument("upid", metavar="UPID")
+    p = sub(g, "log", "a task's log", _cmd("taskcmds", "log"))
+    p.add_argument("upid", metavar="UPID")
+    p.add_argument("--limit", type=int, default=0, help="only the last N lines")
+    p.add_argument("--follow", "-f", action="store_true", help="print new lines until the task stops")
+    p = sub(g, "list", "recent tasks per node", _cmd("taskcmds", "list_"))
+    p.add_argument("--node")
+    p.add_argument("--running", action="store_true", help="only running tasks")
+    p.add_argument("--vm", help="only tasks of this VM")
+    p.add_argument("--limit", type=int, default=50)
+
+    p = sub(groups, "audit", "show the audit log of changes made with pvectl", _cmd("ops", "audit"))
+    p.add_argument("--limit", type=int, default=50)
 
     g = group("template", "VM templates")
     p = sub(g, "list", "templates, by flag, tag (tags.templates) or VMID range (vmid_ranges.templates)",

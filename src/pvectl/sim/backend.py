@@ -9,6 +9,7 @@ or start a task whose worker raises `TaskError` (the call returns a UPID, the ta
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import threading
 import time
@@ -131,24 +132,27 @@ def parse_size(text: str) -> int:
 
 
 def render_bytes(value: float) -> str:
-    """pve-common Format.pm::render_bytes with precision 1 (clone progress; pve-semantics §2.1)."""
+    """pve-common Format.pm::render_bytes with precision 1 (clone progress; pve-semantics §2.1): the unit
+    is int(log1024(value)) once value > 1023, so 1048575 B is `1024.0 KiB`."""
     units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-    i = 0
-    while value > 1023 and i < len(units) - 1:
-        value /= 1024
-        i += 1
-    return f"{value:.1f} {units[i]}"
+    unit = 0
+    if value > 1023:
+        unit = min(int(math.log(value) / math.log(1024)), len(units) - 1)
+        value /= 1024**unit
+    return f"{value:.1f} {units[unit]}"
 
 
 def render_duration(seconds: float) -> str:
-    s = int(seconds)
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    if h:
-        return f"{h}h {m}m {sec}s"
-    if m:
-        return f"{m}m {sec}s"
-    return f"{sec}s"
+    """pve-common Format.pm::render_duration: rounded, `1w 2d 3h 4m 5s` with zero parts left out."""
+    rest = round(seconds)
+    if not rest:
+        return "0s"
+    parts = []
+    for unit, length in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        v, rest = divmod(rest, length)
+        if v:
+            parts.append(f"{v}{unit}")
+    return " ".join(parts)
 
 
 def memory_mib(conf: dict[str, Any]) -> int:
@@ -949,12 +953,8 @@ class Backend:
         return self.engine.start(node, "qmdestroy", str(vmid), caller.userid, worker)
 
     def _linked_users(self, base_volid: str) -> list[int]:
-        users = []
-        for vm in self.state.vms.values():
-            for key, value in vm.config.items():
-                if is_drive_key(key) and f"{base_volid}/" in str(value):
-                    users.append(vm.vmid)
-        return users
+        # pve-storage Plugin.pm::volume_is_base_and_used: any volume whose parent is this base
+        return sorted({v.vmid for v in self.state.volumes.values() if v.base == base_volid})
 
     def _free_volume(self, ctx: TaskContext, node: str, volid: str) -> None:
         with self.mu:
@@ -1077,10 +1077,10 @@ class Backend:
                     if is_ci and self.state.volumes.get(volume_key(dst_storage, node, new_volid)):
                         new_volid = self.next_disk_name(dst_storage, node, newid)
                     owner_node = None if dst_storage.shared else node
-                    self.state.volumes[volume_key(dst_storage, node, new_volid)] = Volume(new_volid, size, newid,
-                                                                                           owner_node)
+                    linked = not full and not is_ci
+                    self.state.volumes[volume_key(dst_storage, node, new_volid)] = Volume(
+                        new_volid, size, newid, owner_node, base=volid if linked else None)
                     allocated.append((node, new_volid))
-                linked = not full and not is_ci
                 ctx.log(f"create {'linked' if linked else 'full'} clone of drive {key} ({volid})")
                 if full or is_ci:
                     ctx.log(f"allocated target volume '{new_volid}'")
@@ -1169,8 +1169,6 @@ class Backend:
             ctx.log(f"drive-{drive}: Completing block job...")
             ctx.log(f"drive-{drive}: Completed successfully.")
             ctx.log(f"drive-{drive}: mirror-job finished")
-        else:
-            ctx.log(f"transferred {render_bytes(size)} of {render_bytes(size)} (100.00%)")
 
     # ------------------------------------------------------------------ config
     def vm_config_update(self, node: str, vmid: int, caller: Caller, params: dict[str, Any], *,
@@ -1573,16 +1571,19 @@ class Backend:
             self.changed()
 
     def hold_lock(self, vmid: int, *, seconds: float | None = None, kind: str = "backup") -> str:
-        """A hung task: holds the VM's flock (and config lock `kind`) until released or stopped."""
+        """A hung task: holds the VM's flock (and config lock `kind`) until released or stopped.
+        Returns once the flock is held (or the task ended without getting it)."""
         with self.mu:
             vm = self.state.vms.get(vmid)
             if vm is None:
                 raise ApiFail(f"VM {vmid} does not exist")
             node = vm.node
         release = threading.Event()
+        acquired = threading.Event()
 
         def worker(ctx: TaskContext) -> None:
             with ctx.config_lock(vmid, timeout=10):
+                acquired.set()
                 with self.mu:
                     if kind:
                         self.state.vms[vmid].config["lock"] = kind
@@ -1607,6 +1608,9 @@ class Backend:
         upid = self.engine.start(node, "vzdump", str(vmid), "root@pam", worker)
         self.held[vmid] = upid
         self._release_events[vmid] = release
+        task = self.engine.get(upid)
+        while task is not None and not acquired.wait(0.005) and not task.done.is_set():
+            pass
         return upid
 
     def release_lock(self, vmid: int) -> None:

@@ -81,6 +81,9 @@ class Volume:
     size: int                        # bytes
     vmid: int
     node: str | None                 # None for shared storage
+    # the base volume a linked clone was made from: LVM-thin and RBD keep that relation in the storage,
+    # not in the volume name (pve-storage LvmThinPlugin.pm::clone_image, volume_has_feature)
+    base: str | None = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -64,8 +65,6 @@ class Api:
 
     # ------------------------------------------------------------------ entry point
     def handle(self, local_node: str, request: wire.Request) -> wire.Response | wire.ProxyTo:
-        import urllib.parse
-
         b = self.backend
         path = request.path
         if not (path == "/api2/json" or path.startswith("/api2/json/")):
@@ -90,9 +89,7 @@ class Api:
         if method in ("GET", "DELETE") and request.body:
             return error_response(501, f"Unexpected content for method '{method}'", newline=False)
         if endpoint.proxyto:
-            target = path_params.get(endpoint.proxyto) if endpoint.proxyto in path_params else None
-            if target is None and endpoint.proxyto != "node":
-                target = None
+            target = path_params.get(endpoint.proxyto)
             if target and target not in (local_node, "localhost"):
                 if request.headers.get("pvedisableproxy"):
                     return error_response(500, "proxy loop detected")

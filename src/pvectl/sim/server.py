@@ -490,10 +490,10 @@ class _Connection:
                 return
             location = "https://" + re.sub(r"^https?://", "", host) + target
             status, reason = (301, "Moved Permanently") if method in ("GET", "HEAD") else (308, "Permanent Redirect")
-            self._write(render_response(status, reason, b"", [("Location", location)], proto=proto, keep_alive=False))
             self.listener.server.requests.add(node=self.listener.name, method=method, path=target.split("?", 1)[0],
                                               query="", status=status, client=self.client, forwarded=False,
                                               note="plain http")
+            self._write(render_response(status, reason, b"", [("Location", location)], proto=proto, keep_alive=False))
         finally:
             rfile.close()
 
@@ -552,9 +552,13 @@ class _Connection:
                         if len(body) != length:
                             return
                 if early is not None:
-                    self._write(render_response(early.status, early.reason, early.body, proto=proto, keep_alive=False))
                     srv.requests.add(node=lst.name, method=method, path=path, query=query, status=early.status,
                                      client=self.client, forwarded=forwarded)
+                    self._write(render_response(early.status, early.reason, early.body, proto=proto, keep_alive=False))
+                    if length and not body:
+                        # read what the client is still sending before closing, so the kernel does not
+                        # answer it with a reset that would destroy the error response in flight
+                        _drain(rfile, min(length, 1 << 20))
                     return
 
                 request = wire.Request(method=method, path=path, query=query, headers=headers, body=body,
@@ -575,10 +579,10 @@ class _Connection:
                 keep = keep_alive and resp.status < 400   # AnyEvent.pm::response: keep_alive = 0 if code >= 400
                 data = render_response(resp.status, resp.reason, resp.body, resp.headers, proto=proto,
                                        keep_alive=keep, accept_gzip=accept_gzip, compression=srv.compression)
-                ok = self._write(data)
+                # logged before the write, so a client that got its answer finds the entry
                 srv.requests.add(node=lst.name, method=method, path=path, query=query, status=resp.status,
-                                 client=self.client, forwarded=forwarded, proxied_to=proxied_to,
-                                 note=None if ok else "client gone")
+                                 client=self.client, forwarded=forwarded, proxied_to=proxied_to)
+                ok = self._write(data)
                 if not ok or not keep:
                     return
         finally:
@@ -604,6 +608,17 @@ class _Connection:
         if after is not None:
             after()
         return ok and keep
+
+
+def _drain(rfile: Any, n: int) -> None:
+    try:
+        while n > 0:
+            chunk = rfile.read1(min(n, 65536))
+            if not chunk:
+                return
+            n -= len(chunk)
+    except (OSError, ValueError):
+        pass
 
 
 def _is_loopback(ip: str) -> bool:

@@ -1,0 +1,67 @@
+"""Append-only record of every change: one JSON line per write (who, what, UPID, result).
+
+File: `$PVECTL_AUDIT_LOG`, else `$XDG_STATE_HOME/pvectl/audit.jsonl` (default
+`~/.local/state/pvectl/audit.jsonl`). Lines are appended with O_APPEND (atomic for lines this size on
+local filesystems), mode 0600. Secrets never reach it: `cipassword` and anything named like a secret
+are replaced by `<hidden>`, and every value passes through `errors.redact`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import redact
+
+HIDDEN_KEYS = frozenset({"cipassword", "password", "secret", "token", "token_value"})
+
+
+def audit_path() -> str:
+    explicit = os.environ.get("PVECTL_AUDIT_LOG")
+    if explicit:
+        return os.path.expanduser(explicit)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "pvectl", "audit.jsonl")
+
+
+def clean_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: ("<hidden>" if k in HIDDEN_KEYS else redact(str(v)) if isinstance(v, str) else v)
+            for k, v in (params or {}).items()}
+
+
+def record(*, cluster: str, token_id: str, command: str, event: str, method: str | None = None,
+           path: str | None = None, params: Mapping[str, Any] | None = None, upid: str | None = None,
+           result: str | None = None, node: str | None = None) -> None:
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cluster": cluster, "token_id": token_id,
+             "command": redact(command), "event": event}
+    if method:
+        entry.update(method=method, path=path, node=node, params=clean_params(params))
+    if upid:
+        entry["upid"] = upid
+    if result is not None:
+        entry["result"] = redact(result)
+    path_ = audit_path()
+    os.makedirs(os.path.dirname(path_), mode=0o700, exist_ok=True)
+    fd = os.open(path_, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read(limit: int | None = None) -> list[dict[str, Any]]:
+    try:
+        with open(audit_path(), encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines[-limit:] if limit else lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

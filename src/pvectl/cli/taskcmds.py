@@ -1,0 +1,111 @@
+"""Task commands: task status|wait|log|list."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from ..render import Column
+
+if TYPE_CHECKING:
+    from .main import Context
+
+
+def _task(ctx: Context):  # noqa: ANN202
+    from ..errors import UsageError
+    from ..upid import Upid
+
+    try:
+        upid = Upid.parse(ctx.args.upid)
+    except ValueError as exc:
+        raise UsageError(f"{exc}", hint="a UPID looks like UPID:pve1:0000A1B2:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:") from None
+    return ctx.cluster.tasks.get(upid)
+
+
+def status(ctx: Context) -> int:
+    st = _task(ctx).status()
+    if ctx.output == "table":
+        from ..render import kv
+
+        kv(st.to_dict())
+    else:
+        ctx.emit(st.to_dict())
+    return 0
+
+
+def wait(ctx: Context) -> int:
+    from ..tasks import Deadline
+
+    task = _task(ctx)
+    progress = _progress_printer(ctx)
+    try:
+        res = task.wait(Deadline(ctx.args.timeout), on_progress=progress)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"pvectl: stopped waiting; the task keeps running. Resume with: pvectl task wait {task}\n")
+        return 130
+    finally:
+        if progress is not None:
+            sys.stderr.write("\n")
+    if ctx.output == "table":
+        print(f"{task}: {res.exitstatus}")
+        for w in res.warnings:
+            print(f"  {w}")
+    else:
+        ctx.emit(res.to_dict())
+    return 0
+
+
+def _progress_printer(ctx: Context):  # noqa: ANN202
+    if not sys.stderr.isatty():
+        return None
+
+    def show(p) -> None:  # noqa: ANN001
+        if p.fraction is not None:
+            bar = int(p.fraction * 30)
+            sys.stderr.write(f"\r[{'#' * bar}{'.' * (30 - bar)}] {p.fraction * 100:5.1f}%")
+            sys.stderr.flush()
+    return show
+
+
+def log(ctx: Context) -> int:
+    task = _task(ctx)
+    limit = ctx.args.limit
+    if not ctx.args.follow:
+        lines, total = task.log(start=0, limit=0)
+        if limit:
+            lines = lines[-limit:]
+        if ctx.output == "table":
+            for line in lines:
+                print(line)
+        else:
+            ctx.emit({"upid": str(task), "total": total, "lines": lines})
+        return 0
+    # --follow: print new lines as they arrive until the task stops
+    delay = 0.1
+    try:
+        while True:
+            for line in task.read_new_lines():
+                print(line, flush=True)
+                delay = 0.1
+            if not task.status().running:
+                for line in task.read_new_lines():
+                    print(line, flush=True)
+                return 0
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def list_(ctx: Context) -> int:
+    a = ctx.args
+    vmid = None
+    if a.vm:
+        vmid = ctx.cluster.vms.resolve(a.vm).vmid
+    tasks = ctx.cluster.tasks.list(node=a.node, running=a.running, vmid=vmid, limit=a.limit)
+    ctx.emit([t.to_dict() for t in tasks],
+             columns=[Column("starttime", "STARTED", lambda v: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))),
+                      Column("node", "NODE"), Column("type", "TYPE"), Column("id", "ID"), Column("user", "USER"),
+                      Column("status", "STATUS"), Column("upid", "UPID")])
+    return 0

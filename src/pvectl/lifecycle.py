@@ -1,0 +1,298 @@
+"""VM writes besides provisioning: power, guarded delete, resize, set.
+
+Every operation reads fresh state just before it writes, applies the rules of `guards`, and sends
+through a `Writer` (audit log, or curl lines with --dry-run). Operations that Proxmox runs as tasks
+are waited for with one deadline, unless `wait=False`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import guards
+from .errors import GuardRefused, TaskFailed, UsageError
+from .tasks import Deadline, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .cluster import Cluster
+    from .tasks import Progress
+    from .vms import VmSummary
+    from .writes import Writer
+
+POWER_ACTIONS = ("start", "shutdown", "stop", "reboot")
+MIB = 1024**2
+_UNITS = {"": 1, "K": 1024, "M": MIB, "G": 1024**3, "T": 1024**4}
+
+
+@dataclass
+class OpResult:
+    """What one operation did: `outcome` is done | already | started (no wait) | planned (dry run)."""
+
+    vmid: int
+    name: str
+    node: str
+    action: str
+    outcome: str
+    upid: str | None = None
+    exitstatus: str | None = None
+    detail: str = ""
+    warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"vmid": self.vmid, "name": self.name, "node": self.node, "action": self.action,
+             "outcome": self.outcome, "upid": self.upid, "exitstatus": self.exitstatus, "detail": self.detail}
+        if self.warnings:
+            d["warnings"] = self.warnings
+        d.update(self.extra)
+        return d
+
+
+def parse_memory_mib(text: str | int) -> int:
+    """`4096` (MiB, as Proxmox's `memory`), `4G`, `512M`, `4GiB` -> MiB."""
+    s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = s[-1] if s and s[-1] in "KMGT" else ""
+    number = s[:-1] if unit else s
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"invalid memory size '{text}': use MiB (4096) or a unit (4G, 512M)") from None
+    mib = int(value if not unit else value * _UNITS[unit] / MIB)
+    if mib < 16:
+        raise UsageError(f"memory {text} is below Proxmox's minimum of 16 MiB")
+    return mib
+
+
+def parse_prop(value: str) -> tuple[str | None, dict[str, str]]:
+    """A drive property string `local-lvm:vm-100-disk-0,iothread=1,size=32G` -> (volid, options)."""
+    first: str | None = None
+    opts: dict[str, str] = {}
+    for i, part in enumerate(value.split(",")):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            opts[k] = v
+        elif i == 0:
+            first = part
+    return first, opts
+
+
+def _status(cluster: Cluster, vm: VmSummary) -> dict[str, Any]:
+    return cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+
+
+def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
+          on_progress: Callable[[Progress], None] | None = None) -> Any:
+    try:
+        res = Task(cluster, upid).wait(deadline, on_progress=on_progress)
+    except TaskFailed as exc:
+        writer.task_done(upid, exc.exitstatus)
+        raise
+    writer.task_done(upid, res.exitstatus)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- power
+def power(cluster: Cluster, ref: str | int, action: str, *, writer: Writer, deadline: Deadline | float | None = None,
+          wait: bool = True, timeout: int | None = None, force_stop: bool = False, yes: bool = False) -> OpResult:
+    """start | shutdown | stop | reboot. Starting a running VM or stopping a stopped one is reported
+    as already in that state and sends nothing (Proxmox would start a task that fails with `VM N
+    already running`, or one that does nothing: pve-semantics row 3)."""
+    if action not in POWER_ACTIONS:
+        raise UsageError(f"unknown power action '{action}'")
+    deadline = Deadline.of(deadline)
+    vm = cluster.vms.resolve(ref)
+    st = _status(cluster, vm)
+    status = st.get("status", "unknown")
+    qmp = st.get("qmpstatus", status)
+    res = OpResult(vm.vmid, vm.name, vm.node, action, "done")
+    if st.get("template"):
+        raise GuardRefused(f"VM {vm.vmid} ({vm.name}) is a template: it cannot be {action}ed",
+                           "clone it first: pvectl vm clone TEMPLATE NAME")
+    if action == "start" and status == "running":
+        res.outcome, res.detail = "already", f"already running (qmpstatus {qmp})"
+        return res
+    if action in ("shutdown", "stop") and status == "stopped":
+        res.outcome, res.detail = "already", "already stopped"
+        return res
+    if action == "reboot" and status != "running":
+        raise GuardRefused(f"VM {vm.vmid} ({vm.name}) is {status}: only a running VM can be rebooted",
+                           f"start it instead: pvectl vm start {vm.vmid}")
+    if action == "stop":
+        guards.check_stop(vmid=vm.vmid, yes=yes)
+    params: dict[str, Any] = {}
+    if action == "shutdown":
+        if timeout is not None:
+            params["timeout"] = timeout
+        if force_stop:
+            params["forceStop"] = 1
+    from .writes import Write
+
+    upid = writer.send(Write("POST", f"/nodes/{vm.node}/qemu/{vm.vmid}/status/{action}", params, vm.node,
+                             f"{action} VM {vm.vmid} ({vm.name}) on {vm.node}"))
+    if upid is None:
+        res.outcome = "planned"
+        return res
+    res.upid = upid
+    if not wait:
+        res.outcome = "started"
+        return res
+    result = _wait(cluster, writer, upid, deadline)
+    res.exitstatus, res.warnings = result.exitstatus, result.warnings
+    return res
+
+
+# --------------------------------------------------------------------------------------------- delete
+def delete(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
+           purge: bool = True, destroy_unreferenced_disks: bool = True, allow_template: bool = False,
+           yes: bool = False, wait: bool = True, confirm: Callable[[str], bool] | None = None) -> OpResult:
+    """Destroy a VM after the guards of DESIGN §5, checked on fresh state. `confirm(name)` is asked
+    when `yes` is False (the CLI types the VM name on a terminal)."""
+    deadline = Deadline.of(deadline)
+    vm = cluster.vms.resolve(ref)
+    st = _status(cluster, vm)
+    config = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", {"current": 1}, node=vm.node)
+    if st.get("lock") and "lock" not in config:
+        config["lock"] = st["lock"]
+    ranges = cluster.config.vmid_ranges
+    confirmed = yes or (confirm is not None and confirm(vm.name))
+    guards.check_delete(vmid=vm.vmid, name=vm.name, status=st.get("status", "unknown"), config=config,
+                        vm_range=ranges.vms, template_range=ranges.templates, allow_template=allow_template,
+                        yes=confirmed)
+    from .writes import Write
+
+    disks = []
+    for key, value in sorted(config.items()):
+        if key.rstrip("0123456789") in ("ide", "scsi", "virtio", "sata", "efidisk", "tpmstate", "unused"):
+            volid, opts = parse_prop(str(value))
+            if volid and ":" in volid and (opts.get("media") != "cdrom" or "cloudinit" in volid):
+                disks.append(volid)
+    params = {}
+    if purge:
+        params["purge"] = 1
+    if destroy_unreferenced_disks:
+        params["destroy-unreferenced-disks"] = 1
+    res = OpResult(vm.vmid, vm.name, vm.node, "delete", "done", extra={"disks": disks})
+    upid = writer.send(Write("DELETE", f"/nodes/{vm.node}/qemu/{vm.vmid}", params, vm.node,
+                             f"delete VM {vm.vmid} ({vm.name}) on {vm.node} and its disks: {', '.join(disks) or 'none'}"))
+    if upid is None:
+        res.outcome = "planned"
+        return res
+    res.upid = upid
+    if not wait:
+        res.outcome = "started"
+        return res
+    result = _wait(cluster, writer, upid, deadline)
+    res.exitstatus, res.warnings = result.exitstatus, result.warnings
+    lines, _ = Task(cluster, upid).log(start=0, limit=0)
+    res.extra["log"] = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("TASK ")]
+    return res
+
+
+# ------------------------------------------------------------------------------------ resize and set
+def _pending_keys(cluster: Cluster, vm: VmSummary) -> set[str]:
+    items = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/pending", node=vm.node)
+    return {i["key"] for i in items if "pending" in i or i.get("delete")}
+
+
+def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
+           cores: int | None = None, memory: str | int | None = None, disk: str | None = None,
+           size: str | None = None, allow_running: bool = False) -> OpResult:
+    """CPU/memory (config PUT with digest) and disk growth (resize task). A shrink is refused before
+    any request; CPU/memory on a running VM needs `allow_running` and the result says whether each
+    change was hot-plugged or stays pending until the next start (pve-semantics §7.4)."""
+    deadline = Deadline.of(deadline)
+    if cores is None and memory is None and disk is None:
+        raise UsageError("nothing to resize: give --cores, --memory and/or --disk DISK --size SIZE")
+    if (disk is None) != (size is None):
+        raise UsageError("--disk and --size go together (e.g. --disk scsi0 --size +10G)")
+    if cores is not None and not 1 <= cores <= 1024:
+        raise UsageError(f"--cores {cores} is out of range (1-1024)")
+    mem_mib = parse_memory_mib(memory) if memory is not None else None
+    vm = cluster.vms.resolve(ref)
+    st = _status(cluster, vm)
+    running = st.get("status") == "running"
+    config = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", node=vm.node)
+    from .writes import Write
+
+    res = OpResult(vm.vmid, vm.name, vm.node, "resize", "done")
+    new_size = None
+    if disk is not None:
+        current = None
+        if disk in config:
+            _, opts = parse_prop(str(config[disk]))
+            if opts.get("media") == "cdrom":
+                raise GuardRefused(f"{disk} of VM {vm.vmid} is a CD-ROM drive; it cannot be resized")
+            current = guards.parse_disk_size(opts["size"])[1] if "size" in opts else None
+        new_size = guards.check_disk_resize(vmid=vm.vmid, disk=disk, current=current, size=size or "")
+        res.extra["disk"] = {"disk": disk, "from": current, "to": new_size}
+    changes: dict[str, Any] = {}
+    if cores is not None:
+        changes["cores"] = cores
+    if mem_mib is not None:
+        changes["memory"] = str(mem_mib)
+    if changes:
+        guards.check_running_change(vmid=vm.vmid, running=running, allow_running=allow_running, keys=list(changes))
+        params = dict(changes, digest=config["digest"])
+        writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
+                          f"set {', '.join(f'{k}={v}' for k, v in changes.items())} on VM {vm.vmid} ({vm.name})"))
+        if not writer.dry_run:
+            pending = _pending_keys(cluster, vm) if running else set()
+            res.extra["applied"] = {k: ("pending until the next start" if k in pending else "applied")
+                                    for k in changes}
+    if disk is not None and new_size is not None and new_size != res.extra["disk"]["from"]:
+        # `+N` is sent as given; an absolute size as bytes-exact G/M when possible
+        upid = writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/resize", {"disk": disk, "size": size},
+                                 vm.node, f"grow {disk} of VM {vm.vmid} ({vm.name}) to {new_size / 1024**3:.1f} GiB"))
+        if upid is not None:
+            res.upid = upid
+            result = _wait(cluster, writer, upid, deadline)
+            res.exitstatus = result.exitstatus
+    if writer.dry_run:
+        res.outcome = "planned"
+    return res
+
+
+def set_config(cluster: Cluster, ref: str | int, assignments: dict[str, str], *, writer: Writer,
+               delete: list[str] | None = None, allow_running: bool = True) -> OpResult:
+    """Any other config key, validated against the official schema before sending, and sent with the
+    config `digest` so a concurrent edit is detected (500 `checksum mismatch`), not overwritten."""
+    vm = cluster.vms.resolve(ref)
+    params: dict[str, Any] = dict(assignments)
+    if delete:
+        params["delete"] = ",".join(delete)
+    if not params:
+        raise UsageError("nothing to set: give key=value pairs and/or --delete KEY")
+    validate_config_params(vm, params)
+    config = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", node=vm.node)
+    st = _status(cluster, vm)
+    running = st.get("status") == "running"
+    from .writes import Write
+
+    params["digest"] = config["digest"]
+    writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
+                      f"set {', '.join(f'{k}={v}' for k, v in assignments.items())}"
+                      f"{' delete ' + ','.join(delete) if delete else ''} on VM {vm.vmid} ({vm.name})"))
+    res = OpResult(vm.vmid, vm.name, vm.node, "set", "planned" if writer.dry_run else "done")
+    if not writer.dry_run:
+        pending = _pending_keys(cluster, vm) if running else set()
+        res.extra["applied"] = {k: ("pending until the next start" if k in pending else "applied")
+                                for k in [*assignments, *(delete or [])]}
+    return res
+
+
+def validate_config_params(vm: VmSummary, params: dict[str, Any]) -> None:
+    """Check keys and values against the official schema (PUT /nodes/{node}/qemu/{vmid}/config)
+    before anything is sent; errors name each field."""
+    from .sim.schema import ParamError, Schema
+
+    schema = Schema.load()
+    endpoint = schema.endpoint("PUT", "/nodes/{node}/qemu/{vmid}/config")
+    try:
+        schema.validate(endpoint, {"node": vm.node, "vmid": str(vm.vmid), **params})
+    except ParamError as exc:
+        detail = "; ".join(f"{k}: {v.strip()}" for k, v in exc.errors.items())
+        raise UsageError(f"invalid config for VM {vm.vmid}: {detail}",
+                         hint="nothing was sent; see the key's format in the Proxmox API viewer (qemu config)") from None

@@ -1,0 +1,277 @@
+"""Tasks (UPIDs): status, log, waiting with a deadline, progress parsed from the log.
+
+`Task.wait()` returns only when the task has stopped. `OK` and `WARNINGS: n` succeed (the warnings
+are returned); anything else raises `TaskFailed` with the exit status and the last log lines; at the
+deadline it raises `TaskTimeout` carrying the UPID. Polling starts at ~100 ms and backs off to a few
+seconds, never past the time the progress lines predict for the end. The log is read incrementally
+(`start=`), so a long clone costs one small request per poll, not the whole log again.
+
+Facts: task status has `status` running|stopped and `exitstatus` only once stopped; the exit status
+is read from the final line `TASK OK` / `TASK WARNINGS: n` / `TASK ERROR: msg` (pve-common
+UPID.pm::read_status; pve-semantics §1.2, §2). The log endpoint's `n` is 1-based, `start` 0-based.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import TaskFailed, TaskTimeout
+from .upid import Upid
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "PiB": 1024**5}
+# qemu-img convert: `transferred 330.2 MiB of 32.0 GiB (1.01%)`; drive-mirror:
+# `drive-scsi0: transferred 1.1 GiB of 20.0 GiB (5.70%) in 4s` (pve-semantics §2.1)
+_COPY_RE = re.compile(r"transferred ([\d.]+) (\w+) of ([\d.]+) (\w+) \(([\d.]+)%\)")
+# live migration: `migration active, transferred 1.1 GiB of 4.0 GiB VM-state, 399.1 MiB/s` (§2.2)
+_MIGRATE_RE = re.compile(r"migration \w+, transferred ([\d.]+) (\w+) of ([\d.]+) (\w+) VM-state")
+
+
+class Deadline:
+    """One deadline for a whole workflow (clone + configure + start + wait for IP)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, seconds: float | None) -> None:
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    @classmethod
+    def of(cls, value: Deadline | float | None) -> Deadline:
+        return value if isinstance(value, Deadline) else cls(value)
+
+    def remaining(self) -> float | None:
+        return None if self.at is None else self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What the log says so far. `fraction` is None when the task prints no progress lines."""
+
+    upid: str
+    fraction: float | None
+    done_bytes: int | None
+    total_bytes: int | None
+    line: str
+    phase: str = "copy"          # copy | migrate
+
+
+def parse_progress(line: str) -> tuple[float, int, int, str] | None:
+    m = _COPY_RE.search(line)
+    phase = "copy"
+    if m is None:
+        m = _MIGRATE_RE.search(line)
+        phase = "migrate"
+        if m is None:
+            return None
+        done = float(m.group(1)) * _UNITS.get(m.group(2), 1)
+        total = float(m.group(3)) * _UNITS.get(m.group(4), 1)
+        return (min(done / total, 1.0) if total else 0.0), int(done), int(total), phase
+    done = float(m.group(1)) * _UNITS.get(m.group(2), 1)
+    total = float(m.group(3)) * _UNITS.get(m.group(4), 1)
+    return float(m.group(5)) / 100, int(done), int(total), phase
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    upid: str
+    node: str
+    type: str
+    id: str
+    user: str
+    status: str                  # running | stopped
+    exitstatus: str | None
+    starttime: int
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def ok(self) -> bool:
+        # pve-common UPID.pm::status_is_error: everything but OK and WARNINGS: n is an error
+        return self.exitstatus is not None and (self.exitstatus == "OK" or
+                                                re.fullmatch(r"WARNINGS: \d+", self.exitstatus) is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"upid": self.upid, "node": self.node, "type": self.type, "id": self.id, "user": self.user,
+                "status": self.status, "exitstatus": self.exitstatus, "starttime": self.starttime}
+
+
+@dataclass(slots=True)
+class TaskResult:
+    upid: str
+    exitstatus: str
+    warnings: list[str] = field(default_factory=list)
+    polls: int = 0
+    log_tail: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"upid": self.upid, "exitstatus": self.exitstatus, "warnings": self.warnings}
+
+
+class Backoff:
+    """Poll intervals: 0.1 s, growing 1.5x up to `cap`, cut short when progress predicts the end."""
+
+    def __init__(self, first: float = 0.1, factor: float = 1.5, cap: float = 3.0) -> None:
+        self.first = first
+        self.factor = factor
+        self.cap = cap
+
+    def intervals(self) -> Any:
+        interval = self.first
+        while True:
+            yield interval
+            interval = min(interval * self.factor, self.cap)
+
+
+class Task:
+    """A Proxmox task, addressed by its UPID (polling goes to the UPID's node first)."""
+
+    def __init__(self, cluster: Cluster, upid: str | Upid) -> None:
+        self._cluster = cluster
+        self._t = cluster.transport
+        self.upid = upid if isinstance(upid, Upid) else Upid.parse(upid)
+        self._log: list[str] = []       # lines read so far (incremental)
+        self._log_total = 0
+
+    def __str__(self) -> str:
+        return str(self.upid)
+
+    @property
+    def node(self) -> str:
+        return self.upid.node
+
+    def _path(self, what: str) -> str:
+        from urllib.parse import quote
+
+        return f"/nodes/{self.node}/tasks/{quote(str(self.upid), safe='')}/{what}"
+
+    def status(self) -> TaskStatus:
+        d = self._t.get(self._path("status"), node=self.node)
+        return TaskStatus(upid=str(self.upid), node=self.node, type=d.get("type", self.upid.type),
+                          id=str(d.get("id", self.upid.id)), user=self.upid.user, status=d.get("status", "running"),
+                          exitstatus=d.get("exitstatus"), starttime=int(d.get("starttime", self.upid.starttime)))
+
+    def log(self, start: int = 0, limit: int = 50) -> tuple[list[str], int]:
+        """Lines [start, start+limit) (`limit=0`: all remaining) and the log's total line count."""
+        res = self._t.request("GET", self._path("log"), {"start": start, "limit": limit}, node=self.node, raw=True)
+        return [e.get("t", "") for e in (res.data or [])], int(res.total or 0)
+
+    def read_new_lines(self) -> list[str]:
+        """Lines appended since the last call (the log endpoint's `start` is 0-based)."""
+        lines, total = self.log(start=len(self._log), limit=0)
+        if total == 1 and lines and lines[0] == "no content":
+            return []
+        self._log.extend(lines)
+        self._log_total = total
+        return lines
+
+    def tail(self, n: int = 10) -> list[str]:
+        if not self._log:
+            lines, total = self.log(start=0, limit=0)
+            self._log = lines
+        return self._log[-n:]
+
+    def wait(self, deadline: Deadline | float | None = None, *,
+             on_progress: Callable[[Progress], None] | None = None,
+             on_line: Callable[[str], None] | None = None, backoff: Backoff | None = None) -> TaskResult:
+        deadline = Deadline.of(deadline)
+        started = time.monotonic()
+        polls = 0
+        want_log = on_progress is not None or on_line is not None
+        last_fraction: float | None = None
+        for interval in (backoff or Backoff()).intervals():
+            st = self.status()
+            polls += 1
+            if want_log:
+                for line in self.read_new_lines():
+                    if on_line is not None:
+                        on_line(line)
+                    parsed = parse_progress(line)
+                    if parsed is not None:
+                        last_fraction = parsed[0]
+                        if on_progress is not None:
+                            on_progress(Progress(str(self.upid), parsed[0], parsed[1], parsed[2], line, parsed[3]))
+            if not st.running:
+                return self._finish(st, polls)
+            remaining = deadline.remaining()
+            if remaining is not None and remaining <= 0:
+                raise TaskTimeout(str(self.upid), node=self.node,
+                                  message=f"task {self.upid.type} on {self.node} is still running at the deadline")
+            sleep = interval
+            if last_fraction and 0 < last_fraction < 1:
+                # the log's own progress predicts the end: do not sleep past it
+                elapsed = time.monotonic() - started
+                eta = elapsed * (1 - last_fraction) / last_fraction
+                sleep = max(0.05, min(sleep, eta))
+            if remaining is not None:
+                sleep = min(sleep, max(remaining, 0.0))
+            time.sleep(sleep)
+        raise AssertionError("unreachable")
+
+    def _finish(self, st: TaskStatus, polls: int) -> TaskResult:
+        exitstatus = st.exitstatus or "unexpected status"
+        if st.ok:
+            warnings: list[str] = []
+            if exitstatus != "OK":
+                lines, _ = self.log(start=0, limit=0)
+                self._log = lines
+                warnings = [ln for ln in lines if ln.startswith("WARN: ")]
+            return TaskResult(str(self.upid), exitstatus, warnings, polls)
+        lines, _ = self.log(start=0, limit=0)
+        self._log = lines
+        tail = [ln for ln in lines if not ln.startswith("TASK ")][-8:]
+        raise TaskFailed(str(self.upid), exitstatus, tail, node=self.node)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    upid: str
+    node: str
+    type: str
+    id: str
+    user: str
+    status: str                  # RUNNING, OK, WARNINGS: n, or the error text
+    starttime: int
+    endtime: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"upid": self.upid, "node": self.node, "type": self.type, "id": self.id, "user": self.user,
+                "status": self.status, "starttime": self.starttime, "endtime": self.endtime}
+
+
+class TasksApi:
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def get(self, upid: str | Upid) -> Task:
+        return Task(self._cluster, upid)
+
+    def list(self, *, node: str | None = None, running: bool = False, vmid: int | None = None,
+             limit: int = 50) -> list[TaskSummary]:
+        """Tasks per node (GET /nodes/{node}/tasks; pve-semantics §1.3). `source=all` so running
+        tasks are included; `running=True` keeps only those."""
+        nodes = [node] if node else [n.name for n in self._cluster.nodes.list() if n.status == "online"]
+        out: list[TaskSummary] = []
+        for name in nodes:
+            params: dict[str, Any] = {"source": "active" if running else "all", "limit": limit}
+            if vmid is not None:
+                params["vmid"] = vmid
+            for e in self._cluster.transport.get(f"/nodes/{name}/tasks", params, node=name):
+                user = e.get("user", "")
+                if e.get("tokenid"):
+                    user = f"{user}!{e['tokenid']}"
+                out.append(TaskSummary(upid=e["upid"], node=e.get("node", name), type=e.get("type", ""),
+                                       id=str(e.get("id", "")), user=user, status=e.get("status", ""),
+                                       starttime=int(e.get("starttime", 0)), endtime=e.get("endtime")))
+        out.sort(key=lambda t: t.starttime, reverse=True)
+        return out

@@ -1,0 +1,125 @@
+"""The single path every change to a cluster takes: send it (and audit it), or, with `--dry-run`,
+print it as the curl command the seed would use and send nothing.
+
+Dry-run curl lines are always correctly encoded (`--data-urlencode` for every value: the seed's
+`-d "a=b=c"` is mangled by Proxmox's form decoder, spec/seed-errata.md §1), verify TLS with the
+configured CA, and never contain the secret: the Authorization header reads it at run time, from
+the same source pvectl uses (`$(pass show PATH)`, the token file, or the environment).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from . import audit
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    method: str                   # POST | PUT | DELETE
+    path: str                     # relative to /api2/json
+    params: dict[str, Any]
+    node: str                     # the node to send it to (the VM's node)
+    summary: str                  # one line for humans: "start VM 105 on pve2"
+
+
+@dataclass
+class Writer:
+    cluster: Cluster
+    command: str                  # the command line, for the audit log
+    dry_run: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    planned: list[Write] = field(default_factory=list)
+
+    def send(self, write: Write) -> Any:
+        """Send one write; returns its data (a UPID for async calls, None for sync ones).
+        In dry-run mode prints the curl line and returns None."""
+        self.planned.append(write)
+        if self.dry_run:
+            self.out.write(f"# {write.summary}\n{curl_line(self.cluster, write)}\n")
+            return None
+        try:
+            data = self.cluster.transport.request(write.method, write.path, write.params, node=write.node)
+        except Exception as exc:
+            self._audit("write", write, result=f"error: {exc}")
+            raise
+        upid = data if isinstance(data, str) and data.startswith("UPID:") else None
+        self._audit("write", write, upid=upid, result="task started" if upid else "ok")
+        return data
+
+    def task_done(self, upid: str, result: str) -> None:
+        """Record how a task this command started ended (OK, WARNINGS: n, or the error)."""
+        if not self.dry_run:
+            self._audit("task", None, upid=upid, result=result)
+
+    def _audit(self, event: str, write: Write | None, *, upid: str | None = None, result: str) -> None:
+        cfg = self.cluster.config
+        token_id = _token_id(self.cluster)
+        try:
+            audit.record(cluster=cfg.name, token_id=token_id, command=self.command, event=event,
+                         method=write.method if write else None, path=write.path if write else None,
+                         params=write.params if write else None, node=write.node if write else None,
+                         upid=upid, result=result)
+        except OSError as exc:       # an unwritable audit log must not turn a done write into a failure
+            sys.stderr.write(f"pvectl: warning: could not append to the audit log: {exc}\n")
+
+
+def _token_id(cluster: Cluster) -> str:
+    try:
+        from .credentials import load_token
+
+        return load_token(cluster.config).token_id
+    except Exception:  # noqa: BLE001 - the audit record must not fail on this
+        return "?"
+
+
+def secret_expression(cluster: Cluster) -> tuple[str, str]:
+    """Shell expressions for the token id and secret, read at run time from pvectl's own source."""
+    import os
+
+    creds = cluster.config.credentials
+    if os.environ.get("PVECTL_TOKEN_ID") and os.environ.get("PVECTL_TOKEN_SECRET"):
+        return "$PVECTL_TOKEN_ID", "$PVECTL_TOKEN_SECRET"
+    if creds.token_file:
+        f = shlex.quote(creds.token_file)
+        token_id = creds.token_id or f"$(head -1 {f})"
+        return token_id, f"$(tail -1 {f})"
+    path = shlex.quote(creds.pass_path or "proxmox/api-token")
+    token_id = creds.token_id or f"$(pass show {path} | head -1)"
+    return token_id, f"$(pass show {path} | tail -1)"
+
+
+def curl_line(cluster: Cluster, write: Write) -> str:
+    from urllib.parse import quote
+
+    cfg = cluster.config
+    node = cfg.node(write.node) if cfg.has_node(write.node) else cfg.nodes[0]
+    token_id, secret = secret_expression(cluster)
+    tls = cfg.tls
+    if tls and tls.insecure and not tls.ca_file:
+        tls_opt = "-k"
+    elif tls and tls.ca_file:
+        tls_opt = f"--cacert {shlex.quote(tls.ca_file)}"
+    else:
+        tls_opt = ""
+    url = f"https://{node.host}:{node.port}/api2/json{quote(write.path, safe='/:@!')}"
+    parts = ["curl -s", tls_opt, f"-X {write.method}",
+             f'-H "Authorization: PVEAPIToken={token_id}={secret}"']
+    if write.method in ("POST", "PUT"):
+        for key, value in write.params.items():
+            value = "1" if value is True else "0" if value is False else str(value)
+            parts.append("--data-urlencode " + shlex.quote(f"{key}={value}"))
+        parts.append(shlex.quote(url))
+    else:
+        if write.params:
+            from .http import encode_params
+
+            url += "?" + encode_params(write.params)
+        parts.append(shlex.quote(url))
+    return " ".join(p for p in parts if p)

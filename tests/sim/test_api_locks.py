@@ -1,0 +1,93 @@
+"""Config flocks and the `lock` property: what a held lock does to other operations.
+
+Spec: pve-semantics §3.2 (VM is locked: SYNC or TASK), §3.3 (flock timeouts, `trying to acquire lock...`),
+§3.4 (clone locking; more in test_api_clone), row 5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import FULL, FULL_SECRET, Client, auth, make_state, wait_until
+
+from pvectl.sim.backend import Backend
+from pvectl.sim.routes import Api
+from pvectl.sim.schema import Schema
+
+TIMEOUT_100 = "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout"
+
+
+def test_held_flock_makes_stop_time_out(client: Client, backend: Backend) -> None:
+    backend.hold_lock(100)
+    status, lines = client.run("POST", "/nodes/pve1/qemu/100/status/stop")
+    assert status == TIMEOUT_100
+    assert lines == ["trying to acquire lock...", f"TASK ERROR: {TIMEOUT_100}"]
+    assert client.get("/nodes/pve1/qemu/100/status/current")["status"] == "running"
+    backend.release_lock(100)
+    assert client.run("POST", "/nodes/pve1/qemu/100/status/stop")[0] == "OK"
+
+
+def test_held_flock_makes_config_put_time_out(client: Client, backend: Backend) -> None:
+    backend.hold_lock(100, kind="")
+    r = client.fail("PUT", "/nodes/pve1/qemu/100/config", {"name": "x"})
+    assert (r.status, r.reason) == (500, TIMEOUT_100)
+    # POST runs the same update in a task
+    status, _ = client.run("POST", "/nodes/pve1/qemu/100/config", {"name": "x"})
+    assert status == TIMEOUT_100
+    backend.release_lock(100)
+    assert client.ok("PUT", "/nodes/pve1/qemu/100/config", {"name": "x"}) is None
+
+
+def test_lock_property_is_checked_sync_by_config(client: Client, backend: Backend) -> None:
+    backend.hold_lock(100)                       # kind "backup": `lock: backup` while it runs
+    assert client.get("/nodes/pve1/qemu/100/config")["lock"] == "backup"
+    assert client.get("/nodes/pve1/qemu/100/status/current")["lock"] == "backup"
+    entry = next(e for e in client.get("/cluster/resources", {"type": "vm"}) if e["vmid"] == 100)
+    assert entry["lock"] == "backup"            # read live (§10.2)
+    r = client.fail("PUT", "/nodes/pve1/qemu/100/config", {"name": "x"})
+    assert (r.status, r.reason) == (500, "VM is locked (backup)")
+    r = client.fail("POST", "/nodes/pve1/qemu/100/clone", {"newid": 300})
+    assert (r.status, r.reason) == (500, "VM is locked (backup)")
+    backend.release_lock(100)
+    assert "lock" not in client.get("/nodes/pve1/qemu/100/config")
+
+
+def test_lock_property_without_flock_fails_power_tasks(client: Client, backend: Backend) -> None:
+    backend.state.vms[100].config["lock"] = "migrate"
+    backend.state.vms[103].config["lock"] = "migrate"
+    status, _ = client.run("POST", "/nodes/pve1/qemu/100/status/shutdown")
+    assert status == "VM is locked (migrate)"
+    status, _ = client.run("POST", "/nodes/pve1/qemu/103/status/start")
+    assert status == "VM is locked (migrate)"
+    status, _ = client.run("PUT", "/nodes/pve1/qemu/103/resize", {"disk": "scsi0", "size": "+1G"})
+    assert status == "VM is locked (migrate)"
+    # a stopped VM's stop returns before the lock check (row 3)
+    assert client.run("POST", "/nodes/pve1/qemu/103/status/stop")[0] == "OK"
+
+
+@pytest.fixture
+def slow(schema: Schema) -> Iterator[tuple[Client, Backend]]:
+    """time_scale 0.1: a 10 s flock wait is a full second, time enough to release the lock."""
+    b = Backend(make_state(), time_scale=0.1)
+    b.add_token(FULL, FULL_SECRET)
+    yield Client(Api(b, schema), auth(FULL, FULL_SECRET)), b
+    b.close()
+
+
+def test_waiting_task_gets_the_lock(slow: tuple[Client, Backend]) -> None:
+    client, backend = slow
+    backend.hold_lock(100, kind="")
+    upid = client.ok("POST", "/nodes/pve1/qemu/100/status/stop")
+    wait_until(lambda: client.log(upid)[:1] == ["trying to acquire lock..."], "waiting line")
+    backend.release_lock(100)
+    assert client.wait(upid)["exitstatus"] == "OK"
+    assert client.log(upid) == ["trying to acquire lock... OK", "TASK OK"]
+
+
+def test_stop_held_task(client: Client, backend: Backend) -> None:
+    import urllib.parse
+    upid = backend.hold_lock(100)
+    client.ok("DELETE", f"/nodes/pve1/tasks/{urllib.parse.quote(upid, safe='')}")
+    assert client.wait(upid)["exitstatus"] == "received interrupt"
+    assert "lock" not in client.get("/nodes/pve1/qemu/100/config")

@@ -10,9 +10,10 @@ Names are imported on first use, so `import pvectl.errors` (and the CLI's start-
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
 if TYPE_CHECKING:
+    from typing import Any
+
     from . import errors
     from .cluster import Cluster
     from .config import Config, load_config

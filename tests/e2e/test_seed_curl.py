@@ -24,6 +24,7 @@ import os
 import re
 import shlex
 import shutil
+import ssl
 import subprocess
 import tempfile
 import urllib.parse
@@ -274,7 +275,10 @@ def test_verifying_variant_really_verifies(tools: None, sim_process: SimProcess,
     seed = SeedShell(sim_process, pass_store, curl_home, "cacert", keys_file)
     cmd = seed.command("Cluster health and node membership")
     assert seed.json("Cluster health and node membership")
-    wrong_ca = cmd.replace(shlex.quote(str(sim_process.ca_path)), "/etc/ssl/certs/ca-certificates.crt")
+    other_cas = "/etc/ssl/certs/ca-certificates.crt"   # any CA bundle that is not the cluster's
+    if not Path(other_cas).is_file():
+        other_cas = ssl.get_default_verify_paths().openssl_cafile
+    wrong_ca = cmd.replace(shlex.quote(str(sim_process.ca_path)), shlex.quote(other_cas))
     assert wrong_ca != cmd
     proc = seed.run(wrong_ca)
     assert proc.returncode == 60 and proc.stdout == ""   # CURLE_PEER_FAILED_VERIFICATION

@@ -13,33 +13,34 @@ from conftest import FULL, Client
 
 from pvectl.sim import wire
 from pvectl.sim.backend import Backend
+from pvectl.sim.routes import Api
 
 
 # ---------------------------------------------------------------- 401 (row 11, §12.4)
-def test_no_credentials_is_no_ticket(api: object) -> None:
-    r = Client(api, None).call("GET", "/version")  # type: ignore[arg-type]
+def test_no_credentials_is_no_ticket(api: Api) -> None:
+    r = Client(api, None).call("GET", "/version")
     assert (r.status, r.reason, r.body) == (401, "No ticket", b"")
     assert r.delay > 0
 
 
-def test_bad_token_is_authentication_failed(api: object) -> None:
+def test_bad_token_is_authentication_failed(api: Api) -> None:
     for header in (f"PVEAPIToken={FULL}=wrong-secret", "PVEAPIToken=nobody@pve!x=abc", "PVEAPIToken=garbage"):
-        r = Client(api, header).call("GET", "/version")  # type: ignore[arg-type]
+        r = Client(api, header).call("GET", "/version")
         assert (r.status, r.reason, r.body) == (401, "Authentication failed!", b""), header
         assert r.delay > 0
 
 
-def test_token_split_at_last_equals_and_space_separator(api: object, backend: Backend) -> None:
+def test_token_split_at_last_equals_and_space_separator(api: Api, backend: Backend) -> None:
     # AccessControl.pm::verify_token splits at the LAST '='; the separator may be '=' or ' ' (§12.4)
     backend.add_token("odd@pve!t", "s=e=cret")
-    assert Client(api, "PVEAPIToken=odd@pve!t=s=e=cret").call("GET", "/version").status == 401  # type: ignore[arg-type]
+    assert Client(api, "PVEAPIToken=odd@pve!t=s=e=cret").call("GET", "/version").status == 401
     backend.add_token("sp@pve!t", "secret1")
-    assert Client(api, "PVEAPIToken sp@pve!t=secret1").call("GET", "/version").status == 200  # type: ignore[arg-type]
+    assert Client(api, "PVEAPIToken sp@pve!t=secret1").call("GET", "/version").status == 200
 
 
-def test_auth_before_501(api: object) -> None:
+def test_auth_before_501(api: Api) -> None:
     # row 13: authentication is checked first
-    r = Client(api, None).call("GET", "/nodes/pve1/foo")  # type: ignore[arg-type]
+    r = Client(api, None).call("GET", "/nodes/pve1/foo")
     assert r.status == 401
 
 

@@ -69,7 +69,9 @@ def test_clone_bad_name_is_400(client: Client) -> None:
 # ---------------------------------------------------------------- the new VM (§4.3, §2.1)
 def test_full_clone_of_template(client: Client, backend: Backend) -> None:
     src = dict(backend.state.vms[9000].config)
-    upid = client.ok("POST", "/nodes/pve1/qemu/9000/clone", {"newid": 300, "name": "web-new", "full": 1})
+    # bwlimit (KiB/s) slows the copy so the checks during the clone have time
+    upid = client.ok("POST", "/nodes/pve1/qemu/9000/clone", {"newid": 300, "name": "web-new", "full": 1,
+                                                             "bwlimit": 307200})
     assert upid.split(":")[5:7] == ["qmclone", "9000"]             # the task id is the SOURCE vmid (§1.1)
     wait_until(lambda: config_or_none(client, "pve1", 300) is not None, "temporary config")
     during = client.get("/nodes/pve1/qemu/300/config")
@@ -153,10 +155,15 @@ def test_clone_of_running_vm_uses_drive_mirror(client: Client) -> None:
 # ---------------------------------------------------------------- locking (row 5, §3.4)
 def test_concurrent_clones_of_a_template(client: Client) -> None:
     upids = [client.ok("POST", "/nodes/pve1/qemu/9000/clone", {"newid": n, "full": 1}) for n in (301, 302, 303)]
-    # all three hold the shared source lock at the same time
-    wait_until(lambda: all(config_or_none(client, "pve1", n) for n in (301, 302, 303)), "three clones running")
-    assert all(client.task_status(u)["status"] == "running" for u in upids)
+    # all three hold the shared source lock at the same time: each new config carries `lock: clone`
+    # only while its task runs, so seeing all three at once proves they overlap
+    def all_locked() -> bool:
+        confs = [config_or_none(client, "pve1", n) for n in (301, 302, 303)]
+        return all(c is not None and c.get("lock") == "clone" for c in confs)
+
+    wait_until(all_locked, "three clones running at once")
     assert [client.wait(u)["exitstatus"] for u in upids] == ["OK", "OK", "OK"]
+    assert not [line for u in upids for line in client.log(u) if line.startswith("trying to acquire lock")]
 
 
 def test_concurrent_clones_of_a_running_vm_are_exclusive(client: Client) -> None:
@@ -170,7 +177,7 @@ def test_concurrent_clones_of_a_running_vm_are_exclusive(client: Client) -> None
 
 
 def test_new_vm_is_locked_during_clone(client: Client) -> None:
-    upid = client.ok("POST", "/nodes/pve1/qemu/9000/clone", {"newid": 300, "full": 1})
+    upid = client.ok("POST", "/nodes/pve1/qemu/9000/clone", {"newid": 300, "full": 1, "bwlimit": 307200})
     wait_until(lambda: config_or_none(client, "pve1", 300) is not None, "temporary config")
     r = client.fail("PUT", "/nodes/pve1/qemu/300/config", {"cores": 4})
     assert (r.status, r.reason) == (500, "VM is locked (clone)")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import urllib.parse
 
-from conftest import Client
+from conftest import Client, auth
 
 from pvectl.sim.backend import Backend
+from pvectl.sim.routes import Api
 
 KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm1ZzYnA1sY0fL1s2Bq8yq2b8dH0zF3Jb6QK9sW3xYz me@host")
 
@@ -121,10 +122,9 @@ def test_bad_ssh_key(client: Client) -> None:
 
 
 # ---------------------------------------------------------------- permissions
-def test_config_privileges(api: object, backend: Backend) -> None:
-    from conftest import auth
+def test_config_privileges(api: Api, backend: Backend) -> None:
     backend.add_token("ci@pve!t", "s1", privs={"/vms/103": ["VM.Audit", "VM.Config.Cloudinit"]})
-    c = Client(api, auth("ci@pve!t", "s1"))  # type: ignore[arg-type]
+    c = Client(api, auth("ci@pve!t", "s1"))
     assert c.ok("PUT", "/nodes/pve1/qemu/103/config", {"ciuser": "bob"}) is None
     r = c.fail("PUT", "/nodes/pve1/qemu/103/config", {"cores": 2})
     assert (r.status, r.reason) == (403, "Permission check failed (/vms/103, VM.Config.CPU)")

@@ -60,7 +60,7 @@ def test_destroy_unreferenced_disks(client: Client, backend: Backend) -> None:
 
 def test_purge_logs(client: Client) -> None:
     status, lines = client.run("DELETE", "/nodes/pve1/qemu/103", {"purge": 1})
-    assert status == "OK" and f"purging VM 103 from related configurations.." in lines
+    assert status == "OK" and "purging VM 103 from related configurations.." in lines
 
 
 def test_locked_vm_fails_in_task(client: Client, backend: Backend) -> None:

@@ -6,6 +6,7 @@ Spec: pve-semantics §3.2 (VM is locked: SYNC or TASK), §3.3 (flock timeouts, `
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -86,7 +87,6 @@ def test_waiting_task_gets_the_lock(slow: tuple[Client, Backend]) -> None:
 
 
 def test_stop_held_task(client: Client, backend: Backend) -> None:
-    import urllib.parse
     upid = backend.hold_lock(100)
     client.ok("DELETE", f"/nodes/pve1/tasks/{urllib.parse.quote(upid, safe='')}")
     assert client.wait(upid)["exitstatus"] == "received interrupt"

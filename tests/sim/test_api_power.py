@@ -73,6 +73,16 @@ def test_shutdown_running_vm(client: Client) -> None:
     assert client.get("/nodes/pve1/qemu/100/status/current")["status"] == "stopped"
 
 
+def test_shutdown_timeout(client: Client) -> None:
+    # §5.1: the guest needs longer than `timeout`; forceStop turns the failure into a hard stop
+    status, _ = client.run("POST", "/nodes/pve1/qemu/100/status/shutdown", {"timeout": 2})
+    assert status == "VM quit/powerdown failed - got timeout"
+    assert client.get("/nodes/pve1/qemu/100/status/current")["status"] == "running"
+    status, lines = client.run("POST", "/nodes/pve1/qemu/100/status/shutdown", {"timeout": 2, "forceStop": 1})
+    assert (status, lines) == ("OK", ["VM still running - terminating now with SIGTERM", "TASK OK"])
+    assert client.get("/nodes/pve1/qemu/100/status/current")["status"] == "stopped"
+
+
 def test_reboot_running_vm_gets_new_pid(client: Client) -> None:
     pid = client.get("/nodes/pve1/qemu/100/status/current")["pid"]
     status, _ = client.run("POST", "/nodes/pve1/qemu/100/status/reboot")

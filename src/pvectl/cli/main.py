@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-templates", dest="templates", action="store_const", const=False, help="no templates")
     p = sub(g, "status", "a VM's live status", _cmd("reads", "vm_status"))
     p.add_argument("vm", metavar="VM", help="VMID or unique name")
+    p = sub(g, "clone", "make VMs from a template: clone, configure (cloud-init), grow, start, wait for IP",
+            _cmd("clone", "clone"))
+    from .clone import add_arguments as _clone_arguments
+    _clone_arguments(p)
 
     for action, help_ in (("start", "start VMs (already running: nothing to do)"),
                           ("shutdown", "shut VMs down gracefully (ACPI or guest agent)"),

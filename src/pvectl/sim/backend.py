@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .models import GIB, MIB, ROLES, VM, Node, State, Storage, Token, Volume, format_size, random_mac, volume_key
@@ -66,6 +66,7 @@ class Caller:
 FAST_PLUG = {"description", "hookscript", "lock", "migrate_downtime", "migrate_speed", "name", "onboot",
              "protection", "shares", "startup", "tags", "vmstatestorage",
              "citype", "ciuser", "cipassword", "ciupgrade", "cicustom", "searchdomain", "nameserver", "sshkeys"}
+GUEST_SHUTDOWN_SECS = 6.0     # how long a guest takes to power off after ACPI shutdown
 LIVE_OPTIONS = {"cpuunits", "cpulimit", "agent"}      # applied live by vmconfig_hotplug_pending
 DRIVE_PREFIXES = ("ide", "scsi", "virtio", "sata", "efidisk", "tpmstate")
 NET_MODELS = ("e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e", "i82551", "i82557b",
@@ -180,6 +181,7 @@ class Backend:
         self.offline_since: dict[str, float] = {}
         self.held: dict[int, str] = {}      # vmid -> UPID of a task holding its flock (control API)
         self._release_events: dict[int, threading.Event] = {}
+        self.fingerprints: dict[str, str] = {}  # node -> SHA-256 of its certificate, set by whoever serves it
         # newids of clones whose worker has not written the temporary config yet: a second clone to the
         # same newid on the same node then finds "config file already exists"
         self._reserved: set[int] = set()
@@ -464,7 +466,7 @@ class Backend:
         for n in self.state.nodes.values():
             entry: dict[str, Any] = {"node": n.name, "status": "online" if n.online else "offline",
                                      "id": f"node/{n.name}", "type": "node", "level": "",
-                                     "ssl_fingerprint": getattr(self, "fingerprints", {}).get(n.name, "")}
+                                     "ssl_fingerprint": self.fingerprints.get(n.name, "")}
             if n.online and self.has(token, f"/nodes/{n.name}", "Sys.Audit"):
                 entry.update(self.node_usage(n))
             out.append(entry)
@@ -552,10 +554,6 @@ class Backend:
         return [{"subdir": s} for s in ("config", "pending", "cloudinit", "vncproxy", "termproxy", "unlink",
                                         "status", "sendkey", "rrd", "rrddata", "monitor", "agent", "snapshot",
                                         "spiceproxy", "clone", "migrate", "resize", "move", "feature", "firewall")]
-
-    @staticmethod
-    def _json_value(value: Any) -> Any:
-        return value
 
     def vm_config(self, node: str, vmid: int, *, current: bool = False) -> dict[str, Any]:
         # qemu-server API2/Qemu.pm::vm_config (pve-semantics §7.1)
@@ -831,17 +829,16 @@ class Backend:
                         return
                     if vm.config.get("lock"):
                         raise TaskError(f"VM is locked ({vm.config['lock']})")
-                    guest_secs = float(getattr(vm, "shutdown_secs", 0) or 6.0)
                 if shutdown:
                     limit = float(timeout if timeout is not None else 60)
-                    if guest_secs > limit:
+                    if GUEST_SHUTDOWN_SECS > limit:
                         ctx.sleep(limit)
                         if not force:
                             raise TaskError("VM quit/powerdown failed - got timeout")
                         ctx.log("VM still running - terminating now with SIGTERM")
                         ctx.sleep(1)
                     else:
-                        ctx.sleep(guest_secs)
+                        ctx.sleep(GUEST_SHUTDOWN_SECS)
                 else:
                     ctx.sleep(0.8)
                 with self.mu:

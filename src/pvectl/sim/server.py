@@ -836,11 +836,12 @@ class SimServer:
     def _checkout(self, host: str, port: int) -> tuple[http.client.HTTPSConnection, bool] | wire.Response:
         key = (host, port)
         now = time.monotonic()
+        max_idle = min(_POOL_IDLE, self.idle_timeout * 0.8)   # the peer closes idle connections
         with self._pool_lock:
             idle = self._pool.get(key)
             while idle:
                 conn, since = idle.pop()
-                if now - since < _POOL_IDLE:
+                if now - since < max_idle:
                     return conn, True
                 conn.close()
         timeout = self.proxy_timeout

@@ -27,6 +27,25 @@ def audit_path() -> str:
     return os.path.join(state, "pvectl", "audit.jsonl")
 
 
+def clean_command(command: str) -> str:
+    """The command line with the value of every `KEY=VALUE` word whose key is a secret hidden
+    (`pvectl vm set web cipassword=x` -> `pvectl vm set web cipassword=<hidden>`), then redacted."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    out = []
+    for word in words:
+        key, sep, _ = word.partition("=")
+        if sep and key.lstrip("-") in HIDDEN_KEYS:
+            out.append(f"{key}=<hidden>")
+        else:
+            out.append(shlex.quote(word))
+    return redact(" ".join(out))
+
+
 def clean_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: ("<hidden>" if k in HIDDEN_KEYS else redact(str(v)) if isinstance(v, str) else v)
             for k, v in (params or {}).items()}
@@ -36,7 +55,7 @@ def record(*, cluster: str, token_id: str, command: str, event: str, method: str
            path: str | None = None, params: Mapping[str, Any] | None = None, upid: str | None = None,
            result: str | None = None, node: str | None = None) -> None:
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cluster": cluster, "token_id": token_id,
-             "command": redact(command), "event": event}
+             "command": clean_command(command), "event": event}
     if method:
         entry.update(method=method, path=path, node=node, params=clean_params(params))
     if upid:

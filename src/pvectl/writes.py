@@ -112,9 +112,13 @@ def curl_line(cluster: Cluster, write: Write) -> str:
     parts = ["curl -s", tls_opt, f"-X {write.method}",
              f'-H "Authorization: PVEAPIToken={token_id}={secret}"']
     if write.method in ("POST", "PUT"):
+        # the same pairs the transport sends (http.encode_params): None dropped, lists repeat the key
         for key, value in write.params.items():
-            value = "1" if value is True else "0" if value is False else str(value)
-            parts.append("--data-urlencode " + shlex.quote(f"{key}={value}"))
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if v is None:
+                    continue
+                v = "1" if v is True else "0" if v is False else str(v)
+                parts.append("--data-urlencode " + shlex.quote(f"{key}={v}"))
         parts.append(shlex.quote(url))
     else:
         if write.params:

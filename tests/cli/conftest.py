@@ -1,11 +1,15 @@
 """CLI tests against the in-process simulator (`pvectl.sim.cluster.Cluster`) on 127.0.0.1.
 
-Helpers:
+Fixtures (the test modules take everything from fixtures and never `import conftest`, so this
+directory can be collected together with the other test directories):
 - `cli(*argv)`: `pvectl.cli.main.main()` in this process; stdout/stderr captured with capsys.
 - `run_pvectl(*argv)`: the installed `pvectl` console script as a child process.
-- `SeedCurl`: the seed's `curl ... | jq FILTER` pipelines, with the Authorization header read by curl
-  from a mode-0600 header file (`-H @file`), so the secret never appears on an argv.
-- `variant_config()`: a copy of a cluster-config.yaml edited as YAML, written into tmp_path.
+- `seed_curl(path, jq_filter)` / `seed_curl_for(sim)`: the seed's `curl ... | jq FILTER` pipelines,
+  with the Authorization header read by curl from a mode-0600 header file (`-H @file`), so the
+  secret never appears on an argv.
+- `variant_config(base, name, edit)`: a copy of a cluster-config.yaml edited as YAML, in tmp_path.
+- `token_config(sim, name, privs)`: a config using a new API token with exactly those privileges.
+- `sim` (per module, read-only), `fresh_sim` (per test), `start_sim(**kw)` (custom shapes).
 
 No test here measures time: failover is proven by counting connection attempts and by the
 simulator's request log (which node answered).
@@ -182,3 +186,50 @@ class SeedCurl:
 @pytest.fixture
 def seed_curl(sim: Cluster, tmp_path: Path) -> SeedCurl:
     return SeedCurl(sim, tmp_path)
+
+
+@pytest.fixture
+def seed_curl_for(tmp_path: Path) -> Callable[[Cluster], SeedCurl]:
+    def make(s: Cluster) -> SeedCurl:
+        d = tmp_path / f"curl-{id(s)}"
+        d.mkdir(exist_ok=True)
+        return SeedCurl(s, d)
+
+    return make
+
+
+@pytest.fixture(name="run_pvectl")
+def run_pvectl_fixture() -> Callable[..., Run]:
+    return run_pvectl
+
+
+@pytest.fixture(name="variant_config")
+def variant_config_fixture(tmp_path: Path) -> Callable[..., Path]:
+    def make(base: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> Path:
+        return variant_config(base, tmp_path / name, edit)
+
+    return make
+
+
+@pytest.fixture(name="token_config")
+def token_config_fixture(tmp_path: Path) -> Callable[..., Path]:
+    def make(s: Cluster, name: str, privs: dict[str, list[str]]) -> Path:
+        return token_config(s, tmp_path, name, privs)
+
+    return make
+
+
+@pytest.fixture
+def start_sim() -> Iterator[Callable[..., Cluster]]:
+    started: list[Cluster] = []
+
+    def start(**kw: Any) -> Cluster:
+        s = _start_sim(**kw)
+        started.append(s)
+        return s
+
+    try:
+        yield start
+    finally:
+        for s in started:
+            s.stop()

@@ -14,11 +14,12 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conftest import Run, run_pvectl, variant_config
+if TYPE_CHECKING:
+    from conftest import Run
 
 READS = [
     ("cluster", "status"),
@@ -65,7 +66,7 @@ def r_first_path(r: Run) -> str:
     return first.split()[2]
 
 
-def test_first_node_listener_down_subprocess(fresh_sim: Any) -> None:
+def test_first_node_listener_down_subprocess(fresh_sim: Any, run_pvectl: Callable[..., Run]) -> None:
     fresh_sim.stop_listener("pve1")
     fresh_sim.clear_requests()
     r = run_pvectl("--config", str(fresh_sim.config_path), "-v", "vm", "list")
@@ -144,7 +145,7 @@ def silent() -> Iterator[SilentListener]:
 
 
 def test_hanging_first_node_costs_one_connect_timeout_per_process(
-        cli: Callable[..., Run], fresh_sim: Any, silent: SilentListener, tmp_path: Path,
+        cli: Callable[..., Run], fresh_sim: Any, silent: SilentListener, variant_config: Callable[..., Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """pve1's address accepts TCP but never answers the TLS handshake: each process makes ONE attempt
     there (bounded by the connect timeout), then uses pve2 for every later request."""
@@ -153,7 +154,7 @@ def test_hanging_first_node_costs_one_connect_timeout_per_process(
     def edit(doc: dict[str, Any]) -> None:
         doc["cluster"]["nodes"][0]["port"] = silent.port
 
-    cfg = str(variant_config(fresh_sim.config_path, tmp_path / "hang.yaml", edit))
+    cfg = str(variant_config(fresh_sim.config_path, "hang.yaml", edit))
     # a short connect timeout keeps the test quick; the count is what is asserted
     orig = Transport.from_config.__func__  # type: ignore[attr-defined]
     monkeypatch.setattr(Transport, "from_config",
@@ -168,11 +169,12 @@ def test_hanging_first_node_costs_one_connect_timeout_per_process(
 
 
 def test_hanging_first_node_subprocess_default_timeout(fresh_sim: Any, silent: SilentListener,
-                                                        tmp_path: Path) -> None:
+                                                        variant_config: Callable[..., Path],
+                                                        run_pvectl: Callable[..., Run]) -> None:
     def edit(doc: dict[str, Any]) -> None:
         doc["cluster"]["nodes"][0]["port"] = silent.port
 
-    cfg = str(variant_config(fresh_sim.config_path, tmp_path / "hang.yaml", edit))
+    cfg = str(variant_config(fresh_sim.config_path, "hang.yaml", edit))
     fresh_sim.clear_requests()
     r = run_pvectl("--config", cfg, "-o", "json", "vm", "status", "db-01")
     assert r.code == 0, r.err
@@ -185,7 +187,8 @@ def test_hanging_first_node_subprocess_default_timeout(fresh_sim: Any, silent: S
 # All nodes down
 
 
-def test_all_nodes_down_exit_5_one_line_naming_every_node(cli: Callable[..., Run], fresh_sim: Any) -> None:
+def test_all_nodes_down_exit_5_one_line_naming_every_node(cli: Callable[..., Run], fresh_sim: Any,
+                                                           run_pvectl: Callable[..., Run]) -> None:
     ports = {n: p for n, (_, p) in fresh_sim.nodes.items()}
     for n in ("pve1", "pve2", "pve3"):
         fresh_sim.stop_listener(n)
@@ -246,9 +249,10 @@ def test_right_ca_passes(cli: Callable[..., Run], sim: Any) -> None:
     assert r.code == 0 and r.err == "" and r.json["cluster"] == "simcluster"
 
 
-def test_wrong_ca_fails_exit_5_without_failover(cli: Callable[..., Run], fresh_sim: Any, tmp_path: Path) -> None:
+def test_wrong_ca_fails_exit_5_without_failover(cli: Callable[..., Run], fresh_sim: Any, tmp_path: Path,
+                                                variant_config: Callable[..., Path]) -> None:
     other = make_other_ca(tmp_path / "other-ca.pem")
-    cfg = str(variant_config(fresh_sim.config_path, tmp_path / "wrong-ca.yaml",
+    cfg = str(variant_config(fresh_sim.config_path, "wrong-ca.yaml",
                              lambda d: d["tls"].update(ca_file=str(other))))
     fresh_sim.clear_requests()
     port = fresh_sim.nodes["pve1"][1]
@@ -265,14 +269,14 @@ def test_wrong_ca_fails_exit_5_without_failover(cli: Callable[..., Run], fresh_s
     assert r.code == 5 and r.json["error"]["type"] == "TlsError" and r.json["error"]["node"] == "pve1"
 
 
-def test_pinned_fingerprints_pass(cli: Callable[..., Run], sim: Any, tmp_path: Path) -> None:
+def test_pinned_fingerprints_pass(cli: Callable[..., Run], sim: Any, variant_config: Callable[..., Path]) -> None:
     pins = {n: served_fingerprint(h, p) for n, (h, p) in sim.nodes.items()}
     assert len(set(pins.values())) == 3                 # each node has its own certificate
 
     def edit(doc: dict[str, Any]) -> None:
         doc["tls"] = {"fingerprints": pins}
 
-    cfg = str(variant_config(sim.config_path, tmp_path / "pinned.yaml", edit))
+    cfg = str(variant_config(sim.config_path, "pinned.yaml", edit))
     for args in (("cluster", "status"), ("vm", "list"), ("vm", "status", "101"), ("node", "status", "pve3")):
         r = cli("--config", cfg, "-o", "json", *args)
         assert r.code == 0 and r.err == "", (args, r.err)
@@ -282,18 +286,19 @@ def test_pinned_fingerprints_pass(cli: Callable[..., Run], sim: Any, tmp_path: P
         doc["tls"] = {"fingerprints": {n: (fp.replace(":", "").lower() if n != "pve1" else fp)
                                        for n, fp in pins.items()}}
 
-    cfg2 = str(variant_config(sim.config_path, tmp_path / "pinned2.yaml", edit2))
+    cfg2 = str(variant_config(sim.config_path, "pinned2.yaml", edit2))
     assert cli("--config", cfg2, "-o", "json", "vm", "list").code == 0
 
 
-def test_wrong_pin_fails_exit_5_pinned_x_got_y(cli: Callable[..., Run], sim: Any, tmp_path: Path) -> None:
+def test_wrong_pin_fails_exit_5_pinned_x_got_y(cli: Callable[..., Run], sim: Any, variant_config: Callable[..., Path],
+                                               run_pvectl: Callable[..., Run]) -> None:
     pins = {n: served_fingerprint(h, p) for n, (h, p) in sim.nodes.items()}
     wrong = pins["pve2"]                                 # a real fingerprint, of another node
 
     def edit(doc: dict[str, Any]) -> None:
         doc["tls"] = {"fingerprints": {**pins, "pve1": wrong}}
 
-    cfg = str(variant_config(sim.config_path, tmp_path / "wrong-pin.yaml", edit))
+    cfg = str(variant_config(sim.config_path, "wrong-pin.yaml", edit))
     port = sim.nodes["pve1"][1]
     r = cli("--config", cfg, "-o", "table", "cluster", "status")
     assert r.code == 5 and r.out == ""
@@ -306,11 +311,13 @@ def test_wrong_pin_fails_exit_5_pinned_x_got_y(cli: Callable[..., Run], sim: Any
     assert f"pinned {wrong}, got {pins['pve1']}" in r.json["error"]["message"]
 
 
-def test_insecure_warns_on_every_run_and_works(cli: Callable[..., Run], sim: Any, tmp_path: Path) -> None:
+def test_insecure_warns_on_every_run_and_works(cli: Callable[..., Run], sim: Any,
+                                               variant_config: Callable[..., Path],
+                                               run_pvectl: Callable[..., Run]) -> None:
     def edit(doc: dict[str, Any]) -> None:
         doc["tls"] = {"insecure": True}
 
-    cfg = str(variant_config(sim.config_path, tmp_path / "insecure.yaml", edit))
+    cfg = str(variant_config(sim.config_path, "insecure.yaml", edit))
     warning = ("pvectl: warning: TLS verification is disabled (tls.insecure: true): anyone on the network path "
                "can read the API token; set tls.ca_file or tls.fingerprints")
     runs = [cli("--config", cfg, "-o", "json", "vm", "list"),

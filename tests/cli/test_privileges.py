@@ -8,13 +8,14 @@ that as the missing privilege, not as an empty cluster. Where the server itself 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conftest import Run, _start_sim, run_pvectl, token_config, variant_config
+if TYPE_CHECKING:
+    from conftest import Run
 
 NO_VM_AUDIT = ("pvectl: error: the API token may not see any VM: it has no VM.Audit privilege (checked on /vms) "
                "(hint: grant it, e.g.: pveum acl modify /vms --tokens 'USER@REALM!TOKEN' --roles PVEAuditor)")
@@ -24,8 +25,9 @@ NO_SYS_AUDIT_ROOT = ("pvectl: error: Permission check failed (/, Sys.Audit) (hin
 
 
 def test_token_without_any_privilege_vm_list_names_vm_audit(cli: Callable[..., Run], sim: Any,
-                                                              tmp_path: Path) -> None:
-    cfg = str(token_config(sim, tmp_path, "nothing", {}))
+                                                              run_pvectl: Callable[..., Run],
+                                                              token_config: Callable[..., Path]) -> None:
+    cfg = str(token_config(sim, "nothing", {}))
     for args in (("vm", "list"), ("vm", "list", "--status", "running"), ("template", "list"),
                  ("vm", "status", "100"), ("vm", "status", "web-01")):
         r = cli("--config", cfg, "-o", "table", *args)
@@ -39,8 +41,8 @@ def test_token_without_any_privilege_vm_list_names_vm_audit(cli: Callable[..., R
 
 
 def test_token_with_other_privileges_only_still_names_vm_audit(cli: Callable[..., Run], sim: Any,
-                                                               tmp_path: Path) -> None:
-    cfg = str(token_config(sim, tmp_path, "storage", {"/storage": ["Datastore.Audit"], "/nodes": ["Sys.Audit"]}))
+                                                               token_config: Callable[..., Path]) -> None:
+    cfg = str(token_config(sim, "storage", {"/storage": ["Datastore.Audit"], "/nodes": ["Sys.Audit"]}))
     r = cli("--config", cfg, "-o", "table", "vm", "list")
     assert (r.code, r.err_lines) == (1, [NO_VM_AUDIT])
     # what it may read, it reads
@@ -49,8 +51,8 @@ def test_token_with_other_privileges_only_still_names_vm_audit(cli: Callable[...
 
 
 def test_token_with_vm_audit_on_one_vm_sees_exactly_that_vm(cli: Callable[..., Run], sim: Any,
-                                                           tmp_path: Path) -> None:
-    cfg = str(token_config(sim, tmp_path, "vm100", {"/vms/100": ["VM.Audit"]}))
+                                                           token_config: Callable[..., Path]) -> None:
+    cfg = str(token_config(sim, "vm100", {"/vms/100": ["VM.Audit"]}))
     r = cli("--config", cfg, "-o", "json", "vm", "list")
     assert r.code == 0 and [v["vmid"] for v in r.json] == [100]
     assert cli("--config", cfg, "-o", "json", "vm", "status", "web-01").json["vmid"] == 100
@@ -59,8 +61,8 @@ def test_token_with_vm_audit_on_one_vm_sees_exactly_that_vm(cli: Callable[..., R
                                          "(hint: list the VMs with: pvectl vm list)"])
 
 
-def test_auditor_on_root_lists_everything(cli: Callable[..., Run], sim: Any, tmp_path: Path) -> None:
-    cfg = str(token_config(sim, tmp_path, "auditor", {"/": ["PVEAuditor"]}))
+def test_auditor_on_root_lists_everything(cli: Callable[..., Run], sim: Any, token_config: Callable[..., Path]) -> None:
+    cfg = str(token_config(sim, "auditor", {"/": ["PVEAuditor"]}))
     admin = str(sim.config_path)
     for args in (("vm", "list"), ("template", "list"), ("cluster", "status"), ("node", "list")):
         mine = cli("--config", cfg, "-o", "json", *args)
@@ -75,8 +77,8 @@ def test_auditor_on_root_lists_everything(cli: Callable[..., Run], sim: Any, tmp
     assert cli("--config", cfg, "-o", "json", "vm", "status", "9000").json["template"] is True
 
 
-def test_cluster_status_without_sys_audit_exit_1(cli: Callable[..., Run], sim: Any, tmp_path: Path) -> None:
-    cfg = str(token_config(sim, tmp_path, "vmsonly", {"/vms": ["VM.Audit"]}))
+def test_cluster_status_without_sys_audit_exit_1(cli: Callable[..., Run], sim: Any, token_config: Callable[..., Path]) -> None:
+    cfg = str(token_config(sim, "vmsonly", {"/vms": ["VM.Audit"]}))
     r = cli("--config", cfg, "-o", "table", "cluster", "status")
     assert (r.code, r.out, r.err_lines) == (1, "", [NO_SYS_AUDIT_ROOT])
     r = cli("--config", cfg, "-o", "json", "cluster", "status")
@@ -102,8 +104,8 @@ def doctor_lines(r: Run) -> dict[str, str]:
     return out
 
 
-def test_doctor_with_limited_token_prints_fail_lines(cli: Callable[..., Run], sim: Any, tmp_path: Path) -> None:
-    cfg = str(token_config(sim, tmp_path, "doc-vms", {"/vms": ["VM.Audit"]}))
+def test_doctor_with_limited_token_prints_fail_lines(cli: Callable[..., Run], sim: Any, token_config: Callable[..., Path]) -> None:
+    cfg = str(token_config(sim, "doc-vms", {"/vms": ["VM.Audit"]}))
     r = cli("--config", cfg, "-o", "table", "doctor")
     assert r.code == 1
     lines = doctor_lines(r)
@@ -119,14 +121,14 @@ def test_doctor_with_limited_token_prints_fail_lines(cli: Callable[..., Run], si
     assert "Traceback" not in r.err
 
     # VM.Audit on one VM only: a warning that names where it is held
-    cfg = str(token_config(sim, tmp_path, "doc-one", {"/vms/100": ["VM.Audit"]}))
+    cfg = str(token_config(sim, "doc-one", {"/vms/100": ["VM.Audit"]}))
     r = cli("--config", cfg, "-o", "table", "doctor")
     assert r.code == 1
     assert doctor_lines(r)["can vm list / vm status / template list"] == \
         "warn only partly: VM.Audit on /vms (only on /vms/100)"
 
     # JSON: the same verdicts as objects
-    cfg = str(token_config(sim, tmp_path, "doc-audit", {"/": ["PVEAuditor"]}))
+    cfg = str(token_config(sim, "doc-audit", {"/": ["PVEAuditor"]}))
     r = cli("--config", cfg, "-o", "json", "doctor")
     assert r.code == 1 and r.json["ok"] is False
     checks = {c["check"]: (c["status"], c["detail"]) for c in r.json["checks"]}
@@ -144,11 +146,12 @@ def test_doctor_with_full_token_passes(cli: Callable[..., Run], sim: Any) -> Non
     assert r.out.splitlines()[-1] == "verdict: all checks passed"
 
 
-def test_wrong_secret_is_exit_5(cli: Callable[..., Run], sim: Any, tmp_path: Path) -> None:
+def test_wrong_secret_is_exit_5(cli: Callable[..., Run], sim: Any, tmp_path: Path,
+                                variant_config: Callable[..., Path]) -> None:
     tf = tmp_path / "token"
     tf.write_text(f"{sim.token_id}\n00000000-0000-4000-8000-000000000000\n")
     tf.chmod(0o600)
-    cfg = str(variant_config(sim.config_path, tmp_path / "badtoken.yaml",
+    cfg = str(variant_config(sim.config_path, "badtoken.yaml",
                              lambda d: d["credentials"].update(token_file=str(tf))))
     r = cli("--config", cfg, "-o", "table", "vm", "list")
     assert r.code == 5 and r.out == ""
@@ -157,12 +160,8 @@ def test_wrong_secret_is_exit_5(cli: Callable[..., Run], sim: Any, tmp_path: Pat
 
 
 @pytest.fixture
-def empty_sim() -> Iterator[Any]:
-    s = _start_sim(nodes=1, vms=0, templates=0)
-    try:
-        yield s
-    finally:
-        s.stop()
+def empty_sim(start_sim: Callable[..., Any]) -> Any:
+    return start_sim(nodes=1, vms=0, templates=0)
 
 
 def test_an_empty_cluster_is_an_empty_list_not_an_error(cli: Callable[..., Run], empty_sim: Any) -> None:

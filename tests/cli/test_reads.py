@@ -8,14 +8,18 @@ in this process (`main()`) and, in the parametrized variant, as the installed `p
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
-from conftest import GIB, Run, SeedCurl, run_pvectl
+if TYPE_CHECKING:
+    from conftest import Run, SeedCurl
+
+GIB = 1024**3
 
 # The seed's jq filters, verbatim.
 JQ_CLUSTER = ".data[] | {name, type, online}"
@@ -32,7 +36,8 @@ ANSI = re.compile(r"\x1b\[")
 
 
 @pytest.fixture(params=["in-process", "subprocess"])
-def pvectl(request: pytest.FixtureRequest, cli: Callable[..., Run], sim: Any) -> Callable[..., Run]:
+def pvectl(request: pytest.FixtureRequest, cli: Callable[..., Run], sim: Any,
+           run_pvectl: Callable[..., Run]) -> Callable[..., Run]:
     """`pvectl --config <sim config> ARGS` either in this process or as the installed script."""
     cfg = str(sim.config_path)
     if request.param == "in-process":
@@ -221,10 +226,10 @@ def test_vm_list_filters(cli: Callable[..., Run], sim: Any, seed_curl: SeedCurl)
 
 
 def test_template_list_rules_against_the_seed_flag_rule(cli: Callable[..., Run], fresh_sim: Any,
-                                                         tmp_path: Path) -> None:
+                                                         seed_curl_for: Callable[[Any], SeedCurl]) -> None:
     """A VM tagged `template` that was never converted: listed (found by tag only) with a warning in
     table mode; `--by flag` is exactly the seed's `select(.template == 1)`."""
-    curl = SeedCurl(fresh_sim, tmp_path)
+    curl = seed_curl_for(fresh_sim)
     with fresh_sim.backend.mu:
         fresh_sim.backend.state.vms[106].config["tags"] = "batch;template"
     cfg = str(fresh_sim.config_path)
@@ -249,14 +254,11 @@ def test_vm_by_name(cli: Callable[..., Run], sim: Any) -> None:
     assert (r.json["vmid"], r.json["node"], r.json["name"]) == (101, "pve2", "db-01")
 
 
-def test_ambiguous_name_lists_candidates_exit_2(cli: Callable[..., Run], fresh_sim: Any, tmp_path: Path) -> None:
+def test_ambiguous_name_lists_candidates_exit_2(cli: Callable[..., Run], fresh_sim: Any,
+                                                seed_curl_for: Callable[[Any], SeedCurl]) -> None:
     # Rename VM 104 to db-01 through the API (PUT .../config name=db-01), as an operator could.
-    import subprocess
-
-    from conftest import CURL
-
-    curl = SeedCurl(fresh_sim, tmp_path)
-    subprocess.run([CURL, "-s", "--fail-with-body", "--cacert", str(fresh_sim.ca_path), "-H",
+    curl = seed_curl_for(fresh_sim)
+    subprocess.run(["curl", "-s", "--fail-with-body", "--cacert", str(fresh_sim.ca_path), "-H",
                     f"@{curl.header_file}", "-X", "PUT", "--data-urlencode", "name=db-01",
                     curl.base + "/nodes/pve2/qemu/104/config"], check=True, capture_output=True)
     cfg = str(fresh_sim.config_path)
@@ -286,7 +288,7 @@ def test_unknown_vm_exit_1(cli: Callable[..., Run], sim: Any) -> None:
                                 "hint": "list the VMs with: pvectl vm list"}}
 
 
-def test_subprocess_error_is_one_line_on_stderr(sim: Any) -> None:
+def test_subprocess_error_is_one_line_on_stderr(sim: Any, run_pvectl: Callable[..., Run]) -> None:
     r = run_pvectl("--config", str(sim.config_path), "-o", "yaml", "vm", "status", "4242")
     assert r.code == 1 and r.out == ""
     assert r.err_lines == ["pvectl: error: VM 4242 does not exist (or the token may not see it) "

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 def writer(ctx: Context) -> Any:
     from ..writes import Writer
 
-    return Writer(ctx.cluster, command="pvectl " + " ".join(sys.argv[1:]), dry_run=ctx.args.dry_run)
+    import shlex
+
+    return Writer(ctx.cluster, command="pvectl " + shlex.join(sys.argv[1:]), dry_run=ctx.args.dry_run)
 
 
 def deadline(ctx: Context) -> Any:

@@ -11,10 +11,13 @@ resource APIs (`nodes`, `vms`, `templates`, `tasks`); only those modules talk HT
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from .records import Record
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import Config
     from .http import Transport
     from .nodes import NodesApi
@@ -23,8 +26,9 @@ if TYPE_CHECKING:
     from .vms import VmsApi
 
 
-@dataclass(frozen=True, slots=True)
-class NodeMembership:
+class NodeMembership(Record):
+    __slots__ = ("name", "online", "nodeid", "ip", "local")
+
     name: str
     online: bool
     nodeid: int
@@ -32,12 +36,14 @@ class NodeMembership:
     local: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterStatus:
+class ClusterStatus(Record):
+    __slots__ = ("name", "quorate", "nodes", "version")
+    _defaults = {"version": None}
+
     name: str | None          # None for a standalone node (no `cluster` entry: pve-semantics §10.1)
     quorate: bool
     nodes: tuple[NodeMembership, ...]
-    version: int | None = None
+    version: int | None
 
     def to_dict(self) -> dict[str, Any]:
         return {"cluster": self.name, "quorate": self.quorate, "version": self.version,
@@ -124,10 +130,11 @@ class Cluster:
                 quorate = bool(e.get("quorate"))
                 version = e.get("version")
             elif e.get("type") == "node":
-                nodes.append(NodeMembership(e["name"], bool(e.get("online")), int(e.get("nodeid", 0)),
-                                            e.get("ip"), bool(e.get("local"))))
+                nodes.append(NodeMembership(name=e["name"], online=bool(e.get("online")),
+                                            nodeid=int(e.get("nodeid", 0)), ip=e.get("ip"),
+                                            local=bool(e.get("local"))))
         nodes.sort(key=lambda n: (n.nodeid or 0, n.name))   # the server sends hash order
-        return ClusterStatus(name, quorate, tuple(nodes), version)
+        return ClusterStatus(name=name, quorate=quorate, nodes=tuple(nodes), version=version)
 
     def resources(self, type: str | None = None) -> list[dict[str, Any]]:  # noqa: A002 - PVE's name
         """GET /cluster/resources, raw entries (`type`: vm | node | storage | sdn)."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 
 from pvectl.errors import ConfigError
+from pvectl.records import Record as _Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -55,65 +56,6 @@ VMID_MIN, VMID_MAX = 100, 999_999_999  # pve-common JSONSchema `pve-vmid`
 
 # --------------------------------------------------------------------------------------------------
 # Frozen records
-
-
-class _Record:
-    """Base of the config records: immutable, slotted, compared and hashed by value."""
-
-    __slots__ = ()
-    _defaults: dict[str, Any] = {}
-
-    def __init__(self, **kw: Any) -> None:
-        set_ = object.__setattr__
-        for name in self.__slots__:
-            if name in kw:
-                set_(self, name, kw.pop(name))
-            elif name in self._defaults:
-                set_(self, name, self._defaults[name])
-            else:
-                raise TypeError(f"{type(self).__name__}() missing argument {name!r}")
-        if kw:
-            raise TypeError(f"{type(self).__name__}() got unexpected arguments {sorted(kw)}")
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen (cannot set {name!r})")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is frozen (cannot delete {name!r})")
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, n) for n in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(tuple(tuple(sorted(v.items())) if isinstance(v, dict) else v for v in self._values()))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(" + ", ".join(
-            f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
-
-    def replace(self, **changes: Any) -> Any:
-        """A copy with some fields changed."""
-        kw = {n: getattr(self, n) for n in self.__slots__}
-        kw.update(changes)
-        return type(self)(**kw)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for n in self.__slots__:
-            v = getattr(self, n)
-            if isinstance(v, _Record):
-                v = v.to_dict()
-            elif isinstance(v, tuple):
-                v = [x.to_dict() if isinstance(x, _Record) else x for x in v]
-            elif isinstance(v, dict):
-                v = dict(v)
-            out[n] = v
-        return out
 
 
 class Node(_Record):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from .records import Record
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .cluster import Cluster
 
 
-@dataclass(frozen=True, slots=True)
-class NodeSummary:
+class NodeSummary(Record):
     """A node as `/cluster/resources?type=node` reports it. Offline nodes carry no stats
     (pve-semantics §10.2), so those fields are None."""
+
+    __slots__ = ("name", "status", "cpu", "maxcpu", "mem", "maxmem", "uptime")
 
     name: str
     status: str                  # online | offline | unknown
@@ -27,12 +31,14 @@ class NodeSummary:
         return None if self.mem is None or self.maxmem is None else self.maxmem - self.mem
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return Record.to_dict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
+class NodeStatus(Record):
     """GET /nodes/{node}/status (pve-manager API2/Nodes.pm::status; pve-semantics §11)."""
+
+    __slots__ = ("name", "cpu", "cpus", "cpu_model", "loadavg", "memory_used", "memory_total", "memory_free",
+                 "swap_used", "swap_total", "rootfs_used", "rootfs_total", "uptime", "pveversion", "kversion")
 
     name: str
     cpu: float
@@ -51,7 +57,7 @@ class NodeStatus:
     kversion: str
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = Record.to_dict(self)
         d["loadavg"] = list(self.loadavg)
         return d
 

@@ -6,8 +6,11 @@ rich is imported only when a table goes to a terminal; json and yaml output neve
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+
+TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TextIO
 
 GIB = 1024**3
 MIB = 1024**2

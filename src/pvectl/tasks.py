@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import TaskFailed, TaskTimeout
+from .errors import NodeUnreachable, TaskFailed, TaskTimeout
 from .upid import Upid
 
 if TYPE_CHECKING:
@@ -190,10 +190,14 @@ class Task:
         want_log = on_progress is not None or on_line is not None
         last_fraction: float | None = None
         for interval in (backoff or Backoff()).intervals():
-            st = self.status()
+            try:
+                st = self.status()
+                new_lines = self.read_new_lines() if want_log else []
+            except NodeUnreachable as exc:
+                raise self._lost(exc) from None
             polls += 1
             if want_log:
-                for line in self.read_new_lines():
+                for line in new_lines:
                     if on_line is not None:
                         on_line(line)
                     parsed = parse_progress(line)
@@ -217,6 +221,17 @@ class Task:
                 sleep = min(sleep, max(remaining, 0.0))
             time.sleep(sleep)
         raise AssertionError("unreachable")
+
+    def _lost(self, exc: NodeUnreachable) -> NodeUnreachable:
+        """The task's node stopped answering while we waited: the task's outcome is unknown, so the
+        error carries the UPID to resume with."""
+        err = NodeUnreachable(f"lost contact with {self.node} while waiting for task {self.upid}: {exc.message}",
+                              hint=f"the task's outcome is unknown; once {self.node} answers again: "
+                                   f"pvectl task wait {self.upid}",
+                              attempts=exc.attempts, status=exc.status, reason=exc.reason, method=exc.method,
+                              path=exc.path, node=self.node)
+        err.upid = str(self.upid)  # type: ignore[attr-defined]
+        return err
 
     def _finish(self, st: TaskStatus, polls: int) -> TaskResult:
         exitstatus = st.exitstatus or "unexpected status"

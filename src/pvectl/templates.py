@@ -8,18 +8,22 @@ entry says which rules matched it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from .records import Record
+
+TYPE_CHECKING = False
 
 from .errors import NotFound, UsageError
 from .vms import VmSummary
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .cluster import Cluster
 
 
-@dataclass(frozen=True, slots=True)
-class TemplateInfo:
+class TemplateInfo(Record):
+    __slots__ = ("vm", "matched_by")
+
     vm: VmSummary
     matched_by: tuple[str, ...]       # "flag", "tag", "range"
 
@@ -63,7 +67,7 @@ class TemplatesApi:
         for vm in self._cluster.vms.list():
             matched = self.matches(vm)
             if matched and (by is None or by in matched):
-                out.append(TemplateInfo(vm, matched))
+                out.append(TemplateInfo(vm=vm, matched_by=matched))
         return out
 
     def resolve(self, ref: str | int) -> VmSummary:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from .records import Record
+
+TYPE_CHECKING = False
 
 from .errors import NotFound, PermissionDenied, UsageError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .cluster import Cluster
 
 GIB = 1024**3
@@ -21,10 +24,12 @@ def split_tags(tags: str | None) -> tuple[str, ...]:
     return tuple(t for t in tags.replace(",", ";").replace(" ", ";").split(";") if t)
 
 
-@dataclass(frozen=True, slots=True)
-class VmSummary:
+class VmSummary(Record):
     """A VM as `/cluster/resources?type=vm` reports it (pve-semantics §10.2). Stats there come from
     pvestatd and lag up to 10 s; `status` may be `unknown` for a node that is down."""
+
+    __slots__ = ("vmid", "name", "node", "status", "template", "maxcpu", "maxmem", "mem", "cpu", "uptime",
+                 "maxdisk", "tags", "lock")
 
     vmid: int
     name: str
@@ -49,14 +54,16 @@ class VmSummary:
                    tags=split_tags(e.get("tags")), lock=e.get("lock"))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = Record.to_dict(self)
         d["tags"] = list(self.tags)
         return d
 
 
-@dataclass(frozen=True, slots=True)
-class VmStatus:
+class VmStatus(Record):
     """GET /nodes/{node}/qemu/{vmid}/status/current (QemuServer.pm::vmstatus, pve-semantics §5.3)."""
+
+    __slots__ = ("vmid", "name", "node", "status", "qmpstatus", "pid", "cpu", "cpus", "mem", "maxmem",
+                 "maxdisk", "uptime", "lock", "tags", "template", "agent")
 
     vmid: int
     name: str
@@ -76,7 +83,7 @@ class VmStatus:
     agent: bool
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = Record.to_dict(self)
         d["tags"] = list(self.tags)
         return d
 

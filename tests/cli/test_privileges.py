@@ -77,7 +77,8 @@ def test_auditor_on_root_lists_everything(cli: Callable[..., Run], sim: Any, tok
     assert cli("--config", cfg, "-o", "json", "vm", "status", "9000").json["template"] is True
 
 
-def test_cluster_status_without_sys_audit_exit_1(cli: Callable[..., Run], sim: Any, token_config: Callable[..., Path]) -> None:
+def test_cluster_status_without_sys_audit_exit_1(cli: Callable[..., Run], sim: Any,
+                                                 token_config: Callable[..., Path]) -> None:
     cfg = str(token_config(sim, "vmsonly", {"/vms": ["VM.Audit"]}))
     r = cli("--config", cfg, "-o", "table", "cluster", "status")
     assert (r.code, r.out, r.err_lines) == (1, "", [NO_SYS_AUDIT_ROOT])
@@ -104,7 +105,8 @@ def doctor_lines(r: Run) -> dict[str, str]:
     return out
 
 
-def test_doctor_with_limited_token_prints_fail_lines(cli: Callable[..., Run], sim: Any, token_config: Callable[..., Path]) -> None:
+def test_doctor_with_limited_token_prints_fail_lines(cli: Callable[..., Run], sim: Any,
+                                                     token_config: Callable[..., Path]) -> None:
     cfg = str(token_config(sim, "doc-vms", {"/vms": ["VM.Audit"]}))
     r = cli("--config", cfg, "-o", "table", "doctor")
     assert r.code == 1

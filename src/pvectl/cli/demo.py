@@ -12,7 +12,7 @@ import shlex
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from .main import Context

@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
+
+    Handler = Callable[["Context"], int]
 
 OUTPUTS = ("table", "json", "yaml")
 
@@ -22,6 +27,19 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
+
+
+def _seconds(text: str) -> float:
+    """`--timeout`: a finite number of seconds above zero (`nan` would never expire, `-1` at once)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -36,14 +54,11 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     g.add_argument("--dry-run", action="store_true", default=d(False),
                    help="do every read and guard, print the writes as curl commands, change nothing")
     g.add_argument("--yes", action="store_true", default=d(False), help="confirm destructive operations")
-    g.add_argument("--timeout", type=float, metavar="S", default=d(None),
+    g.add_argument("--timeout", type=_seconds, metavar="S", default=d(None),
                    help="deadline in seconds for the whole operation")
     g.add_argument("--no-wait", action="store_true", default=d(False),
                    help="return the task UPID instead of waiting")
     g.add_argument("-v", "--verbose", action="store_true", default=d(False), help="log each API request to stderr")
-
-
-Handler = Callable[["Context"], int]
 
 
 def _cmd(module: str, func: str) -> Handler:
@@ -85,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = vm_group = group("vm", "virtual machines")
     p = sub(g, "list", "VMs across the cluster", _cmd("reads", "vm_list"))
-    p.add_argument("--status", help="only VMs in this state (running, stopped, paused, unknown)")
+    p.add_argument("--status", choices=("running", "stopped", "paused", "unknown"),
+                   help="only VMs in this state (running, stopped, paused, unknown)")
     p.add_argument("--node", help="only VMs on this node")
     p.add_argument("--tag", help="only VMs with this tag")
     t = p.add_mutually_exclusive_group()
@@ -227,8 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        (getattr(args, "group_parser", None) or parser).print_help()
-        return 0 if not argv else 2
+        if not argv:
+            parser.print_help()
+            return 0
+        # a group without its command (`pvectl vm`) is a usage error: one line, exit 2
+        gp = getattr(args, "group_parser", None) or parser
+        choices = next((a.choices for a in gp._actions if isinstance(a, argparse._SubParsersAction)), {})
+        gp.error(f"missing command (choose from {', '.join(choices)})")
     ctx = Context(args)
     try:
         return handler(ctx)

@@ -44,11 +44,21 @@ def power(ctx: Context) -> int:
     dl = deadline(ctx)
     wait = not ctx.args.no_wait
     results: list[OpResult] = []
+    opts = dict(timeout=getattr(ctx.args, "shutdown_timeout", None),
+                force_stop=getattr(ctx.args, "force_stop", False), yes=ctx.args.yes)
+    if len(ctx.args.vms) > 1 and not ctx.args.dry_run:
+        # All or nothing: resolve every VM and apply every guard before the first task is started,
+        # so a refusal (or a typo) for the last VM does not leave the first ones half done.
+        import io
+
+        from ..writes import Writer
+
+        probe = Writer(ctx.cluster, command="", dry_run=True, out=io.StringIO())
+        for ref in ctx.args.vms:
+            do_power(ctx.cluster, ref, action, writer=probe, wait=False, **opts)
     # Start every VM's task without waiting, then wait for all: N VMs take the time of the slowest.
     for ref in ctx.args.vms:
-        results.append(do_power(ctx.cluster, ref, action, writer=w, deadline=dl, wait=False,
-                                timeout=getattr(ctx.args, "shutdown_timeout", None),
-                                force_stop=getattr(ctx.args, "force_stop", False), yes=ctx.args.yes))
+        results.append(do_power(ctx.cluster, ref, action, writer=w, deadline=dl, wait=False, **opts))
     failed = 0
     waiting = [r.upid for r in results if r.upid]
     try:
@@ -79,6 +89,10 @@ def power(ctx: Context) -> int:
             r.detail += f" ({len(r.warnings)} warnings)"
     if not ctx.args.dry_run:
         ctx.emit([r.to_dict() for r in results], columns=OP_COLUMNS)
+    else:
+        for r in results:
+            if r.outcome == "already":
+                print(f"# {action} VM {r.vmid} ({r.name}): {r.detail}, nothing to send")
     return 1 if failed else 0
 
 

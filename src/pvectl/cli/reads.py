@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False
 
 from ..render import Column, human_bytes, human_duration, percent
 
@@ -64,6 +64,13 @@ VM_COLUMNS = [Column("vmid", "VMID"), Column("name", "NAME"), Column("status", "
 def vm_list(ctx: Context) -> int:
     a = ctx.args
     vms = ctx.cluster.vms.list(status=a.status, node=a.node, tag=a.tag, templates=a.templates)
+    if a.node and not vms and not ctx.config.has_node(a.node):
+        # a mistyped node name must not look like an empty node
+        known = {n.name for n in ctx.cluster.nodes.list()}
+        if a.node not in known:
+            from ..errors import UsageError
+
+            raise UsageError(f"no node '{a.node}' in the cluster (nodes: {', '.join(sorted(known))})")
     ctx.emit([v.to_dict() for v in vms], columns=VM_COLUMNS)
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False
 
 from ..render import Column
 

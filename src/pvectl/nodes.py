@@ -90,10 +90,21 @@ class NodesApi:
             name=name, cpu=float(d.get("cpu", 0)), cpus=int(cpuinfo.get("cpus", 0)),
             cpu_model=str(cpuinfo.get("model", "")),
             # loadavg is an array of strings (pve-semantics §11)
-            loadavg=tuple(float(x) for x in d.get("loadavg", [])),
+            loadavg=_loadavg(d.get("loadavg")),
             memory_used=int(mem.get("used", 0)), memory_total=int(mem.get("total", 0)),
             memory_free=int(mem.get("total", 0)) - int(mem.get("used", 0)),
             swap_used=int(swap.get("used", 0)), swap_total=int(swap.get("total", 0)),
             rootfs_used=int(rootfs.get("used", 0)), rootfs_total=int(rootfs.get("total", 0)),
             uptime=int(d.get("uptime", 0)), pveversion=str(d.get("pveversion", "")),
             kversion=str(d.get("kversion", "")))
+
+
+def _loadavg(values: Any) -> tuple[float, ...]:
+    """The load averages that parse as numbers; an odd entry is left out rather than failing the read."""
+    out = []
+    for x in values if isinstance(values, (list, tuple)) else ():
+        try:
+            out.append(float(x))
+        except (TypeError, ValueError):
+            continue
+    return tuple(out)

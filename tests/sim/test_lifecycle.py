@@ -1,0 +1,332 @@
+"""pvectl.lifecycle (power, delete, resize, set) as a library, against the simulator over HTTPS.
+
+Each test checks what the call returns and what the simulated cluster holds afterwards
+(`sim.backend.state`), and counts the requests sent through a wrapper around `Transport.request`,
+so "refused before anything was sent" is a fact, not an assumption.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pvectl import credentials
+from pvectl.cluster import Cluster
+from pvectl.errors import ApiError, GuardRefused, PermissionDenied, TaskFailed, UsageError
+from pvectl.lifecycle import delete, parse_memory_mib, parse_prop, power, resize, set_config
+from pvectl.sim.cluster import Cluster as SimCluster
+from pvectl.writes import Writer
+
+GIB = 1024**3
+WAIT = 30.0
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("PVECTL_TOKEN_ID", "PVECTL_TOKEN_SECRET", "PVECTL_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PVECTL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    credentials.reset()
+
+
+@pytest.fixture
+def sim() -> Iterator[SimCluster]:
+    with SimCluster(nodes=3, vms=12, templates=2, bind="127.0.0.1", port=0, time_scale=0.02) as s:
+        yield s
+
+
+@pytest.fixture
+def pvc(sim: SimCluster) -> Iterator[Cluster]:
+    c = Cluster.from_config(str(sim.config_path))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+class Sent:
+    """Records every request pvectl makes; `writes` are the non-GET ones."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        orig = cluster.transport.request
+
+        def request(method: str, path: str, params: Any = None, **kw: Any) -> Any:
+            self.calls.append((method, path, dict(params or {})))
+            return orig(method, path, params, **kw)
+
+        cluster.transport.request = request  # type: ignore[method-assign]
+
+    @property
+    def writes(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [c for c in self.calls if c[0] != "GET"]
+
+
+def writer(pvc: Cluster, dry_run: bool = False) -> Writer:
+    return Writer(pvc, command="pvectl test", dry_run=dry_run, out=io.StringIO())
+
+
+def vm(sim: SimCluster, vmid: int) -> Any:
+    return sim.backend.state.vms[vmid]
+
+
+def node_tasks(sim: SimCluster, node: str) -> int:
+    return sum(1 for r in sim.backend.engine.records() if r.node == node)
+
+
+# ------------------------------------------------------------------------------------------ power
+def test_start_stop_shutdown_reboot(sim: SimCluster, pvc: Cluster) -> None:
+    r = power(pvc, 103, "start", writer=writer(pvc), deadline=WAIT)
+    assert (r.vmid, r.name, r.node, r.action, r.outcome, r.exitstatus) == (103, "cache-01", "pve1", "start", "done", "OK")
+    assert r.upid and ":qmstart:103:" in r.upid and vm(sim, 103).status == "running"
+
+    r = power(pvc, "cache-01", "reboot", writer=writer(pvc), deadline=WAIT)       # by name
+    assert (r.outcome, r.exitstatus) == ("done", "OK") and ":qmreboot:103:" in (r.upid or "")
+
+    with pytest.raises(GuardRefused) as ei:
+        power(pvc, 103, "stop", writer=writer(pvc), deadline=WAIT)
+    assert ei.value.message == "stop is a hard power-off of VM 103 (like pulling the plug): data may be lost"
+    assert vm(sim, 103).status == "running"
+
+    r = power(pvc, 103, "stop", writer=writer(pvc), deadline=WAIT, yes=True)
+    assert (r.outcome, r.exitstatus) == ("done", "OK") and vm(sim, 103).status == "stopped"
+
+    r = power(pvc, 100, "shutdown", writer=writer(pvc), deadline=WAIT, timeout=30)
+    assert (r.outcome, r.exitstatus) == ("done", "OK") and vm(sim, 100).status == "stopped"
+
+
+def test_already_in_the_state_sends_nothing(sim: SimCluster, pvc: Cluster) -> None:
+    sent = Sent(pvc)
+    before = node_tasks(sim, "pve1")
+    r = power(pvc, 100, "start", writer=writer(pvc), deadline=WAIT)
+    assert (r.outcome, r.detail, r.upid) == ("already", "already running (qmpstatus running)", None)
+    r = power(pvc, 103, "shutdown", writer=writer(pvc), deadline=WAIT)
+    assert (r.outcome, r.detail) == ("already", "already stopped")
+    r = power(pvc, 103, "stop", writer=writer(pvc), deadline=WAIT)      # nothing to stop: no --yes needed
+    assert r.outcome == "already"
+    assert sent.writes == [] and node_tasks(sim, "pve1") == before
+
+
+def test_reboot_of_a_stopped_vm_and_power_on_a_template_are_refused(sim: SimCluster, pvc: Cluster) -> None:
+    sent = Sent(pvc)
+    with pytest.raises(GuardRefused) as ei:
+        power(pvc, 104, "reboot", writer=writer(pvc))
+    assert ei.value.message == "VM 104 (mq-01) is stopped: only a running VM can be rebooted"
+    assert ei.value.hint == "start it instead: pvectl vm start 104"
+    with pytest.raises(GuardRefused, match=r"^VM 9000 \(ubuntu-24.04-cloud\) is a template: it cannot be started$"):
+        power(pvc, 9000, "start", writer=writer(pvc))
+    with pytest.raises(UsageError):
+        power(pvc, 103, "hibernate", writer=writer(pvc))
+    assert sent.writes == []
+
+
+def test_no_wait_returns_the_upid_of_a_running_task(sim: SimCluster, pvc: Cluster) -> None:
+    upid = sim.backend.hold_lock(103, kind="")       # the flock is taken: the start waits for it
+    try:
+        r = power(pvc, 103, "start", writer=writer(pvc), wait=False)
+        assert r.outcome == "started" and r.upid and r.exitstatus is None
+        assert pvc.tasks.get(r.upid).status().running
+    finally:
+        sim.backend.release_lock(103)
+    assert upid
+
+
+def test_failed_start_raises_and_is_audited(sim: SimCluster, pvc: Cluster, tmp_path: Path) -> None:
+    import json
+
+    sim.backend.fail_task(type="qmstart", message="start failed: QEMU exited with code 1")
+    with pytest.raises(TaskFailed) as ei:
+        power(pvc, 106, "start", writer=writer(pvc), deadline=WAIT)
+    assert ei.value.exitstatus == "start failed: QEMU exited with code 1"
+    entries = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(e["event"], e.get("result")) for e in entries] == [
+        ("write", "task started"), ("task", "start failed: QEMU exited with code 1")]
+    assert entries[0]["upid"] == entries[1]["upid"] == ei.value.upid
+
+
+def test_permission_denied_names_privilege_and_path(sim: SimCluster, tmp_path: Path) -> None:
+    import yaml
+
+    secret = sim.add_token("limited@pve!ops", privs={"/vms/103": ["VM.Audit"]})
+    tf = tmp_path / "token"
+    tf.write_text(f"limited@pve!ops\n{secret}\n")
+    tf.chmod(0o600)
+    doc = yaml.safe_load(sim.config_path.read_text())
+    doc["credentials"]["token_file"] = str(tf)
+    cfg = tmp_path / "limited.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    with Cluster.from_config(str(cfg)) as limited:
+        with pytest.raises(PermissionDenied) as ei:
+            power(limited, 103, "start", writer=writer(limited))
+    e = ei.value
+    assert (e.message, e.acl_path, e.privilege, e.status) == (
+        "Permission check failed (/vms/103, VM.PowerMgmt)", "/vms/103", "VM.PowerMgmt", 403)
+    assert vm(sim, 103).status == "stopped"
+
+
+# ------------------------------------------------------------------------------------------ delete
+def _refused(pvc: Cluster, sim: SimCluster, vmid: int, message: str, **kw: Any) -> None:
+    sent = Sent(pvc)
+    kw.setdefault("yes", True)
+    with pytest.raises(GuardRefused) as ei:
+        delete(pvc, vmid, writer=writer(pvc), deadline=WAIT, **kw)
+    assert ei.value.message == message
+    assert ei.value.exit_code == 3
+    assert sent.writes == [] and vmid in sim.backend.state.vms
+
+
+def test_delete_guards(sim: SimCluster, pvc: Cluster) -> None:
+    _refused(pvc, sim, 100, "VM 100 (web-01) is running: Proxmox refuses to destroy a running VM")
+    # 101 is protected (and running): stop it first, then protection is what refuses
+    power(pvc, 101, "stop", writer=writer(pvc), deadline=WAIT, yes=True)
+    _refused(pvc, sim, 101, "VM 101 (db-01) has protection enabled")
+    sim.backend.hold_lock(103)
+    try:
+        _refused(pvc, sim, 103, "VM 103 (cache-01) is locked (backup): a task is using it")
+    finally:
+        sim.backend.release_lock(103)
+    _refused(pvc, sim, 9001, "VM 9001 (debian-12-cloud) is a template")
+    _refused(pvc, sim, 104, "deleting VM 104 (mq-01) needs confirmation", yes=False)
+    _refused(pvc, sim, 104, "deleting VM 104 (mq-01) needs confirmation", yes=False, confirm=lambda name: False)
+
+
+def test_delete_outside_the_vmid_ranges(sim: SimCluster, tmp_path: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load(sim.config_path.read_text())
+    doc["vmid_ranges"] = {"vms": "200-299", "templates": "9000-9999"}
+    cfg = tmp_path / "ranges.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    with Cluster.from_config(str(cfg)) as narrow:
+        _refused(narrow, sim, 104, "VM 104 (mq-01) is outside the VMID ranges this config manages "
+                                   "(vms 200-299, templates 9000-9999)")
+
+
+def test_delete_removes_the_vm_and_its_volumes(sim: SimCluster, pvc: Cluster) -> None:
+    vols_before = {k for k, v in sim.backend.state.volumes.items() if v.vmid == 104}
+    assert vols_before == {"pve2/local-lvm:vm-104-disk-0", "pve2/local-lvm:vm-104-cloudinit"}
+    asked: list[str] = []
+    r = delete(pvc, "mq-01", writer=writer(pvc), deadline=WAIT, confirm=lambda name: asked.append(name) or True)
+    assert asked == ["mq-01"]
+    assert (r.outcome, r.exitstatus) == ("done", "OK") and ":qmdestroy:104:" in (r.upid or "")
+    assert r.extra["disks"] == ["local-lvm:vm-104-cloudinit", "local-lvm:vm-104-disk-0"]
+    assert r.extra["log"] == ['Logical volume "vm-104-cloudinit" successfully removed.',
+                              'Logical volume "vm-104-disk-0" successfully removed.',
+                              "purging VM 104 from related configurations.."]
+    assert 104 not in sim.backend.state.vms
+    assert not any(v.vmid == 104 for v in sim.backend.state.volumes.values())
+
+
+def test_delete_template_with_allow_template(sim: SimCluster, pvc: Cluster) -> None:
+    r = delete(pvc, 9001, writer=writer(pvc), deadline=WAIT, yes=True, allow_template=True)
+    assert r.exitstatus == "OK" and 9001 not in sim.backend.state.vms
+
+
+def test_delete_dry_run_sends_nothing(sim: SimCluster, pvc: Cluster) -> None:
+    sent = Sent(pvc)
+    w = writer(pvc, dry_run=True)
+    r = delete(pvc, 104, writer=w, yes=True)
+    assert r.outcome == "planned" and r.upid is None
+    assert sent.writes == [] and 104 in sim.backend.state.vms
+    out = w.out.getvalue()  # type: ignore[attr-defined]
+    assert out.startswith("# delete VM 104 (mq-01) on pve2 and its disks: local-lvm:vm-104-cloudinit, "
+                          "local-lvm:vm-104-disk-0\ncurl -s --cacert ")
+    assert "-X DELETE" in out and "/nodes/pve2/qemu/104?purge=1&destroy-unreferenced-disks=1'" in out
+    assert sim.token_secret not in out
+
+
+# ------------------------------------------------------------------------------------------ resize
+def test_resize_disk_grows_and_shrink_is_refused_before_any_request(sim: SimCluster, pvc: Cluster) -> None:
+    r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, disk="scsi0", size="+2G")
+    assert r.extra["disk"] == {"disk": "scsi0", "from": 50 * GIB, "to": 52 * GIB} and r.exitstatus == "OK"
+    assert parse_prop(vm(sim, 103).config["scsi0"])[1]["size"] == "52G"
+    r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, disk="scsi0", size="60G")
+    assert parse_prop(vm(sim, 103).config["scsi0"])[1]["size"] == "60G"
+
+    sent = Sent(pvc)
+    with pytest.raises(GuardRefused) as ei:
+        resize(pvc, 103, writer=writer(pvc), disk="scsi0", size="10G")
+    assert ei.value.message == ("disk scsi0 of VM 103 is 60.0 GiB; 10G would shrink it and Proxmox cannot "
+                                "shrink disks")
+    with pytest.raises(GuardRefused, match="^VM 103 has no disk 'scsi7'$"):
+        resize(pvc, 103, writer=writer(pvc), disk="scsi7", size="+1G")
+    with pytest.raises(GuardRefused, match="^ide2 of VM 103 is a CD-ROM drive; it cannot be resized$"):
+        resize(pvc, 103, writer=writer(pvc), disk="ide2", size="+1G")
+    assert sent.writes == []
+    assert parse_prop(vm(sim, 103).config["scsi0"])[1]["size"] == "60G"
+
+    # usage errors need no request at all
+    n = len(sent.calls)
+    for kw in ({}, {"disk": "scsi0"}, {"cores": 0}, {"memory": "8"}):
+        with pytest.raises(UsageError):
+            resize(pvc, 103, writer=writer(pvc), **kw)
+    assert len(sent.calls) == n
+
+
+def test_resize_cpu_memory_running_vm(sim: SimCluster, pvc: Cluster) -> None:
+    sent = Sent(pvc)
+    with pytest.raises(GuardRefused) as ei:
+        resize(pvc, 105, writer=writer(pvc), cores=2, memory="4G")
+    assert ei.value.message == ("VM 105 is running: changing cores, memory takes effect only after a restart "
+                                "(Proxmox keeps it pending)")
+    assert sent.writes == []
+    r = resize(pvc, 105, writer=writer(pvc), cores=2, memory="4G", allow_running=True)
+    assert r.extra["applied"] == {"cores": "pending until the next start", "memory": "pending until the next start"}
+    assert {k: str(v) for k, v in vm(sim, 105).pending.items()} == {"cores": "2", "memory": "4096"}
+    assert str(vm(sim, 105).config["cores"]) == "4"
+
+
+def test_resize_cpu_memory_stopped_vm_applies(sim: SimCluster, pvc: Cluster) -> None:
+    r = resize(pvc, 104, writer=writer(pvc), cores=6, memory="3072")
+    assert r.extra["applied"] == {"cores": "applied", "memory": "applied"}
+    assert (str(vm(sim, 104).config["cores"]), str(vm(sim, 104).config["memory"])) == ("6", "3072")
+    assert vm(sim, 104).pending == {}
+
+
+@pytest.mark.parametrize(("text", "mib"), [("4096", 4096), ("4G", 4096), ("4GiB", 4096), ("512M", 512),
+                                           ("1.5G", 1536), (2048, 2048), ("1T", 1024 * 1024)])
+def test_parse_memory_mib(text: Any, mib: int) -> None:
+    assert parse_memory_mib(text) == mib
+
+
+# ------------------------------------------------------------------------------------------ set
+def test_set_applies_valid_keys_and_refuses_invalid_ones_unsent(sim: SimCluster, pvc: Cluster) -> None:
+    r = set_config(pvc, 104, {"onboot": "1", "description": "a b=c+d&e", "tags": "prod;db"}, writer=writer(pvc))
+    assert r.extra["applied"] == {"onboot": "applied", "description": "applied", "tags": "applied"}
+    conf = vm(sim, 104).config
+    assert (str(conf["onboot"]), conf["description"], conf["tags"]) == ("1", "a b=c+d&e", "prod;db")
+
+    sent = Sent(pvc)
+    with pytest.raises(UsageError) as ei:
+        set_config(pvc, 104, {"cores": "abc", "net0": "bogus"}, writer=writer(pvc))
+    assert ei.value.message.startswith("invalid config for VM 104: cores: type check ('integer') failed - got 'abc'; "
+                                       "net0: invalid format")
+    assert ei.value.exit_code == 2
+    assert sent.writes == []
+
+    r = set_config(pvc, 104, {}, writer=writer(pvc), delete=["description"])
+    assert "description" not in vm(sim, 104).config and r.extra["applied"] == {"description": "applied"}
+
+
+def test_set_detects_a_concurrent_edit_by_digest(sim: SimCluster, pvc: Cluster) -> None:
+    orig = pvc.transport.request
+
+    def racing(method: str, path: str, params: Any = None, **kw: Any) -> Any:
+        if method == "PUT" and path.endswith("/qemu/104/config"):
+            # someone else edits the config between our read and our write
+            with sim.backend.mu:
+                vm(sim, 104).config["description"] = "edited by someone else"
+                sim.backend.changed()
+        return orig(method, path, params, **kw)
+
+    pvc.transport.request = racing  # type: ignore[method-assign]
+    with pytest.raises(ApiError) as ei:
+        set_config(pvc, 104, {"onboot": "1"}, writer=writer(pvc))
+    assert (ei.value.status, ei.value.message) == (500, "checksum mismatch (file change by other user?)")
+    assert ei.value.exit_code == 1
+    conf = vm(sim, 104).config
+    assert conf["description"] == "edited by someone else" and "onboot" not in conf

@@ -56,7 +56,6 @@ from .errors import (
     Locked,
     NodeUnreachable,
     NotFound,
-    PermissionDenied,
     PvectlError,
     TaskFailed,
     TaskTimeout,

@@ -46,7 +46,8 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      ":5: cluster.nodes[1].port: expected an integer from 1 to 65535, got 0"),
     ("nodes-not-a-list", "cluster: {name: lab, nodes: pve1}\n",
      ":1: cluster.nodes: expected a list of {name, host}, got a string ('pve1')"),
-    ("no-nodes", "cluster: {name: lab, nodes: []}\n", ":1: cluster.nodes: no nodes: expected at least one {name, host}"),
+    ("no-nodes", "cluster: {name: lab, nodes: []}\n",
+     ":1: cluster.nodes: no nodes: expected at least one {name, host}"),
     ("no-cluster-section", "credentials: {token_file: token}\n",
      ":1: cluster: missing required section (expected name: and nodes:)"),
     ("node-without-host", "cluster: {name: lab, nodes: [{name: pve1}]}\n",
@@ -236,7 +237,7 @@ def test_missing_token_file(cli: Callable[..., Run], sim: Any, variant_config: C
 # Generated input
 
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ

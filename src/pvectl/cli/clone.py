@@ -10,18 +10,23 @@ there, 1 a step failed (in bulk: any VM failed; the others are still reported), 
 from __future__ import annotations
 
 import sys
-import threading
-from typing import TYPE_CHECKING, Any, TextIO
 
-from ..render import Column
-
+# `pvectl --help` builds this parser: no typing/threading/render imports at module level (DESIGN §3b)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from ..provision import CloneSpec, ProvisionEvent, ProvisionResult
+    from ..render import Column
     from .main import Context
 
-SUMMARY_COLUMNS = [Column("vmid", "VMID"), Column("name", "NAME"), Column("node", "NODE"),
-                   Column("status", "STATUS"), Column("ip", "IP"), Column("result", "RESULT"),
-                   Column("error", "ERROR", lambda e: "-" if not e else str(e.get("message", ""))[:70])]
+
+def summary_columns() -> list[Column]:
+    from ..render import Column
+
+    return [Column("vmid", "VMID"), Column("name", "NAME"), Column("node", "NODE"), Column("status", "STATUS"),
+            Column("ip", "IP"), Column("result", "RESULT"),
+            Column("error", "ERROR", lambda e: "-" if not e else str(e.get("message", ""))[:70])]
 
 
 def add_arguments(p: Any) -> None:
@@ -61,6 +66,8 @@ class Display:
 
     def __init__(self, out: TextIO | None = None, *, tty: bool | None = None) -> None:
         self.out = out or sys.stderr
+        import threading
+
         self.tty = self.out.isatty() if tty is None else tty
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], int] = {}
@@ -216,7 +223,7 @@ def _bulk(ctx: Context) -> int:
     rows = [r.to_dict() for r in results]
     if not (a.dry_run and ctx.output != "table"):
         if ctx.output == "table":
-            ctx.emit(rows, columns=SUMMARY_COLUMNS)
+            ctx.emit(rows, columns=summary_columns())
             for r in failed:
                 if r.error is not None and r.error.hint:
                     print(f"{r.name}: hint: {r.error.hint}")

@@ -1,0 +1,16 @@
+"""Every test runs with its own audit log, state and cache directories: nothing a test does may
+touch the real ~/.local/state/pvectl/audit.jsonl or ~/.cache/pvectl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path_factory.mktemp("home-state")
+    monkeypatch.setenv("PVECTL_AUDIT_LOG", str(Path(base) / "audit.jsonl"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(Path(base) / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(Path(base) / "cache"))

@@ -22,35 +22,20 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pvectl.cli.main import main
 from pvectl.sim.cluster import Cluster
+
+from cliharness import Run, token_config, variant_config
 
 PVECTL = Path(sys.executable).with_name("pvectl")
 CURL = "/usr/bin/curl"
 JQ = "/usr/bin/jq"
 GIB = 1024**3
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
 
 
 @pytest.fixture(autouse=True)
@@ -116,33 +101,6 @@ def run_pvectl(*argv: str, env: dict[str, str] | None = None) -> Run:
     p = subprocess.run([str(PVECTL), *argv], capture_output=True, text=True, timeout=60,
                        env=env if env is not None else dict(os.environ), stdin=subprocess.DEVNULL)
     return Run(p.returncode, p.stdout, p.stderr)
-
-
-def write_yaml(path: Path, doc: Any) -> Path:
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def variant_config(base: Path, dest: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    """A copy of the config at `base`, changed by `edit(doc)`, written to `dest`."""
-    doc = yaml.safe_load(base.read_text(encoding="utf-8"))
-    edit(doc)
-    return write_yaml(dest, doc)
-
-
-def token_config(sim: Cluster, dest_dir: Path, name: str, privs: dict[str, list[str]]) -> Path:
-    """A config for the simulator that uses a new token `limited@pve!<name>` with exactly `privs`."""
-    tokenid = f"limited@pve!{name}"
-    secret = sim.add_token(tokenid, privs=privs)
-    tf = dest_dir / f"token-{name}"
-    fd = os.open(tf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{tokenid}\n{secret}\n")
-
-    def edit(doc: dict[str, Any]) -> None:
-        doc["credentials"]["token_file"] = str(tf)
-
-    return variant_config(sim.config_path, dest_dir / f"config-{name}.yaml", edit)
 
 
 def load_json_stream(text: str) -> list[Any]:

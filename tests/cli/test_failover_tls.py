@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Run
+    from cliharness import Run
 
 READS = [
     ("cluster", "status"),

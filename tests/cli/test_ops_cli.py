@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Run, token_config, variant_config
+from cliharness import Run, token_config, variant_config
 from pvectl.sim.cluster import Cluster as SimCluster
 
 GIB = 1024**3

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Run
+    from cliharness import Run
 
 NO_VM_AUDIT = ("pvectl: error: the API token may not see any VM: it has no VM.Audit privilege (checked on /vms) "
                "(hint: grant it, e.g.: pveum acl modify /vms --tokens 'USER@REALM!TOKEN' --roles PVEAuditor)")

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
-    from conftest import Run, SeedCurl
+    from cliharness import Run
+    from conftest import SeedCurl
 
 GIB = 1024**3
 

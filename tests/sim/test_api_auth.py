@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from conftest import FULL, Client
+from apiharness import FULL, Client
 
 from pvectl.sim import wire
 from pvectl.sim.backend import Backend

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from conftest import Client, move_to_shared, wait_until
+from apiharness import Client, move_to_shared, wait_until
 
 from pvectl.sim.backend import Backend
 

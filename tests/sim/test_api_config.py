@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from conftest import Client, auth
+from apiharness import Client, auth
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.routes import Api

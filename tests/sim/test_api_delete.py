@@ -5,7 +5,7 @@ Spec: pve-semantics row 4 and §6, §3.2 (locked VM: task error), Appendix A.
 
 from __future__ import annotations
 
-from conftest import Client
+from apiharness import Client
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import GIB, Volume

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 import pytest
-from conftest import Client, vms_by
+from apiharness import Client, vms_by
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.schema import Schema

@@ -5,7 +5,7 @@ Spec: pve-semantics row 8 and §8, Appendix A.
 
 from __future__ import annotations
 
-from conftest import Client
+from apiharness import Client
 
 from pvectl.sim.backend import Backend
 

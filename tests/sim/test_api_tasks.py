@@ -10,7 +10,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 import pytest
-from conftest import FULL, FULL_SECRET, Client, auth, make_state, wait_until
+from apiharness import FULL, FULL_SECRET, Client, auth, make_state, wait_until
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.routes import Api

@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from pvectl import errors as E
 from pvectl.upid import Upid

@@ -10,8 +10,7 @@ import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography import x509

@@ -39,7 +39,7 @@ STEPS: list[tuple[str, list[str], int]] = [
      ["vm", "resize", "demo-web", "--disk", "scsi0", "--size", "+2G"], 0),
     ("Try to delete it while it runs: the guard refuses (exit 3) and says what would make it allowed.",
      ["vm", "delete", "demo-web", "--yes"], 3),
-    ("What a delete WOULD send, without sending it: --dry-run prints the seed's curl command, "
+    ("What a shutdown WOULD send, without sending it: --dry-run prints the seed's curl command, "
      "correctly encoded, with the secret read at run time.",
      ["--dry-run", "vm", "shutdown", "demo-web"], 0),
     ("Shut it down gracefully (the task is waited for; polling starts at 100 ms).",

@@ -185,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 class Context:
     """What a command gets: its arguments, the output format, and the cluster on first use."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, argv: Sequence[str] = ()) -> None:
         self.args = args
+        self.argv = list(argv)      # as given, for the audit log (never holds a secret)
         self.output: str = args.output or ("table" if sys.stdout.isatty() else "json")
         self._config: Any = None
         self._cluster: Any = None
@@ -250,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gp = getattr(args, "group_parser", None) or parser
         choices = next((a.choices for a in gp._actions if isinstance(a, argparse._SubParsersAction)), {})
         gp.error(f"missing command (choose from {', '.join(choices)})")
-    ctx = Context(args)
+    ctx = Context(args, argv)
     try:
         return handler(ctx)
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ def writer(ctx: Context) -> Any:
 
     import shlex
 
-    return Writer(ctx.cluster, command="pvectl " + shlex.join(sys.argv[1:]), dry_run=ctx.args.dry_run)
+    return Writer(ctx.cluster, command="pvectl " + shlex.join(ctx.argv), dry_run=ctx.args.dry_run)
 
 
 def deadline(ctx: Context) -> Any:

@@ -440,7 +440,7 @@ class Backend:
                     out.append(entry)
         if rtype in (None, "sdn"):
             for n in self.state.nodes.values():
-                if self.has(token, f"/sdn/zones/localnetwork", "SDN.Audit"):
+                if self.has(token, "/sdn/zones/localnetwork", "SDN.Audit"):
                     out.append({"id": f"sdn/{n.name}/localnetwork", "type": "sdn", "sdn": "localnetwork",
                                 "node": n.name, "status": "ok" if n.online else "unknown"})
         return out

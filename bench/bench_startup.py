@@ -49,6 +49,8 @@ PASS_PATH = "proxmox/api-token"
 HELP_TARGET_MS = 80.0
 LIST_TARGET_RATIO = 1.25
 PEERS = ("pvecontrol", "pmox")
+# stdlib imports on pvectl's `vm list` path, timed as cold processes beside it (`--no-probes` to skip)
+PROBES = ("re", "argparse", "subprocess", "ssl", "http.client", "pvectl.cli.main")
 SEED_JQ = ('.data[] | {vmid, name, status, node, maxcpu: .maxcpu, '
            'maxmem: (.maxmem / 1073741824 | floor | tostring + "G"), template}')
 
@@ -175,6 +177,10 @@ def paired_ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b))
 
 
+def paired_delta(a: list[float], b: list[float]) -> float:
+    return statistics.median(x - y for x, y in zip(a, b))
+
+
 # -- import-time profile ------------------------------------------------------------------------
 
 
@@ -227,6 +233,7 @@ def main() -> int:
     ap.add_argument("--vms", type=int, default=12, help="VMs in the simulated cluster (default 12, plus 2 templates)")
     ap.add_argument("--importtime-runs", type=int, default=9, help="processes for the import-time medians (default 9)")
     ap.add_argument("--no-peers", action="store_true", help="do not time the Python peers")
+    ap.add_argument("--no-probes", action="store_true", help="do not time the single-import probes")
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = ap.parse_args()
     for tool in ("curl", "jq", "pass", "gpg", "bash"):
@@ -262,6 +269,14 @@ def main() -> int:
             "seed: curl | jq": ["bash", "-c", seed],
             "pass show (one decryption)": ["pass", "show", PASS_PATH],
         }
+        token_id, secret = (sd / "token").read_text(encoding="utf-8").split()[:2]
+        nopass_env = f"PVEAPIToken={token_id}=$PVB_SECRET"
+        seed_nopass = seed.replace(auth, nopass_env)
+        if not args.no_probes:
+            # where the time goes: the same rounds, so the numbers compare with the rows above
+            cmds["curl | jq, token from the environment (no pass)"] = ["bash", "-c", seed_nopass]
+            for mods in PROBES:
+                cmds[f"python -c 'import {mods}'"] = [sys.executable, "-c", f"import {mods}"]
         peer_notes: dict[str, str] = {}
         if not args.no_peers:
             pdir = peers_dir()
@@ -294,6 +309,7 @@ def main() -> int:
             raise SystemExit("pvectl did not write its config cache")
         print(f"simulator: {len(seed_rows)} guests, config cache warm ({len(caches)} file(s)); "
               f"{len(cmds)} commands x {args.rounds} rounds after {args.warmup} warm-up runs")
+        env = dict(env, PVB_SECRET=secret)
         rounds(cmds, env, args.warmup)
         res = rounds(cmds, env, args.rounds)
         load_after = os.getloadavg()
@@ -324,19 +340,22 @@ def main() -> int:
         "pvectl -o json vm list (token file)": (seed_k, None),
         "pass show (one decryption)": (seed_k, None),
         "python -c pass": ("pvectl --help", None),
+        "curl | jq, token from the environment (no pass)": (seed_k, None),
     }
     for peer in PEERS:
         if f"{peer} --help" in res:
             baselines[f"{peer} --help"] = ("pvectl --help", None)
 
     print()
-    print(f"{'command':<40} {'median':>8} {'p25':>7} {'p75':>7} {'min':>7}   ratio (paired)")
+    floor = res["python -c pass"]
+    print(f"{'command':<52} {'median':>7} {'p25':>6} {'p75':>6} {'min':>6} {'-python':>8}   ratio (paired)")
     for name, xs in res.items():
         base = baselines.get(name)
         rtxt = ""
         if base and base[0] in res:
             rtxt = f"{paired_ratio(xs, res[base[0]]):.2f}x {base[0]}"
-        print(f"{name:<40} {med[name]:8.1f} {pct(xs, .25):7.1f} {pct(xs, .75):7.1f} {min(xs):7.1f}   {rtxt}")
+        print(f"{name:<52} {med[name]:7.1f} {pct(xs, .25):6.1f} {pct(xs, .75):6.1f} {min(xs):6.1f} "
+              f"{paired_delta(xs, floor):8.1f}   {rtxt}")
     print(f"\npvectl --help: {med['pvectl --help']:.1f} ms ({'met' if help_ok else 'MISSED'} target < {HELP_TARGET_MS:g} ms)")
     print(f"pvectl -o json vm list / seed pipeline: {ratio_list:.2f}x ({'met' if list_ok else 'MISSED'} target <= {LIST_TARGET_RATIO}x)")
     top = sorted(it_list["mods"].items(), key=lambda kv: -kv[1]["cum"])[:15]
@@ -376,8 +395,8 @@ def main() -> int:
             f"cluster\" command verbatim with `--cacert` for `-k`, run by `bash -c` (two `pass show`). Ratios are "
             f"the median of per-round ratios (pairs measured back to back).",
             "",
-            "| command | median ms | p25-p75 ms | min ms | ratio (paired, median) | target |",
-            "|---|---|---|---|---|---|",
+            "| command | median ms | p25-p75 ms | min ms | minus `python -c pass` (paired) ms | ratio (paired, median) | target |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, xs in res.items():
             base = baselines.get(name)
@@ -387,10 +406,11 @@ def main() -> int:
                 target = f"< {HELP_TARGET_MS:g} ms: {'met' if help_ok else 'MISSED'}"
             elif name == "pvectl -o json vm list":
                 target = f"<= {LIST_TARGET_RATIO}x seed: {'met' if list_ok else 'MISSED'}"
-            lines.append(f"| `{name}` | {med[name]:.1f} | {pct(xs, .25):.1f}-{pct(xs, .75):.1f} | {min(xs):.1f} | {r} | {target} |")
+            lines.append(f"| `{name}` | {med[name]:.1f} | {pct(xs, .25):.1f}-{pct(xs, .75):.1f} | {min(xs):.1f} | "
+                         f"{paired_delta(xs, floor):.1f} | {r} | {target} |")
         for p, v in peer_notes.items():
             if v.startswith(("failed", "not", "installed")):
-                lines.append(f"| `{p} --help` | - | - | - | - | {v} |")
+                lines.append(f"| `{p} --help` | - | - | - | - | - | {v} |")
         lines += [
             "",
             f"Import time (`python -X importtime <console script> --config ... -o json vm list`, per-module medians "

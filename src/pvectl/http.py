@@ -197,6 +197,12 @@ class Transport:
                             f"request was sent ({e}); it may or may not have been applied",
                             attempts=attempts + [(n.name, f"{n.address}: {e}")], uncertain=True,
                             method=method, path=rel, node=n.name) from None
+                    if str(e) == "timed out":
+                        # a node that accepts but does not answer (hung pveproxy): waiting the read
+                        # timeout again on it would only multiply the delay; go to the next node
+                        self._dead[n.name] = f"no answer within {self.read_timeout:g} s"
+                        attempts.append((n.name, f"{n.address}: {self._dead[n.name]}"))
+                        break
                     if attempt == self.retries:
                         attempts.append((n.name, f"{n.address}: {e}"))
                     continue

@@ -328,3 +328,15 @@ def test_insecure_warns_on_every_run_and_works(cli: Callable[..., Run], sim: Any
         assert r.code == 0
         assert r.err_lines == [warning]
     assert len(runs[0].json) == 14 and runs[1].json["vmid"] == 101 and runs[2].json["cluster"] == "simcluster"
+
+
+def test_node_status_of_every_node_reports_an_unreachable_member_in_its_row(
+        cli: Callable[..., Run], fresh_sim: Any) -> None:
+    # pveproxy on pve2 is down while pve2 stays a cluster member: the others are still shown
+    fresh_sim.stop_listener("pve2")
+    r = cli("--config", str(fresh_sim.config_path), "-o", "json", "node", "status")
+    assert r.code == 0, r.err
+    rows = {row["name"]: row for row in r.json}
+    assert set(rows) == {"pve1", "pve2", "pve3"}
+    assert rows["pve2"] == {"name": "pve2", "error": "node pve2 unreachable (via pve1): 595 Connection refused"}
+    assert rows["pve1"]["memory_total"] > 0 and rows["pve3"]["memory_total"] > 0

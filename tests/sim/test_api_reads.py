@@ -276,3 +276,13 @@ def test_task_log_missing_file(client: Client) -> None:
     assert (r.status, r.json["errors"]) == (400, {"upid": "no such task"})
     r = client.call("GET", f"/nodes/pve1/tasks/{q('UPID:garbage')}/status")
     assert (r.status, r.json["errors"]) == (400, {"upid": "unable to parse worker upid"})
+
+
+@pytest.mark.parametrize("itype", [None, "bridge", "any_bridge", "eth"])
+def test_node_network(client: Client, schema: Schema, itype: str | None) -> None:
+    # pve-manager API2/Network.pm::index: the bridges VMs attach to (vmbr0, vmbr1) and the NICs
+    data = client.get("/nodes/pve1/network", {"type": itype} if itype else None)
+    fits(schema, "GET", "/nodes/{node}/network", data)
+    names = {i["iface"] for i in data}
+    assert names == {None: {"eno1", "eno2", "vmbr0", "vmbr1"}, "bridge": {"vmbr0", "vmbr1"},
+                     "any_bridge": {"vmbr0", "vmbr1"}, "eth": {"eno1", "eno2"}}[itype]

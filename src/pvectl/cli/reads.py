@@ -42,7 +42,18 @@ def node_status(ctx: Context) -> int:
             from ..errors import UsageError
 
             raise UsageError(f"no node '{ctx.args.node}' in the cluster (nodes: {', '.join(sorted(known))})")
-    rows = [cluster.nodes.status(name).to_dict() for name in names]
+    if ctx.args.node:
+        rows = [cluster.nodes.status(ctx.args.node).to_dict()]
+    else:
+        # every node: one that cannot answer is reported in its row, like an offline node in `node list`
+        from ..errors import ApiError
+
+        rows = []
+        for name in names:
+            try:
+                rows.append(cluster.nodes.status(name).to_dict())
+            except ApiError as exc:
+                rows.append({"name": name, "error": exc.message})
     if ctx.output != "table":
         ctx.emit(rows[0] if ctx.args.node else rows)
         return 0
@@ -50,8 +61,11 @@ def node_status(ctx: Context) -> int:
                             Column("memory_used", "MEM USED", human_bytes),
                             Column("memory_total", "MEM TOTAL", human_bytes),
                             Column("memory_free", "MEM FREE", human_bytes),
-                            Column("loadavg", "LOAD", lambda v: " ".join(f"{x:.2f}" for x in v)),
+                            Column("loadavg", "LOAD", lambda v: " ".join(f"{x:.2f}" for x in v) if v else "-"),
                             Column("uptime", "UPTIME", human_duration), Column("pveversion", "VERSION")])
+    for row in rows:
+        if "error" in row:
+            print(f"note: {row['name']}: {row['error']}")
     return 0
 
 

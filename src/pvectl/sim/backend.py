@@ -636,6 +636,31 @@ class Backend:
                         "avail": s.total - used, "used_fraction": round(used / s.total, 6)})
         return out
 
+    def node_network(self, node: str, itype: str | None) -> list[dict[str, Any]]:
+        """GET /nodes/{node}/network (pve-manager API2/Network.pm::index): the node's physical NICs,
+        the `vmbr0` Linux bridge every VM's net0 uses, and a VLAN-aware `vmbr1` without an address on a
+        second NIC. `type` filters (`any_bridge` = bridges)."""
+        n = self.node(node)
+        idx = n.nodeid
+        ifaces = [
+            {"iface": "eno1", "type": "eth", "method": "manual", "method6": "manual", "families": ["inet"],
+             "active": 1, "exists": 1, "autostart": 0, "priority": 3},
+            {"iface": "vmbr0", "type": "bridge", "method": "static", "method6": "manual", "families": ["inet"],
+             "active": 1, "autostart": 1, "bridge_ports": "eno1", "bridge_stp": "off", "bridge_fd": "0",
+             "cidr": f"10.0.0.{idx}/24", "address": f"10.0.0.{idx}", "netmask": "24", "gateway": "10.0.0.254",
+             "priority": 4},
+            {"iface": "eno2", "type": "eth", "method": "manual", "method6": "manual", "families": ["inet"],
+             "active": 1, "exists": 1, "autostart": 0, "priority": 5},
+            {"iface": "vmbr1", "type": "bridge", "method": "manual", "method6": "manual", "families": ["inet"],
+             "active": 1, "autostart": 1, "bridge_ports": "eno2", "bridge_stp": "off", "bridge_fd": "0",
+             "bridge_vlan_aware": 1, "bridge_vids": "2-4094", "priority": 6},
+        ]
+        if itype in ("bridge", "any_bridge"):
+            return [i for i in ifaces if i["type"] == "bridge"]
+        if itype:
+            return [i for i in ifaces if i["type"] == itype]
+        return ifaces
+
     def access_permissions(self, token: Token, path: str | None) -> dict[str, dict[str, int]]:
         # pve-access-control API2/AccessControl.pm::permissions: path -> {priv: propagate(0|1)}
         paths = [path] if path else sorted({"/", "/access", "/nodes", "/storage", "/vms", "/pool", "/sdn",

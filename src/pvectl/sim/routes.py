@@ -191,6 +191,11 @@ class Api:
         with self.backend.mu:
             return self.backend.storage_list(p["node"], caller.token, p.get("content"), bool(p.get("enabled")))
 
+    @route("GET", "/nodes/{node}/network")
+    def node_network(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
+        with self.backend.mu:
+            return self.backend.node_network(p["node"], p.get("type"))
+
     @route("GET", "/access/permissions")
     def access_permissions(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
         userid = p.get("userid")

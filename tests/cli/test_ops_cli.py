@@ -501,3 +501,15 @@ def test_task_list(pv: Callable[..., Run], fresh_sim: SimCluster) -> None:
         assert a in r.out
     finally:
         fresh_sim.backend.release_lock(106)
+
+
+def test_shutdown_timeout_is_the_guests_time_to_power_off(pv: Callable[..., Run], fresh_sim: SimCluster) -> None:
+    # `vm shutdown --timeout S` is sent as Proxmox's `timeout`: a guest that needs longer fails with
+    # PVE's text, and with --force-stop it is stopped hard and the task ends OK (pve-semantics §5.1)
+    r = pv("vm", "shutdown", "100", "--timeout", "2")
+    assert r.code == 1, r.err
+    assert r.json[0]["outcome"] == "failed" and r.json[0]["exitstatus"] == "VM quit/powerdown failed - got timeout"
+    assert vm(fresh_sim, 100).status == "running"
+    r = pv("vm", "shutdown", "100", "--timeout", "2", "--force-stop")
+    assert r.code == 0, r.err
+    assert r.json[0]["exitstatus"] == "OK" and vm(fresh_sim, 100).status == "stopped"

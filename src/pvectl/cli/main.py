@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("vms", nargs="+", metavar="VM", help="VMIDs or unique names")
         if action == "shutdown":
             p.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=int, metavar="S",
-                           help="seconds the guest gets to power off (Proxmox default 60)")
+                           help="seconds the guest gets to power off (Proxmox default 60); `--timeout S` "
+                                "on shutdown means the same, and pvectl waits S plus a margin")
             p.add_argument("--force-stop", action="store_true", help="hard-stop the VM if it does not shut down in time")
     p = sub(vm_group, "delete", "destroy a stopped VM and its disks, after the safety checks", _cmd("ops", "delete"))
     p.add_argument("vm", metavar="VM")

@@ -19,10 +19,30 @@ def writer(ctx: Context) -> Any:
     return Writer(ctx.cluster, command="pvectl " + shlex.join(ctx.argv), dry_run=ctx.args.dry_run)
 
 
+# How long a forced shutdown may take past the guest's own timeout: SIGTERM, then up to 10 s more
+# before SIGKILL (qemu-server QemuServer.pm::_do_vm_stop; pve-semantics §5.1).
+FORCE_STOP_MARGIN = 30.0
+
+
 def deadline(ctx: Context) -> Any:
     from ..tasks import Deadline
 
-    return Deadline(ctx.args.timeout)
+    timeout = ctx.args.timeout
+    if getattr(ctx.args, "cmd", None) == "shutdown" and timeout is not None:
+        # `vm shutdown --timeout S` is the guest's time to power off (Proxmox's own `timeout`);
+        # pvectl waits that long plus what a forced stop may add
+        return Deadline(timeout + FORCE_STOP_MARGIN)
+    return Deadline(timeout)
+
+
+def shutdown_timeout(ctx: Context) -> int | None:
+    """`--shutdown-timeout S`, or `--timeout S` given to `vm shutdown`."""
+    explicit = getattr(ctx.args, "shutdown_timeout", None)
+    if explicit is not None:
+        return explicit
+    if getattr(ctx.args, "cmd", None) == "shutdown" and ctx.args.timeout is not None:
+        return max(1, int(ctx.args.timeout))
+    return None
 
 
 def _interrupt_hint(upids: list[str]) -> None:
@@ -44,7 +64,7 @@ def power(ctx: Context) -> int:
     dl = deadline(ctx)
     wait = not ctx.args.no_wait
     results: list[OpResult] = []
-    opts = dict(timeout=getattr(ctx.args, "shutdown_timeout", None),
+    opts = dict(timeout=shutdown_timeout(ctx),
                 force_stop=getattr(ctx.args, "force_stop", False), yes=ctx.args.yes)
     if len(ctx.args.vms) > 1 and not ctx.args.dry_run:
         # All or nothing: resolve every VM and apply every guard before the first task is started,

@@ -50,13 +50,20 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_startup import PASS_PATH, make_pass_store, pct, pvectl_argv, record, write_pass_config  # noqa: E402
+from bench_startup import (
+    PASS_PATH,
+    make_pass_store,
+    pct,
+    pvectl_argv,
+    record,
+    write_pass_config,
+)
 
 TEMPLATE = 9000
 STORAGE = "local-lvm"
@@ -160,7 +167,7 @@ def run_pvectl(sim: Any, times: TaskTimes, root: Path, env: dict[str, str], coun
                             *extra]
     seq0 = sim.summary()["requests"]
     t0 = time.monotonic()
-    p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     wall = time.monotonic() - t0
     if p.returncode != 0:
         raise SystemExit(f"pvectl vm clone failed ({p.returncode}):\n{p.stderr[-3000:]}")
@@ -168,8 +175,27 @@ def run_pvectl(sim: Any, times: TaskTimes, root: Path, env: dict[str, str], coun
     made = check_made(sim, names)
     clones = [u for u, t in times.type.items() if t == "qmclone" and u in times.end]
     return {"wall": wall, "made": made, "requests": sim.summary()["requests"] - seq0,
-            "clone_durations": [times.duration(u) for u in clones],
+            "kinds": request_kinds(sim, seq0), "clone_durations": [times.duration(u) for u in clones],
             "max_parallel_clones": max_overlap([(times.start[u], times.end[u]) for u in clones])}
+
+
+def request_kinds(sim: Any, since: int) -> dict[str, int]:
+    """API requests after sequence number `since`, by kind."""
+    out: dict[str, int] = {}
+    for e in sim.requests_log():
+        if e["seq"] <= since:
+            continue
+        path = e["path"]
+        if "/tasks/" in path:
+            kind = "task " + path.rsplit("/", 1)[-1]
+        elif path.endswith("/cluster/resources"):
+            kind = "cluster/resources"
+        else:
+            kind = path.rsplit("/", 1)[-1]
+            kind = {"clone": "clone", "config": "config", "start": "start"}.get(kind, kind)
+        key = f"{e['method']} {kind}"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def max_overlap(spans: list[tuple[float, float]]) -> int:
@@ -266,7 +292,7 @@ def run_seed(sim: Any, times: TaskTimes, root: Path, env: dict[str, str], count:
     path.write_text(script, encoding="utf-8")
     seq0 = sim.summary()["requests"]
     t0 = time.monotonic()
-    p = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=1800)
+    p = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=1800, check=False)
     wall = time.monotonic() - t0
     if p.returncode != 0:
         raise SystemExit(f"the seed loop failed ({p.returncode}):\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
@@ -277,7 +303,7 @@ def run_seed(sim: Any, times: TaskTimes, root: Path, env: dict[str, str], count:
     # what the seed spends after tasks have ended: wall time minus the sum of its tasks' durations
     task_time = sum(times.duration(u) for u in times.end)
     return {"wall": wall, "made": check_made(sim, names), "requests": sim.summary()["requests"] - seq0,
-            "task_time": task_time}
+            "kinds": request_kinds(sim, seq0), "task_time": task_time}
 
 
 # -- (c) one chain with instant detection -----------------------------------------------------------
@@ -459,7 +485,7 @@ def main() -> int:
     try:
         env = make_pass_store(root, f"{TOKEN_ID}\n{SECRET}\n", base_env)
         # warm: the pvectl console script once (bytecode), so (a) measures a normal start
-        subprocess.run(pvectl_argv() + ["--help"], env=env, capture_output=True)
+        subprocess.run(pvectl_argv() + ["--help"], env=env, capture_output=True, check=False)
 
         print(f"provisioning {n} VMs from template {TEMPLATE}, time scale {args.time_scale:g}")
         # (c) first: the chain's durations (also a sanity check of the simulator)
@@ -510,7 +536,7 @@ def main() -> int:
                 s.stop()
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, timeout=30)
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, timeout=30, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
     # verdicts
@@ -519,15 +545,16 @@ def main() -> int:
     lb_def, lb_raised = lb[f"k{k_def}"], lb[f"k{k_raised}"]
     seq_lags = [r["lag"] * 1000 for r in lag["sequential"]]
     con_lags = [r["lag"] * 1000 for r in lag["concurrent"]]
+    ok_sim_def = pv["wall"] <= TARGET_RATIO * lb["sim"]        # the target: the simulator's lower bound
     ok_sim = pvr["wall"] <= TARGET_RATIO * lb["sim"]
-    ok_def = pv["wall"] <= TARGET_RATIO * lb_def
+    ok_def = pv["wall"] <= TARGET_RATIO * lb_def                # diagnostic: its own concurrency
     ok_raised = pvr["wall"] <= TARGET_RATIO * lb_raised
-    ok_lag = statistics.median(seq_lags) < LAG_TARGET_MS
+    ok_lag = statistics.median(seq_lags) < LAG_TARGET_MS and statistics.median(con_lags) < LAG_TARGET_MS
     print()
     print(f"pvectl (default limits) {pv['wall']:.2f} s = {pv['wall'] / lb['sim']:.2f}x LB_sim, "
-          f"{pv['wall'] / lb_def:.2f}x LB_{k_def}")
+          f"{pv['wall'] / lb_def:.2f}x LB_{k_def} ({'within' if ok_def else 'over'} 1.3x of it)")
     print(f"pvectl (raised limits)  {pvr['wall']:.2f} s = {pvr['wall'] / lb['sim']:.2f}x LB_sim, "
-          f"{pvr['wall'] / lb_raised:.2f}x LB_{k_raised}")
+          f"{pvr['wall'] / lb_raised:.2f}x LB_{k_raised} ({'within' if ok_raised else 'over'} 1.3x of it)")
     if "seed" in results:
         print(f"seed loop               {results['seed']['wall']:.2f} s = {results['seed']['wall'] / lb['sim']:.2f}x LB_sim, "
               f"{results['seed']['wall'] / lb['seq']:.2f}x LB_seq, {results['seed']['wall'] / pv['wall']:.2f}x pvectl")
@@ -535,9 +562,9 @@ def main() -> int:
     if not args.no_record:
         import pvectl
 
-        when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        la = lambda t: " ".join(f"{x:.2f}" for x in t)  # noqa: E731
-        tv = lambda argv: subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()[0]  # noqa: E731
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        la = lambda t: " ".join(f"{x:.2f}" for x in t)
+        tv = lambda argv: subprocess.run(argv, capture_output=True, text=True, check=False).stdout.splitlines()[0]
         lines = [
             f"## Provisioning {n} VMs from one template: pvectl, the seed's loop, the lower bound; task-completion "
             "lag (bench/bench_provision.py)",
@@ -565,25 +592,28 @@ def main() -> int:
             f"LB_{POOL} = {lb['k8']:.2f} s; one VM after the other (the seed's shape) LB_seq = n x chain = "
             f"{lb['seq']:.2f} s.",
             "",
-            "| way | wall s | VMs made | API requests | clones at once (max) | vs LB_sim | vs LB for its own concurrency | target (<= 1.3x) |",
+            "| way | wall s | VMs made | API requests | clones at once (max) | vs LB_sim | target: <= 1.3x LB_sim | vs LB_k for its own concurrency k |",
             "|---|---|---|---|---|---|---|---|",
             f"| (a) `pvectl vm clone 9000 web --count {n} --name-pattern web-{{n}} ... --start` (defaults: 2 per "
             f"node / storage) | {pv['wall']:.2f} | {pv['made']}/{n} | {pv['requests']} | {pv['max_parallel_clones']} | "
-            f"{pv['wall'] / lb['sim']:.2f}x | {pv['wall'] / lb_def:.2f}x LB_{k_def} | LB_{k_def}: "
-            f"{'met' if ok_def else 'MISSED'}; LB_sim: {'met' if pv['wall'] <= TARGET_RATIO * lb['sim'] else 'MISSED'} |",
+            f"{pv['wall'] / lb['sim']:.2f}x | {'met' if ok_sim_def else 'MISSED'} | {pv['wall'] / lb_def:.2f}x LB_{k_def} |",
             f"| (a') the same with `--max-per-node {n} --max-per-storage {n}` | {pvr['wall']:.2f} | {pvr['made']}/{n} | "
             f"{pvr['requests']} | {pvr['max_parallel_clones']} | {pvr['wall'] / lb['sim']:.2f}x | "
-            f"{pvr['wall'] / lb_raised:.2f}x LB_{k_raised} | LB_{k_raised}: {'met' if ok_raised else 'MISSED'}; "
-            f"LB_sim: {'met' if ok_sim else 'MISSED'} |",
+            f"{'met' if ok_sim else 'MISSED'} | {pvr['wall'] / lb_raised:.2f}x LB_{k_raised} |",
         ]
         if "seed" in results:
             s = results["seed"]
-            lines.append(f"| (b) the seed's loop (curl + `poll_task` every {interval:g} s, sequential) | {s['wall']:.2f} | "
-                         f"{s['made']}/{n} | {s['requests']} | 1 | {s['wall'] / lb['sim']:.2f}x | "
-                         f"{s['wall'] / lb['seq']:.2f}x LB_seq | - |")
+            lines.append(f"| (b) the seed's loop (curl + `poll_task` every {interval:g} s, one VM after the other) | "
+                         f"{s['wall']:.2f} | {s['made']}/{n} | {s['requests']} | 1 | {s['wall'] / lb['sim']:.2f}x | - | "
+                         f"{s['wall'] / lb['seq']:.2f}x LB_seq |")
             lines += ["", f"Same run: the seed's loop took **{s['wall'] / pv['wall']:.1f}x** as long as pvectl with its "
-                      f"defaults ({s['wall'] / pvr['wall']:.1f}x with the limits raised); its tasks ran "
-                      f"{s['task_time']:.1f} s of its {s['wall']:.1f} s ({s['task_time'] / s['wall']:.0%})."]
+                      f"defaults ({s['wall'] / pvr['wall']:.1f}x with the limits raised). Its tasks ran one at a time "
+                      f"for {s['task_time']:.1f} s of its {s['wall']:.1f} s; the other {s['wall'] - s['task_time']:.1f} s "
+                      f"({1 - s['task_time'] / s['wall']:.0%}) went to sleeping past tasks that had ended and to "
+                      f"{s['requests']} curl calls with two `pass show` each."]
+        lines += ["", "API requests by kind: " + "; ".join(
+            f"{label}: " + ", ".join(f"{k} {v}" for k, v in results[key]["kinds"].items())
+            for key, label in (("pvectl", "(a)"), ("pvectl-raised", "(a')"), ("seed", "(b)")) if key in results) + "."]
         lines += [
             "",
             f"Task-completion detection lag: time from the moment a task finished (the simulator's task engine, "
@@ -608,10 +638,10 @@ def main() -> int:
         record(lines)
         print(f"appended to {RESULTS_PATH()}")
     print(f"took {time.monotonic() - t_start:.0f} s")
-    return 0 if (ok_def and ok_raised and ok_lag) else 1
+    return 0 if (ok_sim_def and ok_lag) else 1
 
 
-def RESULTS_PATH() -> Path:  # noqa: N802
+def RESULTS_PATH() -> Path:
     return HERE / "RESULTS.md"
 
 

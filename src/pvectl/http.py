@@ -1,4 +1,4 @@
-"""Transport: HTTPS to the Proxmox API on stdlib `http.client` + `ssl` (DESIGN §3b, §4).
+"""Transport: HTTPS to the Proxmox API on `ssl` + a minimal HTTP/1.1 connection (DESIGN §3b, §4).
 
 - One keep-alive connection per node (a small idle pool when threads share the Transport).
 - Connect and read timeouts are always set.
@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import ssl
@@ -30,6 +29,7 @@ import threading
 import time
 from urllib.parse import quote, urlencode
 
+from pvectl import httpconn
 from pvectl.errors import NodeUnreachable, PvectlError, TlsError, from_response, redact
 
 TYPE_CHECKING = False
@@ -99,7 +99,7 @@ def _reason(e: BaseException) -> str:
         return "connection refused"
     if isinstance(e, socket.gaierror):
         return f"name resolution failed ({e.strerror})"
-    if isinstance(e, http.client.RemoteDisconnected):
+    if isinstance(e, httpconn.RemoteDisconnected):
         return "connection closed by the server"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror.lower() if e.strerror[:1].isupper() and e.strerror[1:2].islower() else e.strerror
@@ -143,7 +143,7 @@ class Transport:
         self._warn = warn or _warn_stderr
         self.user_agent = user_agent
         self._lock = threading.Lock()
-        self._idle: dict[str, list[http.client.HTTPSConnection]] = {}
+        self._idle: dict[str, list[httpconn.Connection]] = {}
         self._dead: dict[str, str] = {}  # node -> why it is skipped for the rest of the process
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._warned = False
@@ -283,13 +283,13 @@ class Transport:
         self._contexts[key] = ctx
         return ctx
 
-    def _connect(self, n: Node) -> http.client.HTTPSConnection:
+    def _connect(self, n: Node) -> httpconn.Connection:
         ctx = self._context(n)
         if self.tls is not None and self.tls.mode(n.name) == "insecure" and not self._warned:
             self._warned = True
             self._warn("TLS verification is disabled (tls.insecure: true): anyone on the network path can "
                        "read the API token; set tls.ca_file or tls.fingerprints")
-        conn = http.client.HTTPSConnection(n.host, n.port, timeout=self.connect_timeout, context=ctx)
+        conn = httpconn.Connection(n.host, n.port, timeout=self.connect_timeout, context=ctx)
         try:
             conn.connect()
         except ssl.SSLCertVerificationError as e:
@@ -302,7 +302,7 @@ class Transport:
             conn.close()
             raise TlsError(f"TLS handshake with {n.name} ({n.address}) failed: {e.reason or e}",
                            node=n.name) from None
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, httpconn.HTTPException) as e:
             conn.close()
             raise _ConnectFailed(_reason(e)) from None
         pin = self.tls.fingerprint(n.name) if self.tls is not None else None
@@ -320,7 +320,7 @@ class Transport:
         self._debug(f"connected to {n.name} ({n.address}), TLS {self.tls.mode(n.name) if self.tls else 'system'}")
         return conn
 
-    def _take(self, n: Node) -> http.client.HTTPSConnection | None:
+    def _take(self, n: Node) -> httpconn.Connection | None:
         with self._lock:
             lst = self._idle.get(n.name)
             while lst:
@@ -330,7 +330,7 @@ class Transport:
                 c.close()  # the server closed it while idle (pveproxy keep-alive timeout)
         return None
 
-    def _give(self, n: Node, c: http.client.HTTPSConnection) -> None:
+    def _give(self, n: Node, c: httpconn.Connection) -> None:
         with self._lock:
             self._idle.setdefault(n.name, []).append(c)
 
@@ -351,10 +351,10 @@ class Transport:
             conn.request(method, url, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, httpconn.HTTPException) as e:
             conn.close()
-            stale = reused and isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError,
-                                              BrokenPipeError, http.client.BadStatusLine))
+            stale = reused and isinstance(e, (httpconn.RemoteDisconnected, ConnectionResetError,
+                                              BrokenPipeError, httpconn.BadStatusLine))
             if stale and method == "GET":
                 # A keep-alive connection the server had closed: reconnect once, transparently.
                 conn = self._connect(n)
@@ -362,7 +362,7 @@ class Transport:
                     conn.request(method, url, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
-                except (OSError, http.client.HTTPException) as e2:
+                except (OSError, httpconn.HTTPException) as e2:
                     conn.close()
                     raise _SendFailed(_reason(e2)) from None
             else:

@@ -69,7 +69,48 @@ def _cmd(module: str, func: str) -> Handler:
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "cluster": ("status",), "node": ("list", "status"),
+    "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set"),
+    "task": ("status", "wait", "log", "list"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
+    "sim": ("serve",),
+}
+_VALUE_OPTIONS = frozenset({"--config", "--cluster", "-o", "--output", "--timeout"})
+
+
+def command_words(argv: Sequence[str]) -> tuple[str | None, str | None]:
+    """The group and command words of a command line, skipping the global options and their values."""
+    words: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--":
+            break
+        if arg.startswith("-"):
+            skip = arg in _VALUE_OPTIONS
+            continue
+        words.append(arg)
+        if len(words) == 2:
+            break
+    return (words[0] if words else None), (words[1] if len(words) > 1 else None)
+
+
+def build_parser(only: tuple[str | None, str | None] = (None, None)) -> argparse.ArgumentParser:
+    """The whole parser, or (start-up time) only the part for `only = (group, command)`: building
+    every group and command costs ~10 ms that a single command does not need."""
+    want_group, want_cmd = only if only[0] in COMMANDS else (None, None)
+    if want_group is not None and want_cmd not in COMMANDS[want_group]:
+        want_cmd = None      # a group's help, or a mistyped command: the whole group, for the message
+
+    def wanted(group_name: str, cmd: str | None = None) -> bool:
+        if want_group is None:
+            return True
+        if group_name != want_group:
+            return False
+        return cmd is None or want_cmd is None or cmd == want_cmd
+
     parser = _Parser(prog="pvectl", description="Operate Proxmox VE clusters safely: status, VMs, templates, "
                      "clones with cloud-init, power, delete, resize, tasks, migration.",
                      epilog="Exit codes: 0 ok, 1 operation failed, 2 usage/config error, 3 refused by a guard, "
@@ -90,35 +131,72 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=None, group_parser=p)
         return p.add_subparsers(dest="cmd", metavar="CMD", parser_class=_Parser)
 
-    g = group("cluster", "cluster membership and quorum")
-    sub(g, "status", "cluster name, quorum, and each node's online state", _cmd("reads", "cluster_status"))
+    if wanted("cluster"):
+        g = group("cluster", "cluster membership and quorum")
+        sub(g, "status", "cluster name, quorum, and each node's online state", _cmd("reads", "cluster_status"))
+    if wanted("node"):
+        _node_group(group("node", "nodes: resources and status"), sub)
+    if wanted("vm"):
+        _vm_group(group("vm", "virtual machines"), sub, lambda cmd: wanted("vm", cmd))
+    if wanted("task"):
+        _task_group(group("task", "Proxmox tasks (UPIDs)"), sub)
+    if wanted("audit"):
+        p = sub(groups, "audit", "show the audit log of changes made with pvectl", _cmd("ops", "audit"))
+        p.add_argument("--limit", type=int, default=50)
+    if wanted("template"):
+        g = group("template", "VM templates")
+        p = sub(g, "list", "templates, by flag, tag (tags.templates) or VMID range (vmid_ranges.templates)",
+                _cmd("reads", "template_list"))
+        p.add_argument("--by", choices=("flag", "tag", "range"), help="only templates found by this rule")
+    if wanted("doctor"):
+        sub(groups, "doctor", "check config, credentials, TLS, nodes, quorum and the token's privileges",
+            _cmd("doctor", "run"))
+    if wanted("demo"):
+        p = sub(groups, "demo", "a guided tour on an embedded simulated cluster (no network, no setup)",
+                _cmd("demo", "run"))
+        p.add_argument("--fast", action="store_true", help="no pauses between the steps")
+    if wanted("sim"):
+        g = group("sim", "the Proxmox VE simulator")
+        p = sub(g, "serve", "run a simulated cluster on loopback (see: pvectl sim serve --help)",
+                _cmd("sim", "serve"))
+        p.add_argument("sim_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
 
-    g = group("node", "nodes: resources and status")
+
+def _node_group(g: Any, sub: Any) -> None:
     sub(g, "list", "every node's cpu, memory and uptime (offline nodes included)", _cmd("reads", "node_list"))
     p = sub(g, "status", "one node's detailed status (all nodes without NODE)", _cmd("reads", "node_status"))
     p.add_argument("node", nargs="?", metavar="NODE")
 
-    g = vm_group = group("vm", "virtual machines")
-    p = sub(g, "list", "VMs across the cluster", _cmd("reads", "vm_list"))
-    p.add_argument("--status", choices=("running", "stopped", "paused", "unknown"),
-                   help="only VMs in this state (running, stopped, paused, unknown)")
-    p.add_argument("--node", help="only VMs on this node")
-    p.add_argument("--tag", help="only VMs with this tag")
-    t = p.add_mutually_exclusive_group()
-    t.add_argument("--templates", dest="templates", action="store_const", const=True, default=None,
-                   help="only templates")
-    t.add_argument("--no-templates", dest="templates", action="store_const", const=False, help="no templates")
-    p = sub(g, "status", "a VM's live status", _cmd("reads", "vm_status"))
-    p.add_argument("vm", metavar="VM", help="VMID or unique name")
-    p = sub(g, "clone", "make VMs from a template: clone, configure (cloud-init), grow, start, wait for IP",
-            _cmd("clone", "clone"))
-    from .clone import add_arguments as _clone_arguments
-    _clone_arguments(p)
+
+def _vm_group(g: Any, sub: Any, wanted: Callable[[str], bool]) -> None:
+    vm_group = g
+    if wanted("list"):
+        p = sub(g, "list", "VMs across the cluster", _cmd("reads", "vm_list"))
+        p.add_argument("--status", choices=("running", "stopped", "paused", "unknown"),
+                       help="only VMs in this state (running, stopped, paused, unknown)")
+        p.add_argument("--node", help="only VMs on this node")
+        p.add_argument("--tag", help="only VMs with this tag")
+        t = p.add_mutually_exclusive_group()
+        t.add_argument("--templates", dest="templates", action="store_const", const=True, default=None,
+                       help="only templates")
+        t.add_argument("--no-templates", dest="templates", action="store_const", const=False, help="no templates")
+    if wanted("status"):
+        p = sub(g, "status", "a VM's live status", _cmd("reads", "vm_status"))
+        p.add_argument("vm", metavar="VM", help="VMID or unique name")
+    if wanted("clone"):
+        p = sub(g, "clone", "make VMs from a template: clone, configure (cloud-init), grow, start, wait for IP",
+                _cmd("clone", "clone"))
+        from .clone import add_arguments as _clone_arguments
+
+        _clone_arguments(p)
 
     for action, help_ in (("start", "start VMs (already running: nothing to do)"),
                           ("shutdown", "shut VMs down gracefully (ACPI or guest agent)"),
                           ("stop", "hard power-off (needs --yes; prefer shutdown)"),
                           ("reboot", "reboot running VMs (applies pending changes)")):
+        if not wanted(action):
+            continue
         p = sub(vm_group, action, help_, _cmd("ops", "power"))
         p.add_argument("vms", nargs="+", metavar="VM", help="VMIDs or unique names")
         if action == "shutdown":
@@ -126,28 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seconds the guest gets to power off (Proxmox default 60); `--timeout S` "
                                 "on shutdown means the same, and pvectl waits S plus a margin")
             p.add_argument("--force-stop", action="store_true", help="hard-stop the VM if it does not shut down in time")
-    p = sub(vm_group, "delete", "destroy a stopped VM and its disks, after the safety checks", _cmd("ops", "delete"))
-    p.add_argument("vm", metavar="VM")
-    p.add_argument("--allow-template", action="store_true", help="allow deleting a template")
-    p.add_argument("--no-purge", dest="purge", action="store_false",
-                   help="keep the VMID in backup, replication and HA configs (default: purge=1)")
-    p.add_argument("--keep-unreferenced-disks", dest="destroy_unreferenced_disks", action="store_false",
-                   help="keep disks named for this VMID that the config does not reference")
-    p = sub(vm_group, "resize", "more CPU, memory or disk (disks only grow)", _cmd("ops", "resize"))
-    p.add_argument("vm", metavar="VM")
-    p.add_argument("--cores", type=int)
-    p.add_argument("--memory", help="MiB (4096) or with a unit (4G)")
-    p.add_argument("--disk", help="disk to grow, e.g. scsi0")
-    p.add_argument("--size", help="+10G to grow by 10 GiB, or 50G absolute")
-    p.add_argument("--allow-running", action="store_true",
-                   help="change CPU/memory of a running VM (hot-plugged or pending until restart)")
-    p = sub(vm_group, "set", "set any config key (checked against the API schema, with the config digest)",
-            _cmd("ops", "set_"))
-    p.add_argument("vm", metavar="VM")
-    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
-    p.add_argument("--delete", action="append", metavar="KEY[,KEY]", help="remove keys from the config")
+    if wanted("delete"):
+        p = sub(vm_group, "delete", "destroy a stopped VM and its disks, after the safety checks", _cmd("ops", "delete"))
+        p.add_argument("vm", metavar="VM")
+        p.add_argument("--allow-template", action="store_true", help="allow deleting a template")
+        p.add_argument("--no-purge", dest="purge", action="store_false",
+                       help="keep the VMID in backup, replication and HA configs (default: purge=1)")
+        p.add_argument("--keep-unreferenced-disks", dest="destroy_unreferenced_disks", action="store_false",
+                       help="keep disks named for this VMID that the config does not reference")
+    if wanted("resize"):
+        p = sub(vm_group, "resize", "more CPU, memory or disk (disks only grow)", _cmd("ops", "resize"))
+        p.add_argument("vm", metavar="VM")
+        p.add_argument("--cores", type=int)
+        p.add_argument("--memory", help="MiB (4096) or with a unit (4G)")
+        p.add_argument("--disk", help="disk to grow, e.g. scsi0")
+        p.add_argument("--size", help="+10G to grow by 10 GiB, or 50G absolute")
+        p.add_argument("--allow-running", action="store_true",
+                       help="change CPU/memory of a running VM (hot-plugged or pending until restart)")
+    if wanted("set"):
+        p = sub(vm_group, "set", "set any config key (checked against the API schema, with the config digest)",
+                _cmd("ops", "set_"))
+        p.add_argument("vm", metavar="VM")
+        p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
+        p.add_argument("--delete", action="append", metavar="KEY[,KEY]", help="remove keys from the config")
 
-    g = group("task", "Proxmox tasks (UPIDs)")
+
+def _task_group(g: Any, sub: Any) -> None:
     p = sub(g, "status", "a task's status and exit status", _cmd("taskcmds", "status"))
     p.add_argument("upid", metavar="UPID")
     p = sub(g, "wait", "wait until a task stops (exit 0 on OK/WARNINGS, 1 on error, 4 at --timeout)",
@@ -162,25 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--running", action="store_true", help="only running tasks")
     p.add_argument("--vm", help="only tasks of this VM")
     p.add_argument("--limit", type=int, default=50)
-
-    p = sub(groups, "audit", "show the audit log of changes made with pvectl", _cmd("ops", "audit"))
-    p.add_argument("--limit", type=int, default=50)
-
-    g = group("template", "VM templates")
-    p = sub(g, "list", "templates, by flag, tag (tags.templates) or VMID range (vmid_ranges.templates)",
-            _cmd("reads", "template_list"))
-    p.add_argument("--by", choices=("flag", "tag", "range"), help="only templates found by this rule")
-
-    sub(groups, "doctor", "check config, credentials, TLS, nodes, quorum and the token's privileges",
-        _cmd("doctor", "run"))
-    p = sub(groups, "demo", "a guided tour on an embedded simulated cluster (no network, no setup)",
-            _cmd("demo", "run"))
-    p.add_argument("--fast", action="store_true", help="no pauses between the steps")
-
-    g = group("sim", "the Proxmox VE simulator")
-    p = sub(g, "serve", "run a simulated cluster on loopback (see: pvectl sim serve --help)", _cmd("sim", "serve"))
-    p.add_argument("sim_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    return parser
 
 
 class Context:
@@ -241,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..sim.serve import main as serve_main
 
         return serve_main(argv[2:])
-    parser = build_parser()
+    parser = build_parser(command_words(argv))
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:

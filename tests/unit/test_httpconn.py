@@ -104,3 +104,24 @@ def test_the_transport_does_not_import_http_client() -> None:
     code = "import sys, pvectl.http; print('http.client' in sys.modules, 'email.parser' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_form_and_path_encoding_match_urllib() -> None:
+    # the transport's own percent-encoding must give byte-for-byte what urllib.parse gives
+    from urllib.parse import quote, urlencode
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from pvectl.http import encode_params, quote_path
+
+    @given(st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=40), max_size=6))
+    def form(params: dict[str, str]) -> None:
+        assert encode_params(params) == urlencode(params)
+
+    @given(st.text(max_size=60))
+    def path(text: str) -> None:
+        assert quote_path(text) == quote(text, safe="/:@!$&'()*+,;=-._~%")
+
+    form()
+    path()

@@ -24,6 +24,19 @@ OUTPUTS = ("table", "json", "yaml")
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line and exit 2 (DESIGN §3)."""
 
+    _help_width = 100
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # add_argument() builds a formatter only to check metavars; the terminal's width (shutil,
+        # ~4 ms to import) is looked up only when help is actually printed
+        return self.formatter_class(prog=self.prog, width=self._help_width)
+
+    def format_help(self) -> str:
+        import shutil
+
+        self._help_width = max(shutil.get_terminal_size().columns - 2, 40)
+        return super().format_help()
+
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)

@@ -8,13 +8,14 @@ or start a task whose worker raises `TaskError` (the call returns a UPID, the ta
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import math
 import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +168,145 @@ def vm_cpus(conf: dict[str, Any]) -> int:
     return int(conf.get("vcpus") or int(conf.get("sockets", 1)) * int(conf.get("cores", 1)))
 
 
+def fair_shares(throughput: float, caps: list[float]) -> list[float]:
+    """Max-min fair split of `throughput` among copies with per-copy caps (`bwlimit`, a link, a minimum
+    duration): a copy capped below an equal share keeps its cap, the rest is shared equally by the others."""
+    out = [0.0] * len(caps)
+    left = float(throughput)
+    order = sorted(range(len(caps)), key=caps.__getitem__)
+    for i, idx in enumerate(order):
+        out[idx] = min(caps[idx], left / (len(caps) - i))
+        left -= out[idx]
+    return out
+
+
+@dataclass
+class Copy:
+    """One disk copy in flight (a full clone's drive, a migrated local disk)."""
+
+    id: int
+    label: str                       # "<UPID> <drive>"
+    key: tuple[str, str | None]      # (storage, node); node None for shared storage
+    size: int
+    cap: float                       # bytes per PVE second this copy never exceeds (math.inf: none)
+    started: float                   # model time (PVE seconds)
+    done: float = 0.0                # bytes, as of `updated`
+    rate: float = 0.0                # bytes per PVE second since `updated`
+    updated: float = 0.0
+    since: float = 0.0               # start of the current accounting segment
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Accounting: `copy` ran at `rate` (bytes per PVE second) from t0 to t1 (model time) with `sharers`
+    copies (itself included) on its storage."""
+
+    copy: int
+    label: str
+    key: tuple[str, str | None]
+    t0: float
+    t1: float
+    rate: float
+    sharers: int
+    throughput: float
+
+
+class StorageBandwidth:
+    """Concurrent disk copies onto one storage share its write throughput (`Storage.throughput()`).
+
+    This is a model of the hardware, not a Proxmox API rule. PVE does not arbitrate between concurrent
+    `qemu-img convert` / drive-mirror / storage-migrate jobs; it only caps each one with `bwlimit`
+    (the API parameter, or datacenter.cfg / storage.cfg). The storage itself is the bottleneck: twenty
+    clones onto one node's LVM-thin pool, or into one Ceph pool, each get about a twentieth of its write
+    bandwidth, so starting more copies at once does not make the whole batch finish sooner. Without this
+    the simulator would let any number of copies run at full speed at once.
+
+    A copy is charged to the storage it writes to: (storage, node) for local storage, (storage, None) for
+    shared storage. Rates are a max-min fair split (`fair_shares`) among the copies on that storage,
+    each capped by its own `cap`; they are recomputed whenever a copy starts or ends, so a copy speeds
+    up as soon as another one finishes, and every copy's bytes are integrated over those piecewise
+    constant rates. Time is model time in PVE seconds (wall clock / time scale). Every rate change is
+    recorded as a `Segment` (the last 20000), for tests and benchmarks.
+    """
+
+    def __init__(self, time_scale: float) -> None:
+        self.time_scale = time_scale
+        self.cond = threading.Condition()
+        self._t0 = time.monotonic()
+        self._active: dict[tuple[str, str | None], list[Copy]] = {}
+        self._next = 0
+        self.segments: collections.deque[Segment] = collections.deque(maxlen=20000)
+
+    def now(self) -> float:
+        """Model time in PVE seconds."""
+        return (time.monotonic() - self._t0) / self.time_scale if self.time_scale > 0 else 0.0
+
+    def active(self, key: tuple[str, str | None] | None = None) -> list[Copy]:
+        with self.cond:
+            if key is not None:
+                return list(self._active.get(key, ()))
+            return [c for cs in self._active.values() for c in cs]
+
+    def wake(self) -> None:
+        """Let waiting copies look at their task's stop flag now (a task was stopped)."""
+        with self.cond:
+            self.cond.notify_all()
+
+    def _advance(self, key: tuple[str, str | None], now: float) -> None:
+        for c in self._active.get(key, ()):
+            c.done = min(float(c.size), c.done + c.rate * (now - c.updated))
+            c.updated = now
+
+    def _reshare(self, key: tuple[str, str | None], throughput: float, now: float) -> None:
+        copies = self._active.get(key, [])
+        for c in copies:
+            if now > c.since:
+                self.segments.append(Segment(c.id, c.label, key, c.since, now, c.rate, len(copies), throughput))
+            c.since = now
+        for c, r in zip(copies, fair_shares(throughput, [c.cap for c in copies])):
+            c.rate = r
+        self.cond.notify_all()
+
+    def begin(self, label: str, key: tuple[str, str | None], throughput: float, size: int, cap: float) -> Copy:
+        with self.cond:
+            now = self.now()
+            self._advance(key, now)
+            self._next += 1
+            copy = Copy(self._next, label, key, size, cap, now, updated=now, since=now)
+            self._active.setdefault(key, []).append(copy)
+            self._reshare(key, throughput, now)
+            return copy
+
+    def end(self, copy: Copy, throughput: float) -> None:
+        with self.cond:
+            now = self.now()
+            self._advance(copy.key, now)
+            copies = self._active.get(copy.key, [])
+            if now > copy.since:
+                self.segments.append(Segment(copy.id, copy.label, copy.key, copy.since, now, copy.rate,
+                                             len(copies), throughput))
+            copy.since = now
+            if copy in copies:
+                copies.remove(copy)
+            if not copies:
+                self._active.pop(copy.key, None)
+            self._reshare(copy.key, throughput, now)
+
+    def wait_for(self, ctx: TaskContext, copy: Copy, target: int) -> float:
+        """Block until `copy` has moved `target` bytes; returns the model time then. Raises Interrupted
+        when the task is stopped."""
+        with self.cond:
+            while True:
+                ctx.check_interrupt()
+                now = self.now()
+                self._advance(copy.key, now)
+                left = target - copy.done
+                if left <= 0.5 or self.time_scale <= 0:
+                    return now
+                wait = left / copy.rate * self.time_scale if copy.rate > 0 else 0.25
+                self.cond.wait(min(max(wait, 0.0005), 0.25))
+
+
 class Backend:
     """The cluster's rules. Thread-safe: one lock (`mu`) guards the state; workers sleep without it."""
 
@@ -176,6 +316,7 @@ class Backend:
         self.mu = threading.RLock()
         self.rng = random.Random(seed ^ 0x5EED)
         self.engine = TaskEngine(state.nodes, state.tasks, time_scale=time_scale, mu=self.mu)
+        self.bandwidth = StorageBandwidth(time_scale)
         self.locks = self.engine.locks
         self.epoch0 = time.time()
         self.offline_since: dict[str, float] = {}
@@ -203,6 +344,7 @@ class Backend:
 
     def close(self) -> None:
         self.engine.close()
+        self.bandwidth.wake()
 
     # ------------------------------------------------------------------ tokens and ACLs
     def add_token(self, tokenid: str, secret: str, *, privs: dict[str, list[str]] | None = None) -> None:
@@ -772,6 +914,7 @@ class Backend:
         if u.user != token.tokenid and not self.has(token, f"/nodes/{node}", "Sys.Modify"):
             raise perm_fail(f"/nodes/{node}", ["Sys.Modify"])
         self.engine.stop(upid)
+        self.bandwidth.wake()
 
     # ------------------------------------------------------------------ state helpers for workers
     def _set_status(self, vm: VM, status: str) -> None:
@@ -1116,7 +1259,7 @@ class Backend:
                     ctx.sleep(0.2)
                     new_disks[key] = new_volid
                 else:
-                    self._copy_progress(ctx, key, size, running, bwlimit)
+                    self._copy_progress(ctx, key, size, running, bwlimit, dst_storage, node)
                     new_disks[key] = new_volid
                 # the new config is rewritten after each disk, still with `lock: clone` (§4.3)
                 with self.mu:
@@ -1166,31 +1309,61 @@ class Backend:
                     self.state.volumes[f"{target}/{v.volid}"] = v
             self.changed()
 
-    def _copy_progress(self, ctx: TaskContext, drive: str, size: int, running: bool, bwlimit: int | None) -> None:
-        """qemu-img convert progress for a stopped source, drive-mirror lines for a running one (§2.1)."""
-        rate = 900 * MIB                  # sparse thin volumes copy fast; bwlimit (KiB/s) caps it
-        if bwlimit:
-            rate = min(rate, bwlimit * 1024)
-        total_secs = max(size / rate, 0.5)
+    def _copy_progress(self, ctx: TaskContext, drive: str, size: int, running: bool, bwlimit: int | None,
+                       storage: Storage, node: str) -> None:
+        """qemu-img convert progress for a stopped source, drive-mirror lines for a running one (§2.1).
+
+        The copy shares `storage`'s write throughput with every other copy onto it (StorageBandwidth);
+        bwlimit (KiB/s) caps this copy alone. One line per percent, whatever the rate at the time."""
         steps = 100
         if running:
             ctx.log(f"drive mirror is starting for drive-{drive}")
         else:
             ctx.log(f"transferred {render_bytes(0)} of {render_bytes(size)} (0.00%)")
-        for i in range(1, steps + 1):
-            ctx.sleep(total_secs / steps)
+
+        def step(i: int, elapsed: float) -> None:
             done = size * i // steps
             if running:
                 line = (f"drive-{drive}: transferred {render_bytes(done)} of {render_bytes(size)} "
-                        f"({100 * i / steps:.2f}%) in {render_duration(total_secs * i / steps)}")
+                        f"({100 * i / steps:.2f}%) in {render_duration(elapsed)}")
                 ctx.log(line + (", ready" if i == steps else ""))
             else:
                 ctx.log(f"transferred {render_bytes(done)} of {render_bytes(size)} ({100 * i / steps:.2f}%)")
+
+        self._disk_copy(ctx, drive, storage, node, size, bwlimit=bwlimit, min_secs=0.5, steps=steps, on_step=step)
         if running:
             ctx.log("all 'mirror' jobs are ready")
             ctx.log(f"drive-{drive}: Completing block job...")
             ctx.log(f"drive-{drive}: Completed successfully.")
             ctx.log(f"drive-{drive}: mirror-job finished")
+
+    def _disk_copy(self, ctx: TaskContext, drive: str, storage: Storage, node: str, size: int, *,
+                   bwlimit: int | None, min_secs: float, steps: int,
+                   on_step: Callable[[int, float], None] | None = None, link: float = math.inf) -> None:
+        """Write `size` bytes onto `storage` (on `node` unless it is shared) in `steps` equal steps,
+        sharing its throughput with the other copies in flight (StorageBandwidth). The copy's own cap is
+        bwlimit (KiB/s), `link` (bytes per PVE second, e.g. the migration network) and size / min_secs (a
+        copy takes at least min_secs: setup and sync). on_step(i, PVE seconds since the start) after each
+        step."""
+        if size <= 0:
+            for i in range(1, steps + 1):
+                ctx.sleep(min_secs / steps)
+                if on_step is not None:
+                    on_step(i, min_secs * i / steps)
+            return
+        cap = min(link, size / min_secs) if min_secs > 0 else link
+        if bwlimit:
+            cap = min(cap, int(bwlimit) * 1024)
+        key = (storage.sid, None if storage.shared else node)
+        throughput = storage.throughput()
+        copy = self.bandwidth.begin(f"{ctx.upid} {drive}", key, throughput, size, cap)
+        try:
+            for i in range(1, steps + 1):
+                t = self.bandwidth.wait_for(ctx, copy, size * i // steps)
+                if on_step is not None:
+                    on_step(i, t - copy.started)
+        finally:
+            self.bandwidth.end(copy, throughput)
 
     # ------------------------------------------------------------------ config
     def vm_config_update(self, node: str, vmid: int, caller: Caller, params: dict[str, Any], *,
@@ -1482,14 +1655,17 @@ class Backend:
                     log("ERROR: Problem found while scanning volumes - can't migrate VM - check log")
                     log("aborting phase 1 - cleanup resources")
                     abort("Problem found while scanning volumes - can't migrate VM - check log")
-                rate = 1100 * MIB if not bwlimit else min(1100 * MIB, bwlimit * 1024)
+                link = 1100 * MIB                 # the migration network (10 GbE), per copy
+                rate = link if not bwlimit else min(link, bwlimit * 1024)
                 if local and not online:
                     log("copying local disk images")
                     for key, volid, opts in local:
                         with self.mu:
                             _, vol = self.storage_volume(volid, node)
                         size = vol.size if vol else parse_size(opts.get("size", "0"))
-                        ctx.sleep(max(size / rate, 0.3))
+                        # storage_migrate: the target node's storage shares its throughput with other copies
+                        self._disk_copy(ctx, key, self.state.storages[volid.split(":", 1)[0]], target, size,
+                                        bwlimit=bwlimit, min_secs=0.3, steps=1, link=link)
                         log(f"volume '{volid}' is '{volid}' on the target")
                 if online:
                     log(f"starting VM {vmid} on remote node '{target}'")
@@ -1504,10 +1680,16 @@ class Backend:
                             size = vol.size if vol else 0
                             log(f"{key}: start migration to nbd:unix:/run/qemu-server/{vmid}_nbd.migrate:exportname=drive-{key}")
                             log(f"drive mirror is starting for drive-{key}")
-                            for i in (25, 50, 75, 100):
-                                ctx.sleep(size / rate / 4)
-                                log(f"drive-{key}: transferred {render_bytes(size * i // 100)} of {render_bytes(size)} "
-                                    f"({i:.2f}%) in {render_duration(size / rate * i / 100)}" + (", ready" if i == 100 else ""))
+
+                            def step(i: int, elapsed: float, key: str = key, size: int = size) -> None:
+                                pct = 25 * i
+                                log(f"drive-{key}: transferred {render_bytes(size * pct // 100)} of "
+                                    f"{render_bytes(size)} ({pct:.2f}%) in {render_duration(elapsed)}"
+                                    + (", ready" if pct == 100 else ""))
+
+                            # drive-mirror over NBD writes into the target node's storage
+                            self._disk_copy(ctx, key, self.state.storages[volid.split(":", 1)[0]], target, size,
+                                            bwlimit=bwlimit, min_secs=0.0, steps=4, on_step=step, link=link)
                         log("all 'mirror' jobs are ready")
                         log("switching mirror jobs to actively synced mode")
                     log(f"starting online/live migration on unix:/run/qemu-server/{vmid}.migrate")

@@ -64,6 +64,25 @@ class Node:
     next_pid: int = 2000
 
 
+# Write throughput (bytes per PVE second) that all disk copies onto one storage share: full clones
+# (`qemu-img convert`, drive-mirror) and migration disk copies. This describes the hardware behind a
+# storage, not a Proxmox rule (see backend.StorageBandwidth). Local storage has it once per node, shared
+# storage once for the cluster.
+# - lvmthin / lvm / zfspool: 900 MiB/s, what one copy onto a node's NVMe-backed local pool gets
+#   (sparse thin volumes copy fast; the rate the simulator always used for one clone);
+# - dir: 600 MiB/s, qcow2/raw files through a filesystem on the same kind of disk;
+# - rbd: 500 MiB/s for the whole pool, a small hyperconverged Ceph: 3 nodes with 2 SATA SSD OSDs each
+#   (~450 MB/s sequential), size=3: every client byte is written three times (~900 MB/s of client
+#   writes from 2.7 GB/s raw), about half of that after BlueStore's WAL/metadata writes and the
+#   replication round trips over a 10 GbE cluster network;
+# - nfs / cifs: 110 MiB/s, one 1 GbE link to the NAS.
+COPY_THROUGHPUT: dict[str, int] = {
+    "lvmthin": 900 * MIB, "lvm": 900 * MIB, "zfspool": 900 * MIB, "dir": 600 * MIB, "rbd": 500 * MIB,
+    "nfs": 110 * MIB, "cifs": 110 * MIB,
+}
+DEFAULT_COPY_THROUGHPUT = 900 * MIB
+
+
 @dataclass
 class Storage:
     sid: str
@@ -73,6 +92,10 @@ class Storage:
     total: int
     nodes: list[str] | None = None   # None = available on every node
     enabled: bool = True
+    copy_throughput: int = 0         # bytes per PVE second shared by concurrent copies; 0: COPY_THROUGHPUT
+
+    def throughput(self) -> int:
+        return self.copy_throughput or COPY_THROUGHPUT.get(self.plugintype, DEFAULT_COPY_THROUGHPUT)
 
 
 @dataclass

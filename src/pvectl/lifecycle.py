@@ -130,18 +130,26 @@ def power(cluster: Cluster, ref: str | int, action: str, *, writer: Writer, dead
             params["forceStop"] = 1
     from .writes import Write
 
-    upid = writer.send(Write("POST", f"/nodes/{vm.node}/qemu/{vm.vmid}/status/{action}", params, vm.node,
-                             f"{action} VM {vm.vmid} ({vm.name}) on {vm.node}"))
+    _run_task(cluster, writer, Write("POST", f"/nodes/{vm.node}/qemu/{vm.vmid}/status/{action}", params, vm.node,
+                                     f"{action} VM {vm.vmid} ({vm.name}) on {vm.node}"), res, deadline, wait)
+    return res
+
+
+def _run_task(cluster: Cluster, writer: Writer, write: Any, res: OpResult, deadline: Deadline,
+              wait: bool) -> bool:
+    """Send a write that starts a task, then wait for it unless `wait` is False. Records the outcome
+    in `res`; True when the task ran to its end here."""
+    upid = writer.send(write)
     if upid is None:
         res.outcome = "planned"
-        return res
+        return False
     res.upid = upid
     if not wait:
         res.outcome = "started"
-        return res
+        return False
     result = _wait(cluster, writer, upid, deadline)
     res.exitstatus, res.warnings = result.exitstatus, result.warnings
-    return res
+    return True
 
 
 # --------------------------------------------------------------------------------------------- delete
@@ -175,19 +183,11 @@ def delete(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
     if destroy_unreferenced_disks:
         params["destroy-unreferenced-disks"] = 1
     res = OpResult(vm.vmid, vm.name, vm.node, "delete", "done", extra={"disks": disks})
-    upid = writer.send(Write("DELETE", f"/nodes/{vm.node}/qemu/{vm.vmid}", params, vm.node,
-                             f"delete VM {vm.vmid} ({vm.name}) on {vm.node} and its disks: {', '.join(disks) or 'none'}"))
-    if upid is None:
-        res.outcome = "planned"
-        return res
-    res.upid = upid
-    if not wait:
-        res.outcome = "started"
-        return res
-    result = _wait(cluster, writer, upid, deadline)
-    res.exitstatus, res.warnings = result.exitstatus, result.warnings
-    lines, _ = Task(cluster, upid).log(start=0, limit=0)
-    res.extra["log"] = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("TASK ")]
+    write = Write("DELETE", f"/nodes/{vm.node}/qemu/{vm.vmid}", params, vm.node,
+                  f"delete VM {vm.vmid} ({vm.name}) on {vm.node} and its disks: {', '.join(disks) or 'none'}")
+    if _run_task(cluster, writer, write, res, deadline, wait):
+        lines, _ = Task(cluster, res.upid or "").log(start=0, limit=0)
+        res.extra["log"] = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("TASK ")]
     return res
 
 

@@ -159,10 +159,7 @@ def resize(ctx: Context) -> int:
                   disk=a.disk, size=a.size, allow_running=a.allow_running)
     if a.dry_run:
         return 0
-    if ctx.output == "table":
-        print(f"VM {r.vmid} ({r.name}) on {r.node}:")
-        for key, how in r.extra.get("applied", {}).items():
-            print(f"  {key}: {how}")
+    if _print_changes(ctx, r):
         d = r.extra.get("disk")
         if d:
             gib = 1024**3
@@ -171,9 +168,19 @@ def resize(ctx: Context) -> int:
             else:
                 print(f"  {d['disk']}: {d['from'] / gib:.1f} GiB -> {d['to'] / gib:.1f} GiB (the guest must grow its "
                       "filesystem)")
-    else:
-        ctx.emit(r.to_dict())
     return 0
+
+
+def _print_changes(ctx: Context, r: Any) -> bool:
+    """Table mode: each changed key and whether it was applied or stays pending; other modes: the
+    result object. True when the caller should add its own table lines."""
+    if ctx.output != "table":
+        ctx.emit(r.to_dict())
+        return False
+    print(f"VM {r.vmid} ({r.name}) on {r.node}:")
+    for key, how in r.extra.get("applied", {}).items():
+        print(f"  {key}: {how}")
+    return True
 
 
 def set_(ctx: Context) -> int:
@@ -189,14 +196,8 @@ def set_(ctx: Context) -> int:
         assignments[key] = value
     delete = [k for part in (a.delete or []) for k in part.split(",") if k]
     r = set_config(ctx.cluster, a.vm, assignments, writer=writer(ctx), delete=delete)
-    if a.dry_run:
-        return 0
-    if ctx.output == "table":
-        print(f"VM {r.vmid} ({r.name}) on {r.node}:")
-        for key, how in r.extra.get("applied", {}).items():
-            print(f"  {key}: {how}")
-    else:
-        ctx.emit(r.to_dict())
+    if not a.dry_run:
+        _print_changes(ctx, r)
     return 0
 
 

@@ -252,17 +252,21 @@ class StorageBandwidth:
         with self.cond:
             self.cond.notify_all()
 
-    def _advance(self, key: tuple[str, str | None], now: float) -> None:
-        for c in self._active.get(key, ()):
-            c.done = min(float(c.size), c.done + c.rate * (now - c.updated))
-            c.updated = now
-
-    def _reshare(self, key: tuple[str, str | None], throughput: float, now: float) -> None:
+    def _advance(self, key: tuple[str, str | None], now: float, throughput: float | None = None) -> None:
+        """Bring every copy on `key` to `now`; with `throughput`, also close their accounting segments
+        (the set of copies or their rates is about to change)."""
         copies = self._active.get(key, [])
         for c in copies:
-            if now > c.since:
-                self.segments.append(Segment(c.id, c.label, key, c.since, now, c.rate, len(copies), throughput))
-            c.since = now
+            c.done = min(float(c.size), c.done + c.rate * (now - c.updated))
+            c.updated = now
+            if throughput is not None:
+                if now > c.since:
+                    self.segments.append(Segment(c.id, c.label, key, c.since, now, c.rate, len(copies),
+                                                 throughput))
+                c.since = now
+
+    def _reshare(self, key: tuple[str, str | None], throughput: float) -> None:
+        copies = self._active.get(key, [])
         for c, r in zip(copies, fair_shares(throughput, [c.cap for c in copies])):
             c.rate = r
         self.cond.notify_all()
@@ -270,27 +274,23 @@ class StorageBandwidth:
     def begin(self, label: str, key: tuple[str, str | None], throughput: float, size: int, cap: float) -> Copy:
         with self.cond:
             now = self.now()
-            self._advance(key, now)
+            self._advance(key, now, throughput)
             self._next += 1
             copy = Copy(self._next, label, key, size, cap, now, updated=now, since=now)
             self._active.setdefault(key, []).append(copy)
-            self._reshare(key, throughput, now)
+            self._reshare(key, throughput)
             return copy
 
     def end(self, copy: Copy, throughput: float) -> None:
         with self.cond:
             now = self.now()
-            self._advance(copy.key, now)
+            self._advance(copy.key, now, throughput)
             copies = self._active.get(copy.key, [])
-            if now > copy.since:
-                self.segments.append(Segment(copy.id, copy.label, copy.key, copy.since, now, copy.rate,
-                                             len(copies), throughput))
-            copy.since = now
             if copy in copies:
                 copies.remove(copy)
             if not copies:
                 self._active.pop(copy.key, None)
-            self._reshare(copy.key, throughput, now)
+            self._reshare(copy.key, throughput)
 
     def wait_for(self, ctx: TaskContext, copy: Copy, target: int) -> float:
         """Block until `copy` has moved `target` bytes; returns the model time then. Raises Interrupted

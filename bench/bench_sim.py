@@ -1,7 +1,7 @@
 """Requests per second that the simulator serves for `GET /cluster/resources`, with 500 VMs.
 
-    /work/venv/bin/python bench/bench_sim.py            # ~1 minute; appends a section to bench/RESULTS.md
-    /work/venv/bin/python bench/bench_sim.py --runs 3 --seconds 1 --no-record
+    .venv/bin/python bench/bench_sim.py            # ~1 minute; appends a section to bench/RESULTS.md
+    .venv/bin/python bench/bench_sim.py --runs 3 --seconds 1 --no-record
 
 The simulator (`pvectl.sim.cluster.Cluster(nodes=3, vms=500, templates=2, bind="127.0.0.1", port=0)`)
 runs in its own process pinned to one CPU core (`os.sched_setaffinity`), so the numbers are "on one

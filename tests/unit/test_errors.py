@@ -9,7 +9,16 @@ from pathlib import Path
 from pvectl import errors as E
 from pvectl.upid import Upid
 
-FIXTURES = Path("/work/shared/spec/fixtures/errors")
+def _fixtures() -> Path:
+    """spec/fixtures/errors of the shared project folder, which sits beside the repository."""
+    repo = Path(__file__).resolve().parents[2]
+    for base in (repo.parent / "shared", Path("/work/shared")):
+        if (base / "spec" / "fixtures" / "errors").is_dir():
+            return base / "spec" / "fixtures" / "errors"
+    raise RuntimeError(f"spec/fixtures/errors not found beside {repo}: the shared/ folder is needed")
+
+
+FIXTURES = _fixtures()
 
 
 def resp(status: int, reason: str, body: object = None, method: str = "POST",

@@ -117,9 +117,13 @@ def build_parser(only: tuple[str | None, str | None] = (None, None)) -> argparse
     if want_group is not None and want_cmd not in COMMANDS[want_group]:
         want_cmd = None      # a group's help, or a mistyped command: the whole group, for the message
 
+    # With no group on the line (`pvectl --help`, a mistyped group) only the groups themselves are
+    # listed: their commands are built when a group is named.
+    shallow = want_group is None
+
     def wanted(group_name: str, cmd: str | None = None) -> bool:
-        if want_group is None:
-            return True
+        if shallow:
+            return cmd is None
         if group_name != want_group:
             return False
         return cmd is None or want_cmd is None or cmd == want_cmd
@@ -146,21 +150,27 @@ def build_parser(only: tuple[str | None, str | None] = (None, None)) -> argparse
 
     if wanted("cluster"):
         g = group("cluster", "cluster membership and quorum")
-        sub(g, "status", "cluster name, quorum, and each node's online state", _cmd("reads", "cluster_status"))
+        if not shallow:
+            sub(g, "status", "cluster name, quorum, and each node's online state", _cmd("reads", "cluster_status"))
     if wanted("node"):
-        _node_group(group("node", "nodes: resources and status"), sub)
+        g = group("node", "nodes: resources and status")
+        if not shallow:
+            _node_group(g, sub)
     if wanted("vm"):
         _vm_group(group("vm", "virtual machines"), sub, lambda cmd: wanted("vm", cmd))
     if wanted("task"):
-        _task_group(group("task", "Proxmox tasks (UPIDs)"), sub)
+        g = group("task", "Proxmox tasks (UPIDs)")
+        if not shallow:
+            _task_group(g, sub)
     if wanted("audit"):
         p = sub(groups, "audit", "show the audit log of changes made with pvectl", _cmd("ops", "audit"))
         p.add_argument("--limit", type=int, default=50)
     if wanted("template"):
         g = group("template", "VM templates")
-        p = sub(g, "list", "templates, by flag, tag (tags.templates) or VMID range (vmid_ranges.templates)",
-                _cmd("reads", "template_list"))
-        p.add_argument("--by", choices=("flag", "tag", "range"), help="only templates found by this rule")
+        if not shallow:
+            p = sub(g, "list", "templates, by flag, tag (tags.templates) or VMID range (vmid_ranges.templates)",
+                    _cmd("reads", "template_list"))
+            p.add_argument("--by", choices=("flag", "tag", "range"), help="only templates found by this rule")
     if wanted("doctor"):
         sub(groups, "doctor", "check config, credentials, TLS, nodes, quorum and the token's privileges",
             _cmd("doctor", "run"))
@@ -170,9 +180,10 @@ def build_parser(only: tuple[str | None, str | None] = (None, None)) -> argparse
         p.add_argument("--fast", action="store_true", help="no pauses between the steps")
     if wanted("sim"):
         g = group("sim", "the Proxmox VE simulator")
-        p = sub(g, "serve", "run a simulated cluster on loopback (see: pvectl sim serve --help)",
-                _cmd("sim", "serve"))
-        p.add_argument("sim_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        if not shallow:
+            p = sub(g, "serve", "run a simulated cluster on loopback (see: pvectl sim serve --help)",
+                    _cmd("sim", "serve"))
+            p.add_argument("sim_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import guards
 from .errors import GuardRefused, TaskFailed, UsageError
 from .tasks import Deadline, Task
+from .units import parse_memory
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from .writes import Writer
 
 POWER_ACTIONS = ("start", "shutdown", "stop", "reboot")
-MIB = 1024**2
-_UNITS = {"": 1, "K": 1024, "M": MIB, "G": 1024**3, "T": 1024**4}
 
 
 @dataclass
@@ -49,21 +48,6 @@ class OpResult:
             d["warnings"] = self.warnings
         d.update(self.extra)
         return d
-
-
-def parse_memory_mib(text: str | int) -> int:
-    """`4096` (MiB, as Proxmox's `memory`), `4G`, `512M`, `4GiB` -> MiB."""
-    s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
-    unit = s[-1] if s and s[-1] in "KMGT" else ""
-    number = s[:-1] if unit else s
-    try:
-        value = float(number)
-    except ValueError:
-        raise UsageError(f"invalid memory size '{text}': use MiB (4096) or a unit (4G, 512M)") from None
-    mib = int(value if not unit else value * _UNITS[unit] / MIB)
-    if mib < 16:
-        raise UsageError(f"memory {text} is below Proxmox's minimum of 16 MiB")
-    return mib
 
 
 def parse_prop(value: str) -> tuple[str | None, dict[str, str]]:
@@ -210,7 +194,7 @@ def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
         raise UsageError("--disk and --size go together (e.g. --disk scsi0 --size +10G)")
     if cores is not None and not 1 <= cores <= 1024:
         raise UsageError(f"--cores {cores} is out of range (1-1024)")
-    mem_mib = parse_memory_mib(memory) if memory is not None else None
+    mem_mib = parse_memory(memory) if memory is not None else None
     vm = cluster.vms.resolve(ref)
     st = _status(cluster, vm)
     running = st.get("status") == "running"

@@ -62,6 +62,7 @@ from .errors import (
     UsageError,
 )
 from .tasks import Deadline, Progress, Task
+from .units import parse_memory
 from .vms import split_tags
 from .writes import Write, Writer
 
@@ -75,7 +76,6 @@ MARKER = "pvectl: cloned from template {vmid} ({name})"
 _MARKER_RE = re.compile(r"^pvectl: cloned from template (\d+)\b", re.M)
 # pve-common JSONSchema.pm `dns-name` (the clone's `name` format: pve-semantics §4.1)
 _DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*$")
-_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$", re.I)
 # pve-common JSONSchema.pm::pve_verify_urlencoded (pve-semantics §7.5)
 _URLENCODED_RE = re.compile(r"^[-%a-zA-Z0-9_.!~*'()]*$")
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
@@ -185,25 +185,6 @@ class ProvisionFailed(PvectlError):
 
 
 # ------------------------------------------------------------------------------------------------ parsing
-
-
-def parse_memory(value: int | str) -> int:
-    """MiB from `4096`, `4096M`, `4G`, `4GiB`, `1.5G` (units are powers of 1024; no unit = MiB, as the
-    API's `memory`)."""
-    if isinstance(value, int):
-        mib = value
-    else:
-        m = _MEMORY_RE.match(str(value).strip())
-        if not m:
-            raise UsageError(f"invalid memory size '{value}'", hint="use MiB (4096) or a unit: 4G, 4096M")
-        number, unit = float(m.group(1)), m.group(2).upper()
-        mib_f = number * {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}[unit]
-        if mib_f != int(mib_f):
-            raise UsageError(f"memory size '{value}' is not a whole number of MiB")
-        mib = int(mib_f)
-    if mib < 16:   # qemu-server `memory` minimum (16 MiB)
-        raise UsageError(f"memory {mib} MiB is below Proxmox's minimum of 16 MiB")
-    return mib
 
 
 def ipconfig_value(ip: str) -> str:

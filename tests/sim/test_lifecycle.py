@@ -16,9 +16,16 @@ import pytest
 
 from pvectl import credentials
 from pvectl.cluster import Cluster
-from pvectl.errors import ApiError, GuardRefused, PermissionDenied, TaskFailed, UsageError
-from pvectl.lifecycle import delete, parse_memory_mib, parse_prop, power, resize, set_config
+from pvectl.errors import (
+    ApiError,
+    GuardRefused,
+    PermissionDenied,
+    TaskFailed,
+    UsageError,
+)
+from pvectl.lifecycle import delete, parse_prop, power, resize, set_config
 from pvectl.sim.cluster import Cluster as SimCluster
+from pvectl.units import parse_memory
 from pvectl.writes import Writer
 
 GIB = 1024**3
@@ -289,8 +296,8 @@ def test_resize_cpu_memory_stopped_vm_applies(sim: SimCluster, pvc: Cluster) -> 
 
 @pytest.mark.parametrize(("text", "mib"), [("4096", 4096), ("4G", 4096), ("4GiB", 4096), ("512M", 512),
                                            ("1.5G", 1536), (2048, 2048), ("1T", 1024 * 1024)])
-def test_parse_memory_mib(text: Any, mib: int) -> None:
-    assert parse_memory_mib(text) == mib
+def test_parse_memory(text: Any, mib: int) -> None:
+    assert parse_memory(text) == mib
 
 
 # ------------------------------------------------------------------------------------------ set

@@ -31,7 +31,6 @@ every string registered with `register_secret()` (credentials.py registers the t
 
 from __future__ import annotations
 
-
 TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
 if TYPE_CHECKING:
     from typing import Any, ClassVar

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import guards
 from .errors import GuardRefused, TaskFailed, UsageError
 from .tasks import Deadline, Task
-from .units import parse_memory
+from .units import parse_memory, parse_prop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,19 +48,6 @@ class OpResult:
             d["warnings"] = self.warnings
         d.update(self.extra)
         return d
-
-
-def parse_prop(value: str) -> tuple[str | None, dict[str, str]]:
-    """A drive property string `local-lvm:vm-100-disk-0,iothread=1,size=32G` -> (volid, options)."""
-    first: str | None = None
-    opts: dict[str, str] = {}
-    for i, part in enumerate(value.split(",")):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            opts[k] = v
-        elif i == 0:
-            first = part
-    return first, opts
 
 
 def _status(cluster: Cluster, vm: VmSummary) -> dict[str, Any]:

@@ -62,7 +62,7 @@ from .errors import (
     UsageError,
 )
 from .tasks import Deadline, Progress, Task
-from .units import parse_memory
+from .units import parse_memory, parse_prop, size_bytes
 from .vms import split_tags
 from .writes import Write, Writer
 
@@ -251,19 +251,6 @@ def read_ssh_keys(path: str) -> str:
     return "\n".join(keys)
 
 
-def parse_prop(value: str) -> tuple[str | None, dict[str, str]]:
-    """A property string `a,b=c,d=e` -> (`a` or None, {b: c, d: e}), keeping the key order."""
-    first: str | None = None
-    opts: dict[str, str] = {}
-    for i, part in enumerate(str(value).split(",")):
-        if "=" in part:
-            k, _, v = part.partition("=")
-            opts[k] = v
-        elif i == 0:
-            first = part
-    return first, opts
-
-
 def net_with_bridge(current: str | None, bridge: str) -> str:
     """`net0` with only the bridge replaced: the model, the MAC Proxmox generated for the clone (§4.3)
     and every other option (firewall, tag, ...) are kept. Without a NIC: `virtio,bridge=B`."""
@@ -279,15 +266,6 @@ def net_with_bridge(current: str | None, bridge: str) -> str:
 
 def net_bridge(value: str | None) -> str | None:
     return parse_prop(value)[1].get("bridge") if value else None
-
-
-def _size_bytes(text: str | None) -> int | None:
-    if not text:
-        return None
-    m = re.match(r"^(\d+(?:\.\d+)?)([KMGT]?)$", text)
-    if not m:
-        return None
-    return int(float(m.group(1)) * {"": 1, "K": 1024, "M": MIB, "G": 1024**3, "T": 1024**4}[m.group(2)])
 
 
 def _volume_storages(config: dict[str, Any]) -> dict[str, str]:
@@ -1162,7 +1140,7 @@ def _resize(run: _Run, plan: _Plan, res: ProvisionResult, conf: dict[str, Any] |
         if disk is None or disk not in conf:
             raise GuardRefused(f"VM {res.vmid} has no disk {disk or '(boot disk)'} to grow",
                                "name the disk with --disk (e.g. virtio0)")
-        current = _size_bytes(parse_prop(str(conf[disk]))[1].get("size"))
+        current = size_bytes(parse_prop(str(conf[disk]))[1].get("size"))
         if current is not None:
             check_disk_resize(vmid=res.vmid or 0, disk=disk, current=current, size=spec.disk_size)
         write = Write("PUT", _config_path(plan, res) + "/resize", {"disk": disk, "size": spec.disk_size},

@@ -77,7 +77,13 @@ class Display:
     def __enter__(self) -> Display:
         if self.tty:
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                                       TimeElapsedColumn(), console=Console(file=self.out), transient=False)

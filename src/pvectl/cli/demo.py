@@ -12,6 +12,7 @@ import shlex
 import sys
 import tempfile
 import time
+
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:

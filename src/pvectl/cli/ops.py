@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 
 def writer(ctx: Context) -> Any:
-    from ..writes import Writer
-
     import shlex
+
+    from ..writes import Writer
 
     return Writer(ctx.cluster, command="pvectl " + shlex.join(ctx.argv), dry_run=ctx.args.dry_run)
 
@@ -57,7 +57,8 @@ OP_COLUMNS = [Column("vmid", "VMID"), Column("name", "NAME"), Column("node", "NO
 
 def power(ctx: Context) -> int:
     """vm start|shutdown|stop|reboot VM...: the tasks are started for every VM first, then waited for."""
-    from ..lifecycle import OpResult, _wait, power as do_power
+    from ..lifecycle import OpResult, _wait
+    from ..lifecycle import power as do_power
 
     action = ctx.args.cmd
     w = writer(ctx)

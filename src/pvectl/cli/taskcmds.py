@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+
 TYPE_CHECKING = False
 
 from ..render import Column

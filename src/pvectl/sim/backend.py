@@ -19,8 +19,28 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .models import GIB, MIB, ROLES, VM, Node, State, Storage, Token, Volume, format_size, random_mac, volume_key
-from .tasks import Interrupted, LockTimeout, TaskContext, TaskEngine, TaskError, decode_upid
+from .models import (
+    GIB,
+    MIB,
+    ROLES,
+    VM,
+    Node,
+    State,
+    Storage,
+    Token,
+    Volume,
+    format_size,
+    random_mac,
+    volume_key,
+)
+from .tasks import (
+    Interrupted,
+    LockTimeout,
+    TaskContext,
+    TaskEngine,
+    TaskError,
+    decode_upid,
+)
 
 PVE_VERSION = {"version": "9.1.6", "release": "9.1", "repoid": "71482d1833ded40a"}
 PVE_MANAGER = "pve-manager/9.1.6/71482d1833ded40a"

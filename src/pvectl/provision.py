@@ -70,7 +70,6 @@ if TYPE_CHECKING:
     from .cluster import Cluster
     from .vms import VmSummary
 
-MIB = 1024**2
 # The description line written by the clone POST; a later run finds the VM by name and this line.
 MARKER = "pvectl: cloned from template {vmid} ({name})"
 _MARKER_RE = re.compile(r"^pvectl: cloned from template (\d+)\b", re.M)

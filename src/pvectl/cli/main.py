@@ -84,7 +84,8 @@ def _cmd(module: str, func: str) -> Handler:
 
 COMMANDS: dict[str, tuple[str, ...]] = {
     "cluster": ("status",), "node": ("list", "status"),
-    "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set"),
+    "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set",
+           "migrate"),
     "task": ("status", "wait", "log", "list"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
     "sim": ("serve",),
 }
@@ -251,6 +252,12 @@ def _vm_group(g: Any, sub: Any, wanted: Callable[[str], bool]) -> None:
         p.add_argument("vm", metavar="VM")
         p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
         p.add_argument("--delete", action="append", metavar="KEY[,KEY]", help="remove keys from the config")
+    if wanted("migrate"):
+        p = sub(vm_group, "migrate", "move a VM to another node (live if running), after the pre-checks",
+                _cmd("migrate", "run"))
+        from .migrate import add_arguments as _migrate_arguments
+
+        _migrate_arguments(p)
 
 
 def _task_group(g: Any, sub: Any) -> None:

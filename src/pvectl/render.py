@@ -98,3 +98,14 @@ def kv(data: dict[str, Any], *, out: TextIO | None = None) -> None:
         if isinstance(v, (list, tuple)):
             v = ", ".join(map(str, v)) or "-"
         out.write(f"{k.ljust(width)}  {'-' if v is None else v}\n")
+
+
+def progress_bars(out: TextIO, *, transient: bool = False) -> Any:
+    """A started rich progress display on a terminal: description, bar, percent, elapsed time."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    console=Console(file=out), transient=transient)
+    bars.start()
+    return bars

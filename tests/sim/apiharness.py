@@ -12,7 +12,6 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-
 from pvectl.sim import wire
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import State, generate_state

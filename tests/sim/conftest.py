@@ -1,20 +1,32 @@
-"""Fixtures of the simulator API suite (helpers: apiharness.py).
+"""Fixtures of the simulator suites: the API in-process (helpers: apiharness.py), and the library
+against a running simulator (`sim`, `pvc`; helpers: libharness.py).
 
-No sockets, so the whole API suite runs in seconds. Durations are PVE seconds × `time_scale` (0.01):
+The API suite uses no sockets, so it runs in seconds. Durations are PVE seconds × `time_scale` (0.01):
 tests wait for tasks by polling the task status endpoint, never by timing anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from apiharness import (
+    AUDIT100,
+    AUDIT100_SECRET,
+    FULL,
+    FULL_SECRET,
+    Client,
+    auth,
+    make_state,
+)
 
+from pvectl import credentials
+from pvectl.cluster import Cluster
 from pvectl.sim.backend import Backend
+from pvectl.sim.cluster import Cluster as SimCluster
 from pvectl.sim.routes import Api
 from pvectl.sim.schema import Schema
-
-from apiharness import AUDIT100, AUDIT100_SECRET, FULL, FULL_SECRET, Client, auth, make_state
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +59,27 @@ def audit(api: Api) -> Client:
 
 
 # ---------------------------------------------------------------------- seed facts used by many tests
+
+
+# ---------------------------------------------------------------- the library against a running simulator
+@pytest.fixture(autouse=True)
+def _client_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("PVECTL_TOKEN_ID", "PVECTL_TOKEN_SECRET", "PVECTL_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PVECTL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    credentials.reset()
+
+
+@pytest.fixture
+def sim() -> Iterator[SimCluster]:
+    with SimCluster(nodes=3, vms=12, templates=2, bind="127.0.0.1", port=0, time_scale=0.02) as s:
+        yield s
+
+
+@pytest.fixture
+def pvc(sim: SimCluster) -> Iterator[Cluster]:
+    c = Cluster.from_config(str(sim.config_path))
+    try:
+        yield c
+    finally:
+        c.close()

@@ -8,14 +8,12 @@ before anything was sent" is a fact. Spec: pve-semantics row 9, §9.1, §9.2, C9
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from apiharness import move_to_shared
+from libharness import Sent, vm, writer
 
-from pvectl import credentials
 from pvectl.cluster import Cluster
 from pvectl.errors import GuardRefused, TaskFailed
 from pvectl.migration import MigrationCheck, MigrationResult, check, migrate
@@ -25,55 +23,6 @@ from pvectl.writes import Write, Writer
 
 GIB = 1024**3
 WAIT = 60.0
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("PVECTL_TOKEN_ID", "PVECTL_TOKEN_SECRET", "PVECTL_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PVECTL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
-    credentials.reset()
-
-
-@pytest.fixture
-def sim() -> Iterator[SimCluster]:
-    with SimCluster(nodes=3, vms=12, templates=2, bind="127.0.0.1", port=0, time_scale=0.02) as s:
-        yield s
-
-
-@pytest.fixture
-def pvc(sim: SimCluster) -> Iterator[Cluster]:
-    c = Cluster.from_config(str(sim.config_path))
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-class Sent:
-    """Records every request pvectl makes; `writes` are the non-GET ones."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.calls: list[tuple[str, str, dict[str, Any]]] = []
-        orig = cluster.transport.request
-
-        def request(method: str, path: str, params: Any = None, **kw: Any) -> Any:
-            self.calls.append((method, path, dict(params or {})))
-            return orig(method, path, params, **kw)
-
-        cluster.transport.request = request  # type: ignore[method-assign]
-
-    @property
-    def writes(self) -> list[tuple[str, str, dict[str, Any]]]:
-        return [c for c in self.calls if c[0] != "GET"]
-
-
-def writer(pvc: Cluster, dry_run: bool = False) -> Writer:
-    return Writer(pvc, command="pvectl test", dry_run=dry_run, out=io.StringIO())
-
-
-def vm(sim: SimCluster, vmid: int) -> Any:
-    return sim.backend.state.vms[vmid]
 
 
 def volumes_of(sim: SimCluster, vmid: int) -> list[str]:

@@ -8,13 +8,10 @@ running at a deadline are hung on purpose (`hold_lock`: a backup task that runs 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pvectl import credentials
 from pvectl.cluster import Cluster
 from pvectl.errors import TaskFailed, TaskTimeout
 from pvectl.sim.cluster import Cluster as SimCluster
@@ -22,20 +19,6 @@ from pvectl.sim.tasks import TaskError as SimTaskError
 from pvectl.tasks import Backoff, Deadline, Progress, Task, parse_progress
 
 WAIT = 30.0          # generous deadline for tasks that end on their own; never reached
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("PVECTL_TOKEN_ID", "PVECTL_TOKEN_SECRET", "PVECTL_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("PVECTL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
-    credentials.reset()
-
-
-@pytest.fixture
-def sim() -> Iterator[SimCluster]:
-    with SimCluster(nodes=3, vms=12, templates=2, bind="127.0.0.1", port=0, time_scale=0.02) as s:
-        yield s
 
 
 class Counting:
@@ -57,15 +40,6 @@ class Counting:
 
     def of(self, suffix: str) -> list[dict[str, Any]]:
         return [c for c in self.calls if c["path"].endswith(suffix)]
-
-
-@pytest.fixture
-def pvc(sim: SimCluster) -> Iterator[Cluster]:
-    c = Cluster.from_config(str(sim.config_path))
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 class RecordingBackoff(Backoff):

@@ -76,18 +76,9 @@ class Display:
 
     def __enter__(self) -> Display:
         if self.tty:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from ..render import progress_bars
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                      TimeElapsedColumn(), console=Console(file=self.out), transient=False)
-            self._progress.start()
+            self._progress = progress_bars(self.out)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -46,18 +46,9 @@ class _Display:
 
     def __enter__(self) -> Self:
         if self.tty:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from ..render import progress_bars
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                 TimeElapsedColumn(), console=Console(file=self.out), transient=True)
-            self._bar.start()
+            self._bar = progress_bars(self.out, transient=True)
         return self
 
     def __exit__(self, *exc: object) -> None:

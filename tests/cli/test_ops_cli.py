@@ -465,6 +465,20 @@ def test_task_status_wait_log(pv: Callable[..., Run], fresh_sim: SimCluster) -> 
     assert r.code == 2
 
 
+def test_task_log_follow_stops_at_the_deadline(pv: Callable[..., Run], fresh_sim: SimCluster) -> None:
+    # a hung task: --follow prints what there is, then exits 4 at --timeout with the resume hint
+    held = fresh_sim.backend.hold_lock(106)
+    try:
+        r = pv("-o", "table", "--timeout", "0.3", "task", "log", held, "--follow")
+        assert r.code == 4
+        assert r.out.splitlines() == ["INFO: starting new backup job: vzdump 106 --mode snapshot --storage local",
+                                      "INFO: Starting Backup of VM 106 (qemu)"]
+        assert r.err == (f"pvectl: error: task vzdump on pve1 is still running at the deadline "
+                         f"(hint: resume with: pvectl task wait {held})\n")
+    finally:
+        fresh_sim.backend.release_lock(106)
+
+
 def test_task_log_follow_prints_every_line_of_a_running_clone(pv: Callable[..., Run], fresh_sim: SimCluster) -> None:
     from pvectl.cluster import Cluster
 

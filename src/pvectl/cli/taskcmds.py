@@ -82,7 +82,11 @@ def log(ctx: Context) -> int:
         else:
             ctx.emit({"upid": str(task), "total": total, "lines": lines})
         return 0
-    # --follow: print new lines as they arrive until the task stops
+    # --follow: print new lines as they arrive until the task stops, or until --timeout
+    from ..errors import TaskTimeout
+    from ..tasks import Deadline
+
+    deadline = Deadline(ctx.args.timeout)
     delay = 0.1
     try:
         while True:
@@ -93,9 +97,14 @@ def log(ctx: Context) -> int:
                 for line in task.read_new_lines():
                     print(line, flush=True)
                 return 0
-            time.sleep(delay)
+            remaining = deadline.remaining()
+            if remaining is not None and remaining <= 0:
+                raise TaskTimeout(str(task), node=task.node,
+                                  message=f"task {task.upid.type} on {task.node} is still running at the deadline")
+            time.sleep(delay if remaining is None else min(delay, remaining))
             delay = min(delay * 1.5, 2.0)
     except KeyboardInterrupt:
+        sys.stderr.write(f"pvectl: stopped following; the task keeps running: pvectl task log {task} --follow\n")
         return 130
 
 

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from testkit import Run  # noqa: F401  (re-exported for the CLI tests)
 
 from pvectl.sim.cluster import Cluster
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
 
 
 def write_yaml(path: Path, doc: Any) -> Path:

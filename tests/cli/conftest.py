@@ -17,7 +17,6 @@ simulator's request log (which node answered).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -26,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cliharness import Run, token_config, variant_config
+from testkit import load_json_stream
 
 from pvectl.cli.main import main
 from pvectl.sim.cluster import Cluster
-
-from cliharness import Run, token_config, variant_config
 
 PVECTL = Path(sys.executable).with_name("pvectl")
 CURL = "/usr/bin/curl"
@@ -101,20 +100,6 @@ def run_pvectl(*argv: str, env: dict[str, str] | None = None) -> Run:
     p = subprocess.run([str(PVECTL), *argv], capture_output=True, text=True, timeout=60,
                        env=env if env is not None else dict(os.environ), stdin=subprocess.DEVNULL)
     return Run(p.returncode, p.stdout, p.stderr)
-
-
-def load_json_stream(text: str) -> list[Any]:
-    """jq's output: zero or more JSON values separated by whitespace."""
-    dec = json.JSONDecoder()
-    out: list[Any] = []
-    i = 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return out
-        value, i = dec.raw_decode(text, i)
-        out.append(value)
 
 
 class SeedCurl:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from cliharness import Run
+from testkit import move_to_shared
 
 from pvectl.sim.cluster import Cluster as SimCluster
 
@@ -48,22 +49,6 @@ def writes_since(sim: SimCluster, seq: int) -> list[dict[str, Any]]:
 def error(r: Run) -> dict[str, Any]:
     assert r.out.count("\n") == 1, r.out
     return json.loads(r.out)["error"]
-
-
-def to_shared(sim: SimCluster, vmid: int, sid: str = "ceph-vm") -> None:
-    """Put every local-lvm volume of a VM on the shared Ceph pool (as tests/sim/apiharness.py does)."""
-    b = sim.backend
-    with b.mu:
-        vm = b.state.vms[vmid]
-        for key, value in list(vm.config.items()):
-            volid, _, rest = str(value).partition(",")
-            if not volid.startswith("local-lvm:"):
-                continue
-            vol = b.state.volumes.pop(f"{vm.node}/{volid}")
-            vol.volid = sid + volid[len("local-lvm"):]
-            vol.node = None
-            b.state.volumes[vol.volid] = vol
-            vm.config[key] = f"{vol.volid},{rest}" if rest else vol.volid
 
 
 # ------------------------------------------------------------------------------------------- --check
@@ -123,7 +108,7 @@ def test_live_with_local_disks_refused_then_allowed_with_the_flag(pv: Callable[.
 
 
 def test_live_on_shared_storage_table(pv: Callable[..., Run], fresh_sim: SimCluster) -> None:
-    to_shared(fresh_sim, 100)
+    move_to_shared(fresh_sim.backend, 100)
     r = pv("-o", "table", "vm", "migrate", "web-01", "pve3")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
@@ -171,7 +156,7 @@ def test_target_offline_own_node_unknown_node(pv: Callable[..., Run], fresh_sim:
 
 
 def test_not_enough_memory(pv: Callable[..., Run], fresh_sim: SimCluster) -> None:
-    to_shared(fresh_sim, 100)
+    move_to_shared(fresh_sim.backend, 100)
     fresh_sim.set_node("pve2", mem_total=32 * GIB, mem_used=29 * GIB)
     r = pv("vm", "migrate", "100", "pve2")
     assert r.code == 3

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cliharness import Run, token_config, variant_config
+
 from pvectl.sim.cluster import Cluster as SimCluster
 
 GIB = 1024**3

@@ -253,15 +253,3 @@ def pass_store(sim_process: SimProcess) -> Iterator[PassStore]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def load_json_stream(text: str) -> list[Any]:
-    """Parse jq's output: zero or more JSON values separated by whitespace."""
-    dec = json.JSONDecoder()
-    out: list[Any] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i].isspace():
-            i += 1
-        if i >= n:
-            return out
-        value, i = dec.raw_decode(text, i)
-        out.append(value)

@@ -19,7 +19,6 @@ per-field errors; `docs/seed-errata.md`), and must succeed once rewritten with `
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from testkit import load_json_stream
 
 if TYPE_CHECKING:  # the fixtures' types (tests/e2e/conftest.py)
     from conftest import PassStore, SimProcess
@@ -66,20 +66,6 @@ def require_tool(name: str) -> None:
     if shutil.which(name) is None:
         pytest.fail(f"`{name}` is not installed: the e2e tests need it (apt-get install {name}); "
                     "they are never skipped.", pytrace=False)
-
-
-def load_json_stream(text: str) -> list[Any]:
-    """jq's output: zero or more JSON values separated by whitespace."""
-    dec = json.JSONDecoder()
-    out: list[Any] = []
-    i = 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return out
-        value, i = dec.raw_decode(text, i)
-        out.append(value)
 
 
 def find_seed() -> Path:

@@ -23,19 +23,18 @@ would take that name.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from testkit import Run, load_json_stream
 
 pytestmark = pytest.mark.peer
 
@@ -55,34 +54,6 @@ JQ_TEMPLATES = "[.data[] | select(.template == 1) | {vmid, name, node}]"
 PVECTL = Path(sys.executable).with_name("pvectl")
 TOKEN_ID = "ci@pve!pvectl"
 TOKEN_SECRET = "5d2c41f0-7a52-4c1e-9d0b-2f4b8e6a9c11"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    @property
-    def err_lines(self) -> list[str]:
-        return self.err.splitlines()
-
-
-def _load_json_stream(text: str) -> list[Any]:
-    dec = json.JSONDecoder()
-    out: list[Any] = []
-    i = 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return out
-        value, i = dec.raw_decode(text, i)
-        out.append(value)
 
 
 class Peer:
@@ -139,7 +110,7 @@ class Peer:
                 f"{self.pve.url}/api2/json{path}"]
         body = subprocess.run(argv, capture_output=True, check=True, timeout=30).stdout
         jq = subprocess.run(["jq", "-c", jq_filter], input=body, capture_output=True, check=True, timeout=30)
-        return _load_json_stream(jq.stdout.decode())
+        return load_json_stream(jq.stdout.decode())
 
 
 @pytest.fixture

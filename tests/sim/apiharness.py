@@ -151,16 +151,3 @@ def vms_by(backend: Backend, *, running: bool | None = None, template: bool = Fa
     return out
 
 
-def move_to_shared(backend: Backend, vmid: int, sid: str = "ceph-vm") -> None:
-    """Put every volume of a VM on the shared storage (the seed keeps disks on local-lvm)."""
-    with backend.mu:
-        vm = backend.state.vms[vmid]
-        for key, value in list(vm.config.items()):
-            volid, _, rest = str(value).partition(",")
-            if not volid.startswith("local-lvm:"):
-                continue
-            vol = backend.state.volumes.pop(f"{vm.node}/{volid}")
-            vol.volid = sid + volid[len("local-lvm"):]
-            vol.node = None
-            backend.state.volumes[vol.volid] = vol
-            vm.config[key] = f"{vol.volid},{rest}" if rest else vol.volid

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from apiharness import Client, move_to_shared, wait_until
+from apiharness import Client, wait_until
+from testkit import move_to_shared
 
 from pvectl.sim.backend import Backend
 

@@ -11,8 +11,8 @@ import io
 from typing import Any
 
 import pytest
-from apiharness import move_to_shared
 from libharness import Sent, vm, writer
+from testkit import move_to_shared
 
 from pvectl.cluster import Cluster
 from pvectl.errors import GuardRefused, TaskFailed

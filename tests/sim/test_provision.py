@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from testkit import move_to_shared
 
 from pvectl.cluster import Cluster
 from pvectl.errors import GuardRefused, UsageError
@@ -382,24 +383,8 @@ def test_target_auto_stays_on_template_node_for_local_disks(sim: SimCluster, pve
     assert any("staying on the template's node pve1" in w for w in res.warnings)
 
 
-def move_to_shared(sim: SimCluster, vmid: int, sid: str = "ceph-vm") -> None:
-    """Put every volume of a VM on the shared storage (the generated cluster keeps disks on local-lvm)."""
-    b = sim.backend
-    with b.mu:
-        vm = b.state.vms[vmid]
-        for key, value in list(vm.config.items()):
-            volid, _, rest = str(value).partition(",")
-            if not volid.startswith("local-lvm:"):
-                continue
-            vol = b.state.volumes.pop(f"{vm.node}/{volid}")
-            vol.volid = sid + volid[len("local-lvm"):]
-            vol.node = None
-            b.state.volumes[vol.volid] = vol
-            vm.config[key] = f"{vol.volid},{rest}" if rest else vol.volid
-
-
 def test_target_auto_moves_with_shared_storage(sim: SimCluster, pve: Cluster) -> None:
-    move_to_shared(sim, 9000)
+    move_to_shared(sim.backend, 9000)
     sim.set_node("pve1", mem_used=120 * 1024**3)
     sim.set_node("pve2", mem_used=100 * 1024**3)
     res = run(pve, CloneSpec(TEMPLATE, "auto-2", target="auto", storage="ceph-vm"))

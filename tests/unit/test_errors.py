@@ -5,9 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from pvectl import errors as E
 from pvectl.upid import Upid
+
 
 def _fixtures() -> Path:
     """spec/fixtures/errors of the shared project folder, which sits beside the repository."""

@@ -1,0 +1,56 @@
+"""Helpers every test folder uses (importable from any of them: tests/ is on the path through the
+top-level conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pvectl.sim.backend import Backend
+
+
+@dataclass
+class Run:
+    """One pvectl run: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    @property
+    def err_lines(self) -> list[str]:
+        return self.err.splitlines()
+
+
+def load_json_stream(text: str) -> list[Any]:
+    """jq's output: zero or more JSON values separated by whitespace."""
+    dec = json.JSONDecoder()
+    out: list[Any] = []
+    i = 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            return out
+        value, i = dec.raw_decode(text, i)
+        out.append(value)
+
+
+def move_to_shared(backend: Backend, vmid: int, sid: str = "ceph-vm") -> None:
+    """Put every volume of a VM on the shared storage (the generated cluster keeps disks on local-lvm)."""
+    with backend.mu:
+        vm = backend.state.vms[vmid]
+        for key, value in list(vm.config.items()):
+            volid, _, rest = str(value).partition(",")
+            if not volid.startswith("local-lvm:"):
+                continue
+            vol = backend.state.volumes.pop(f"{vm.node}/{volid}")
+            vol.volid = sid + volid[len("local-lvm"):]
+            vol.node = None
+            backend.state.volumes[vol.volid] = vol
+            vm.config[key] = f"{vol.volid},{rest}" if rest else vol.volid

@@ -45,13 +45,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config", "Node", "Credentials", "Tls", "Defaults", "Tags", "VmidRange", "VmidRanges", "CloudInit",
-    "load_config", "loads_config", "find_config", "DEFAULT_PORT", "CONFIG_NAME",
+    "load_config", "loads_config", "find_config", "DEFAULT_PORT", "CONFIG_NAME", "MAX_CONFIG_BYTES",
 ]
 
 DEFAULT_PORT = 8006
 CONFIG_NAME = "cluster-config.yaml"
 _CACHE_VERSION = 1
 VMID_MIN, VMID_MAX = 100, 999_999_999  # pve-common JSONSchema `pve-vmid`
+# A real cluster-config.yaml is a few KiB; a bigger file is the wrong file (a disk image, a log...)
+# and parsing it would take seconds and gigabytes before failing.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,11 +282,13 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cluster: str | No
 
     doc = _cache_read(abspath, st, env) if cache else None
     if doc is None:
+        _check_size(st.st_size, file)
         try:
             with open(file, "rb") as fh:
-                data = fh.read()
+                data = fh.read(MAX_CONFIG_BYTES + 1)  # (the file may have grown since the stat)
         except OSError as e:
             raise ConfigError(f"{file}: cannot read config file: {e.strerror}", file=file) from None
+        _check_size(len(data), file)
         doc = _validate(data, file, os.path.dirname(abspath), abspath)
         if cache:
             _cache_write(abspath, st, env, doc)
@@ -293,9 +298,17 @@ def load_config(path: str | os.PathLike[str] | None = None, *, cluster: str | No
 def loads_config(text: str | bytes, *, file: str = "<string>", base_dir: str | None = None,
                  cluster: str | None = None) -> Config:
     """Validate config text (no lookup, no cache). Relative paths resolve against `base_dir` (cwd)."""
-    data = text.encode() if isinstance(text, str) else text
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    _check_size(len(data), file)
     base = os.path.abspath(base_dir or os.getcwd())
     return _select(_validate(data, file, base, None), file, cluster)
+
+
+def _check_size(size: int, file: str) -> None:
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: the config file is {size / 1024**2:.1f} MiB; a {CONFIG_NAME} may be at "
+                          f"most {MAX_CONFIG_BYTES // 1024} KiB", file=file,
+                          hint="check that --config / $PVECTL_CONFIG names the cluster config")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -318,11 +331,60 @@ def _cache_read(abspath: str, st: os.stat_result, env: Mapping[str, str]) -> dic
 
         obj = json.loads(raw)
         if (obj.get("version") == _CACHE_VERSION and obj.get("path") == abspath
-                and obj.get("mtime_ns") == st.st_mtime_ns and obj.get("size") == st.st_size):
+                and obj.get("mtime_ns") == st.st_mtime_ns and obj.get("size") == st.st_size
+                and _doc_ok(obj["doc"])):
             return obj["doc"]
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
         pass
     return None
+
+
+# The shape of a validated document (what `_validate` returns and the cache stores). A cache entry of
+# any other shape (another version's, a truncated or hand-edited file) is ignored and rebuilt.
+_OPT_STR = (str, type(None))
+_RANGE_SHAPE = ("optional", {"start": (int,), "end": (int,)})
+_CONFIG_SHAPE = {
+    "path": _OPT_STR, "name": (str,), "clusters": [(str,)],
+    "nodes": ("non-empty", {"name": (str,), "host": (str,), "port": (int,)}),
+    "credentials": {"pass_path": _OPT_STR, "ssh_user": (str,), "token_id": _OPT_STR, "token_file": _OPT_STR},
+    "tls": {"ca_file": _OPT_STR, "fingerprints": ("mapping", (str,)), "insecure": (bool,)},
+    "defaults": {"storage": _OPT_STR, "network_bridge": (str,)},
+    "tags": {"templates": _OPT_STR},
+    "vmid_ranges": {"vms": _RANGE_SHAPE, "templates": _RANGE_SHAPE},
+    "cloudinit": {"default_user": _OPT_STR, "ssh_keys_file": _OPT_STR},
+}
+_BLOCK_SHAPE = {"config": _CONFIG_SHAPE, "ca_file_mark": ("optional", ((int,), (str,)))}
+_DOC_SHAPE = {"multi": (bool,), "blocks": ("mapping", _BLOCK_SHAPE), "default_cluster": _OPT_STR,
+              "clusters_line": (int,), "path": _OPT_STR}
+
+
+def _shape_ok(value: Any, shape: Any) -> bool:
+    """`shape`: a dict (exactly these keys), a one-element list (a list of), a tuple of types (exact
+    types: a bool is not an int), a tuple of shapes (a fixed-length list), or ("optional" | "mapping" |
+    "non-empty", shape)."""
+    if isinstance(shape, dict):
+        return (type(value) is dict and value.keys() == shape.keys()
+                and all(_shape_ok(value[k], s) for k, s in shape.items()))
+    if isinstance(shape, list):
+        return type(value) is list and all(_shape_ok(x, shape[0]) for x in value)
+    if isinstance(shape[0], str):
+        kind, inner = shape
+        if kind == "optional":
+            return value is None or _shape_ok(value, inner)
+        if kind == "mapping":
+            return type(value) is dict and all(type(k) is str and _shape_ok(v, inner) for k, v in value.items())
+        return type(value) is list and len(value) > 0 and _shape_ok(value, [inner])
+    if isinstance(shape[0], type):
+        return type(value) in shape
+    return type(value) is list and len(value) == len(shape) and all(map(_shape_ok, value, shape))
+
+
+def _doc_ok(doc: Any) -> bool:
+    if not _shape_ok(doc, _DOC_SHAPE) or not doc["blocks"] or (not doc["multi"] and len(doc["blocks"]) != 1):
+        return False
+    if doc["default_cluster"] is not None and doc["default_cluster"] not in doc["blocks"]:
+        return False
+    return all((b["ca_file_mark"] is not None) == bool(b["config"]["tls"]["ca_file"]) for b in doc["blocks"].values())
 
 
 def _cache_write(abspath: str, st: os.stat_result, env: Mapping[str, str], doc: dict[str, Any]) -> None:
@@ -420,10 +482,15 @@ class _V:
             return "a mapping"
         if isinstance(node, y.SequenceNode):
             return "a list"
+        if not node.tag.startswith("tag:yaml.org,2002:"):
+            return f"a value tagged {node.tag[:40]!r}"
         tag = node.tag.rsplit(":", 1)[-1]
         kind = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
-                "null": "nothing (null)", "timestamp": "a date"}.get(tag, tag)
-        return f"{kind} ({node.value!r})" if tag not in ("null",) else kind
+                "null": "nothing (null)", "timestamp": "a date", "binary": "a binary value"}.get(tag, f"a {tag}")
+        if tag == "null":
+            return kind
+        shown = node.value if len(node.value) <= 60 else node.value[:57] + "..."
+        return f"{kind} ({shown!r})"
 
     # -- structure
     def mapping(self, node: Any, key: str, allowed: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
@@ -456,8 +523,13 @@ class _V:
     def is_null(self, node: Any) -> bool:
         return isinstance(node, self.yaml.ScalarNode) and node.tag.endswith(":null")
 
-    def scalar(self, node: Any) -> Any:
-        return self.ctor.construct_object(node, deep=True)
+    def scalar(self, node: Any, key: str, expected: str) -> Any:
+        """The Python value of a scalar whose tag was checked; an explicit tag with a value it cannot
+        hold (`!!int abc`, `!!bool maybe`) is a config error too."""
+        try:
+            return self.ctor.construct_object(node, deep=True)
+        except Exception:  # noqa: BLE001 - PyYAML raises ValueError, KeyError, ConstructorError...
+            self.fail(node, key, f"expected {expected}, got {self.describe(node)}")
 
     def string(self, m: dict[str, tuple[Any, Any]], name: str, key: str, *, required: bool = False,
                parent: Any = None, default: Any = None) -> Any:
@@ -487,7 +559,7 @@ class _V:
         node = m[name][1]
         if not isinstance(node, self.yaml.ScalarNode) or not node.tag.endswith(":int"):
             self.fail(node, key, f"expected an integer from {lo} to {hi}, got {self.describe(node)}")
-        v = self.scalar(node)
+        v = self.scalar(node, key, f"an integer from {lo} to {hi}")
         if not lo <= v <= hi:
             self.fail(node, key, f"expected an integer from {lo} to {hi}, got {v}")
         return v
@@ -498,7 +570,7 @@ class _V:
         node = m[name][1]
         if not isinstance(node, self.yaml.ScalarNode) or not node.tag.endswith(":bool"):
             self.fail(node, key, f"expected true or false, got {self.describe(node)}")
-        return bool(self.scalar(node))
+        return bool(self.scalar(node, key, "true or false"))
 
 
 _TOP = ("cluster", "credentials", "tls", "defaults", "tags", "vmid_ranges", "cloudinit")
@@ -537,7 +609,10 @@ def _validate(data: bytes, file: str, base_dir: str, abspath: str | None) -> dic
                 v.fail(k, k.value, "cannot be combined with 'clusters:'; move it into each clusters entry")
         m = v.mapping(root, "", _MULTI_TOP)
         knode, cnode = m["clusters"]
-        entries = v.mapping(cnode, "clusters", tuple(k.value for k, _ in getattr(cnode, "value", ())
+        if not isinstance(cnode, y.MappingNode):
+            v.fail(cnode if not v.is_null(cnode) else knode, "clusters",
+                   f"expected a mapping of cluster name -> {{cluster: ...}}, got {v.describe(cnode)}")
+        entries = v.mapping(cnode, "clusters", tuple(k.value for k, _ in cnode.value
                                                      if isinstance(k, y.ScalarNode)))
         if not entries:
             v.fail(cnode, "clusters", "expected at least one cluster")
@@ -559,6 +634,46 @@ def _validate(data: bytes, file: str, base_dir: str, abspath: str | None) -> dic
     block["config"]["path"] = abspath
     return {"multi": False, "blocks": {block["config"]["name"]: block}, "default_cluster": None,
             "clusters_line": line, "path": abspath}
+
+
+# a DNS name: labels of letters, digits, '-' (not at either end) and '_', at most 63 characters each
+_HOST_NAME = r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+
+
+def _host(v: _V, node: Any, key: str, text: str) -> str:
+    """A node's `host`: a DNS name, an IPv4 address or an IPv6 literal (written bare or in brackets,
+    stored bare: `[::1]` -> `::1`). A port written into the host is refused with a pointer to `port:`,
+    which is where pvectl (and the certificate check) takes it from."""
+    import ipaddress
+    import re
+
+    def is_ipv6(s: str) -> bool:
+        try:
+            ipaddress.IPv6Address(s)
+        except ValueError:
+            return False
+        return True
+
+    def port_error(port: str) -> NoReturn:
+        v.fail(node, key, f"expected a host name or IP address without a port; put the port in 'port: {port}' "
+                          f"(got {text!r})")
+
+    if text.startswith("["):
+        inner, closed, rest = text[1:].partition("]")
+        if closed and is_ipv6(inner):
+            if not rest:
+                return inner
+            if rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit():
+                port_error(rest[1:])
+    elif is_ipv6(text):
+        return text
+    elif text.count(":") == 1:
+        name, _, port = text.partition(":")
+        if port.isascii() and port.isdigit() and re.match(_HOST_NAME, name):
+            port_error(port)
+    elif re.match(_HOST_NAME, text):
+        return text
+    v.fail(node, key, f"expected a host name or IP address (no scheme, path or port), got {text!r}")
 
 
 def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -> dict[str, Any]:
@@ -593,9 +708,7 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
             v.fail(nm["name"][1], f"{k}.name", f"duplicate node name '{nname}' (first at line {seen[nname]})")
         seen[nname] = v.line(nm["name"][1])
         host = v.string(nm, "host", f"{k}.host", required=True, parent=nn)
-        if "://" in host or "/" in host or " " in host:
-            v.fail(nm["host"][1], f"{k}.host",
-                   f"expected a host name or IP address (no scheme, path or port), got {host!r}")
+        host = _host(v, nm["host"][1], f"{k}.host", host)
         port = v.integer(nm, "port", f"{k}.port", 1, 65535, DEFAULT_PORT)
         nodes.append({"name": nname, "host": host, "port": port})
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -294,6 +295,9 @@ def test_warm_load_does_not_import_yaml(tmp_path: Path) -> None:
 def test_corrupt_cache_is_ignored(tmp_path: Path) -> None:
     p = write(tmp_path, GOOD)
     load_config(p)
-    for f in (tmp_path / "cache" / "pvectl").glob("config-*.json"):
-        f.write_text("{not json")
+    caches = list((tmp_path / "cache" / "pvectl").glob("config-*.json"))
+    assert len(caches) == 1, "the first load must have written a cache entry to corrupt"
+    caches[0].write_text("{not json")
+    assert caches[0].read_text() == "{not json"
     assert load_config(p).name == "lab"
+    assert json.loads(caches[0].read_text())["doc"]["blocks"]["lab"]["config"]["name"] == "lab"  # rebuilt

@@ -92,9 +92,13 @@ def parse_token_id(value: str, where: str) -> str:
     import re
 
     v = value.strip()
-    if re.match(r"^[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$", v):
+    # The id travels in the Authorization header, which carries Latin-1 only (RFC 9110 §5.5)
+    encodable = _latin1(v)
+    if encodable and re.match(r"^[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$", v):
         return v
-    if re.match(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", v):
+    if not encodable:
+        detail = "it has characters an HTTP header cannot carry"
+    elif re.match(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", v):
         detail = "it looks like a secret (a UUID) - are the lines swapped?"
     elif not v:
         detail = "it is empty"
@@ -109,6 +113,14 @@ def parse_token_id(value: str, where: str) -> str:
                           hint="line 1 is the token id, the last line the secret")
 
 
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_secret(secret: str, where: str) -> str:
     s = secret.strip()
     if not s:
@@ -117,6 +129,11 @@ def _check_secret(secret: str, where: str) -> str:
     if any(c.isspace() or ord(c) < 32 or c == "=" for c in s):
         raise CredentialError(f"malformed secret in {where}: it contains whitespace, control characters "
                               f"or '=' (a Proxmox token secret is a UUID)")
+    if not (s.isascii() and s.isprintable()):
+        # `pveum user token add` makes UUIDs; anything else cannot be what Proxmox expects, and
+        # outside Latin-1 it cannot even be put into the Authorization header
+        raise CredentialError(f"malformed secret in {where}: it contains characters other than printable "
+                              f"ASCII (a Proxmox token secret is a UUID)")
     return s
 
 

@@ -325,3 +325,17 @@ def test_bad_ports(cli: Callable[..., Run], tmp_path: Path, port: Any) -> None:
     cfg.write_text(VALID.replace("port: 1}", f"port: {json.dumps(port)}}}"))
     line = one_error_line(cli("--config", str(cfg), "-o", "table", "vm", "list"))
     assert line.startswith(f"pvectl: error: {cfg}:4: cluster.nodes[0].port: expected an integer from 1 to 65535, got ")
+
+
+def test_non_latin1_secret_is_a_credential_error(cli: Callable[..., Run], sim: Any,
+                                                 variant_config: Callable[..., Path], tmp_path: Path) -> None:
+    secret = "3f2b1c9e-8d7a-4b6c-9e5f-1a2b3c4d5e\u20ac\u20ac"
+    token = tmp_path / "euro-token"
+    token.write_text(f"{sim.token_id}\n{secret}\n", encoding="utf-8")
+    cfg = variant_config(sim.config_path, "euro.yaml", lambda d: d["credentials"].update(token_file=str(token)))
+    line = one_error_line(cli("--config", str(cfg), "-o", "table", "vm", "list"))
+    assert line == (f"pvectl: error: malformed secret in token_file {token}: it contains characters other than "
+                    "printable ASCII (a Proxmox token secret is a UUID)")
+    r = cli("--config", str(cfg), "-o", "json", "vm", "status", "100")
+    assert r.code == 2 and r.json["error"]["type"] == "CredentialError"
+    assert "\u20ac" not in r.out + r.err

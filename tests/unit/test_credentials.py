@@ -187,3 +187,45 @@ def test_prefetch_overlaps_and_is_collected_once(fake_pass: Path, monkeypatch: p
 def test_prefetch_does_nothing_when_env_provides_token(fake_pass: Path) -> None:
     prefetch(cfg(pass_path="p"), env={"PVECTL_TOKEN_ID": TID, "PVECTL_TOKEN_SECRET": SECRET})
     assert not fake_pass.exists()
+
+
+@pytest.mark.parametrize("secret", ["3f2b1c9e-8d7a-4b6c-9e5f-1a2b3c4d5e6\u20ac", "\u00e9t\u00e9-3f2b1c9e-8d7a",
+                                    "3f2b1c9e\u200b8d7a", "\u0663\u0664\u0665\u0666-8d7a-4b6c"])
+def test_a_secret_that_is_not_ascii_is_a_credential_error(tmp_path: Path, secret: str) -> None:
+    f = tmp_path / "token"
+    f.write_text(f"{TID}\n{secret}\n", encoding="utf-8")
+    with pytest.raises(CredentialError) as ei:
+        load_token(cfg(token_file=str(f)), env={})
+    assert str(ei.value) == (f"malformed secret in token_file {f}: it contains characters other than printable "
+                             "ASCII (a Proxmox token secret is a UUID)")
+    assert ei.value.exit_code == 2
+    with pytest.raises(CredentialError) as ei:
+        load_token(cfg(), env={"PVECTL_TOKEN_ID": TID, "PVECTL_TOKEN_SECRET": secret})
+    assert secret not in str(ei.value) and secret not in repr(ei.value)
+
+
+def test_a_token_id_that_cannot_go_into_a_header_is_a_credential_error(tmp_path: Path) -> None:
+    with pytest.raises(CredentialError) as ei:
+        load_token(cfg(), env={"PVECTL_TOKEN_ID": "\u7528\u6237@pam!t", "PVECTL_TOKEN_SECRET": SECRET})
+    assert str(ei.value) == ("malformed token id in $PVECTL_TOKEN_ID: expected USER@REALM!TOKENNAME "
+                             "(e.g. root@pam!pvectl); it has characters an HTTP header cannot carry")
+
+
+def test_every_accepted_token_makes_an_encodable_header() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(tid=st.one_of(st.just(TID), st.builds("{}@pam!t".format, st.text(min_size=1, max_size=8)),
+                         st.text(max_size=30)),
+           secret=st.one_of(st.text(max_size=40), st.builds(SECRET.__add__, st.text(max_size=3))))
+    def check(tid: str, secret: str) -> None:
+        credentials.reset()
+        try:
+            tok = load_token(cfg(), env={"PVECTL_TOKEN_ID": tid or "x", "PVECTL_TOKEN_SECRET": secret or "x"})
+        except CredentialError as e:
+            assert secret.strip() not in str(e) or len(secret.strip()) < 4
+            return
+        tok.header().encode("latin-1")
+
+    check()

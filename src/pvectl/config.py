@@ -577,7 +577,7 @@ _TOP = ("cluster", "credentials", "tls", "defaults", "tags", "vmid_ranges", "clo
 _MULTI_TOP = ("clusters", "default_cluster")
 _NODE_NAME = r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?$"  # pve-common `pve-node`
 _TOKEN_ID = r"^[^\s:/@!]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+$"  # USER@REALM!TOKENNAME
-_RANGE = r"^\s*(\d+)\s*-\s*(\d+)\s*$"
+_RANGE = r"^\s*([0-9]+)\s*-\s*([0-9]+)\s*$"  # ASCII digits only: `\d` matches other scripts' digits too
 
 
 def _validate(data: bytes, file: str, base_dir: str, abspath: str | None) -> dict[str, Any]:

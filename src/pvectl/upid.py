@@ -31,15 +31,16 @@ class _lazy:
 
 __all__ = ["Upid", "parse_upid", "is_upid"]
 
-# The decoder regex of UPID.pm::decode.
+# The decoder regex of UPID.pm::decode, anchored at the very end (`$` would also take a trailing
+# newline) and without control characters.
 _UPID_RE = _lazy(
     r"^UPID:(?P<node>[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
-    r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s/]+):"
-    r"(?P<id>[^:\s/]*):(?P<user>[^:\s/]+):$"
+    r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s/\x00-\x1f\x7f]+):"
+    r"(?P<id>[^:\s/\x00-\x1f\x7f]*):(?P<user>[^:\s/\x00-\x1f\x7f]+):\Z"
 )
-_NODE_RE = _lazy(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
-_TYPE_RE = _lazy(r"^[^:\s/]+$")
-_ID_RE = _lazy(r"^[^:\s/]*$")
+_NODE_RE = _lazy(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\Z")
+_TYPE_RE = _lazy(r"^[^:\s/\x00-\x1f\x7f]+\Z")
+_ID_RE = _lazy(r"^[^:\s/\x00-\x1f\x7f]*\Z")
 
 
 class Upid:
@@ -115,7 +116,7 @@ class Upid:
     @property
     def vmid(self) -> int | None:
         """`id` as a VMID when it is one (for `qmclone` it is the SOURCE vmid, §1.1)."""
-        return int(self.id) if self.id.isdigit() else None
+        return int(self.id) if self.id.isascii() and self.id.isdigit() else None
 
     @property
     def userid(self) -> str:
@@ -158,8 +159,8 @@ def _why_not(text: str) -> str:
         return (f"not a UPID: {shown!r} has {len(parts)} ':'-separated segments, expected 9 "
                 f"(UPID:node:pid:pstart:starttime:type:id:user: with a trailing colon)")
     names = ["", "node", "pid", "pstart", "starttime", "type", "id", "user"]
-    checks = [None, _NODE_RE, _lazy(r"^[0-9A-Fa-f]{8}$"), _lazy(r"^[0-9A-Fa-f]{8,9}$"),
-              _lazy(r"^[0-9A-Fa-f]{8}$"), _TYPE_RE, _ID_RE, _TYPE_RE]
+    checks = [None, _NODE_RE, _lazy(r"^[0-9A-Fa-f]{8}\Z"), _lazy(r"^[0-9A-Fa-f]{8,9}\Z"),
+              _lazy(r"^[0-9A-Fa-f]{8}\Z"), _TYPE_RE, _ID_RE, _TYPE_RE]
     expect = ["", "a node name", "8 hex digits", "8-9 hex digits", "8 hex digits",
               "a task type without ':', '/' or spaces", "no ':', '/' or spaces", "a user id"]
     for i in range(1, 8):

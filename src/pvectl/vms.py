@@ -123,8 +123,10 @@ class VmsApi:
     def resolve(self, ref: str | int) -> VmSummary:
         """A VMID or a unique VM name -> the VM (with its node). Ambiguous names list the candidates."""
         vms = self._resources()
-        text = str(ref).strip()
-        if text.isdigit():
+        text = str(ref)
+        # a VMID is ASCII digits and nothing else: `str.isdigit` and `int()` also take other scripts'
+        # digits ('١٠٠') and surrounding blanks, which would silently pick VM 100
+        if text.isascii() and text.isdigit():
             vmid = int(text)
             for v in vms:
                 if v.vmid == vmid:
@@ -139,7 +141,7 @@ class VmsApi:
         if not matches:
             if not vms:
                 self._require_audit()
-            raise NotFound(f"no VM named '{text}'", hint="list the VMs with: pvectl vm list")
+            raise NotFound(f"no VM named {text!r}", hint="list the VMs with: pvectl vm list")
         listed = ", ".join(f"{v.vmid} on {v.node}" for v in sorted(matches, key=lambda v: v.vmid))
         raise UsageError(f"the name '{text}' matches {len(matches)} VMs ({listed}): give the VMID instead")
 

@@ -339,3 +339,47 @@ def test_non_latin1_secret_is_a_credential_error(cli: Callable[..., Run], sim: A
     r = cli("--config", str(cfg), "-o", "json", "vm", "status", "100")
     assert r.code == 2 and r.json["error"]["type"] == "CredentialError"
     assert "\u20ac" not in r.out + r.err
+
+
+@pytest.mark.parametrize("ref", ["\u0661\u0660\u0660", " 100", "100 ", "\uff11\uff10\uff10", "100\n"])
+def test_a_vmid_is_ascii_digits_only(cli: Callable[..., Run], sim: Any, ref: str) -> None:
+    # Arabic-Indic, full-width digits and blanks are not a VMID: the word is looked up as a name
+    r = cli("--config", str(sim.config_path), "-o", "json", "vm", "status", ref)
+    assert r.code == 1 and r.json["error"]["type"] == "NotFound", r
+    assert r.json["error"]["message"] == f"no VM named {ref!r}"
+    r = cli("--config", str(sim.config_path), "-o", "json", "vm", "status", "100")
+    assert r.code == 0 and r.json["vmid"] == 100
+
+
+# ------------------------------------------------------------------------------------------------
+# Sizes: one grammar for --memory, --size and --disk-size; malformed is a usage error (exit 2)
+
+SIZE_FORMS = "K, M, G or T (or KiB, MiB, GiB, TiB: powers of 1024)"
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["vm", "resize", "100", "--disk", "scsi0", "--size", "1e3G"], "invalid disk size '1e3G': expected +N"),
+    (["vm", "resize", "100", "--disk", "scsi0", "--size=-5G"], "invalid disk size '-5G': disks only grow"),
+    (["vm", "resize", "100", "--disk", "scsi0", "--size", "10GB"], "invalid disk size '10GB': expected +N"),
+    (["vm", "resize", "100", "--memory", "1e3G"], "invalid memory size '1e3G': expected N with "),
+    (["vm", "resize", "100", "--memory", "+1G"], "invalid memory size '+1G': memory is an absolute size"),
+    (["vm", "clone", "9000", "sized", "--disk-size", "1e3G"], "invalid disk size '1e3G': expected +N"),
+    (["vm", "clone", "9000", "sized", "--memory", "4 gallons"], "invalid memory size '4 gallons': expected N"),
+])
+def test_malformed_sizes_exit_2_and_show_the_accepted_forms(cli: Callable[..., Run], sim: Any, argv: list[str],
+                                                             expected: str) -> None:
+    line = one_error_line(cli("--config", str(sim.config_path), "-o", "table", "--dry-run", *argv))
+    assert line.startswith(f"pvectl: error: {expected}"), line
+    assert SIZE_FORMS in line, line
+
+
+def test_gib_sizes_are_accepted_for_memory_and_disks_and_sent_as_proxmox_spells_them(
+        cli: Callable[..., Run], sim: Any) -> None:
+    cfg = str(sim.config_path)
+    r = cli("--config", cfg, "-o", "json", "--dry-run", "vm", "clone", "9000", "sized", "--memory", "10GiB",
+            "--disk-size", "40GiB")
+    assert r.code == 0, r.err
+    assert "--data-urlencode memory=10240 " in r.out and "--data-urlencode size=40G " in r.out, r.out
+    r = cli("--config", cfg, "-o", "json", "--dry-run", "vm", "resize", "100", "--disk", "scsi0", "--size", "+2GiB")
+    assert r.code == 0, r.err
+    assert "--data-urlencode size=+2G " in r.out, r.out

@@ -9,23 +9,10 @@ locks, VMID ranges, shrinking) Proxmox would not stop at all or only inside a ta
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from .errors import GuardRefused
-
-_SIZE_RE = re.compile(r"^(\+?)(\d+(?:\.\d+)?)([KMGT]?)$")
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_disk_size(text: str) -> tuple[bool, int]:
-    """`+10G` -> (True, bytes), `50G` -> (False, bytes): the resize `size` pattern
-    `\\+?\\d+(\\.\\d+)?[KMGT]?`, units in powers of 1024, no unit = bytes (pve-semantics §8)."""
-    m = _SIZE_RE.match(text.strip())
-    if not m:
-        raise GuardRefused(f"invalid disk size '{text}'",
-                           "use +10G to grow by 10 GiB or 50G for an absolute size (K, M, G, T; no shrinking)")
-    return m.group(1) == "+", int(float(m.group(2)) * _UNITS[m.group(3)])
+from .units import parse_disk_size  # noqa: F401 - the size grammar lives in units.py; exit 2 when malformed
 
 
 def require_yes(yes: bool, action: str, what: str) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import guards
 from .errors import GuardRefused, TaskFailed, UsageError
 from .tasks import Deadline, Task
-from .units import parse_memory, parse_prop
+from .units import disk_size_param, parse_memory, parse_prop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -215,7 +215,7 @@ def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
                                     for k in changes}
     if disk is not None and new_size is not None and new_size != res.extra["disk"]["from"]:
         # `+N` is sent as given; an absolute size as bytes-exact G/M when possible
-        upid = writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/resize", {"disk": disk, "size": size},
+        upid = writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/resize", {"disk": disk, "size": disk_size_param(size)},
                                  vm.node, f"grow {disk} of VM {vm.vmid} ({vm.name}) to {new_size / 1024**3:.1f} GiB"))
         if upid is not None:
             res.upid = upid

@@ -62,7 +62,7 @@ from .errors import (
     UsageError,
 )
 from .tasks import Deadline, Progress, Task
-from .units import parse_memory, parse_prop, size_bytes
+from .units import disk_size_param, parse_memory, parse_prop, size_bytes
 from .vms import split_tags
 from .writes import Write, Writer
 
@@ -1142,7 +1142,7 @@ def _resize(run: _Run, plan: _Plan, res: ProvisionResult, conf: dict[str, Any] |
         current = size_bytes(parse_prop(str(conf[disk]))[1].get("size"))
         if current is not None:
             check_disk_resize(vmid=res.vmid or 0, disk=disk, current=current, size=spec.disk_size)
-        write = Write("PUT", _config_path(plan, res) + "/resize", {"disk": disk, "size": spec.disk_size},
+        write = Write("PUT", _config_path(plan, res) + "/resize", {"disk": disk, "size": disk_size_param(spec.disk_size)},
                       res.node or plan.node, f"grow disk {disk} of VM {res.vmid} ({spec.name}) to {spec.disk_size}")
         run.emit(spec.name, res.vmid, "resize", "start", write.summary)
         upid = run.writer.send(write)
@@ -1300,7 +1300,7 @@ def _dry_run_rest(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
         res.steps.append("config")
     if spec.disk_size:
         disk = spec.disk or boot_disk(predicted) or "scsi0"
-        run.writer.send(Write("PUT", _config_path(plan, res) + "/resize", {"disk": disk, "size": spec.disk_size},
+        run.writer.send(Write("PUT", _config_path(plan, res) + "/resize", {"disk": disk, "size": disk_size_param(spec.disk_size)},
                               plan.node, f"grow disk {disk} of VM {plan.vmid} ({spec.name}) by/to {spec.disk_size}"))
         res.steps.append("resize")
     if spec.start or spec.wait_ip:

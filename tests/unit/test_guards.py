@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pvectl.config import VmidRange
-from pvectl.errors import GuardRefused
+from pvectl.errors import GuardRefused, UsageError
 from pvectl.guards import (
     check_delete,
     check_disk_resize,
@@ -39,18 +39,23 @@ TEMPLATES = VmidRange(start=9000, end=9999)
     ("2T", (False, 2 * T)),
     (" +4G ", (True, 4 * G)),             # surrounding blanks are ignored
     ("0", (False, 0)),
+    ("10g", (False, 10 * G)),             # the unit in either case, or written GiB
+    ("+10GiB", (True, 10 * G)),
 ])
 def test_parse_disk_size_accepts_the_resize_pattern(text: str, expected: tuple[bool, int]) -> None:
     assert parse_disk_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["10GB", "10g", "-5G", "ten", "", "+", "G", "1.G", "+-1G", "10 G", "1e3", "0x10"])
-def test_parse_disk_size_rejects_what_proxmox_rejects(text: str) -> None:
-    with pytest.raises(GuardRefused) as ei:
+@pytest.mark.parametrize("text", ["10GB", "-5G", "ten", "", "+", "G", "1.G", "+-1G", "10 G", "1e3", "0x10"])
+def test_parse_disk_size_rejects_malformed_sizes_as_usage_errors(text: str) -> None:
+    # a malformed size is a usage error (exit 2), not a guard's refusal (exit 3)
+    with pytest.raises(UsageError) as ei:
         parse_disk_size(text)
-    assert ei.value.message == f"invalid disk size '{text}'"
-    assert ei.value.hint == "use +10G to grow by 10 GiB or 50G for an absolute size (K, M, G, T; no shrinking)"
-    assert ei.value.exit_code == 3
+    assert ei.value.message.startswith(f"invalid disk size '{text}': ")
+    assert ei.value.message.endswith("expected +N to grow by N, or N for an absolute size; N is a number (10, 1.5) "
+                                     "with K, M, G or T (or KiB, MiB, GiB, TiB: powers of 1024), no unit = bytes")
+    assert ei.value.hint == "e.g. --size +10G grows by 10 GiB, --size 50G makes it 50 GiB"
+    assert ei.value.exit_code == 2
 
 
 # ---------------------------------------------------------------------------------------- check_delete
@@ -157,7 +162,7 @@ def test_check_disk_resize_refuses_a_shrink_and_a_missing_disk() -> None:
     with pytest.raises(GuardRefused) as ei:
         check_disk_resize(vmid=103, disk="scsi1", current=None, size="+1G")
     assert ei.value.message == "VM 103 has no disk 'scsi1'"
-    with pytest.raises(GuardRefused, match="invalid disk size '-1G'"):
+    with pytest.raises(UsageError, match="invalid disk size '-1G': disks only grow"):
         check_disk_resize(vmid=103, disk="scsi0", current=50 * G, size="-1G")
 
 

@@ -383,3 +383,21 @@ def test_gib_sizes_are_accepted_for_memory_and_disks_and_sent_as_proxmox_spells_
     r = cli("--config", cfg, "-o", "json", "--dry-run", "vm", "resize", "100", "--disk", "scsi0", "--size", "+2GiB")
     assert r.code == 0, r.err
     assert "--data-urlencode size=+2G " in r.out, r.out
+
+
+@pytest.mark.parametrize("argv", [
+    ["task", "wait", "UPID:pve9:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:"],
+    ["task", "status", "UPID:pve9:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:"],
+    ["task", "log", "UPID:pve9:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:"],
+    ["task", "list", "--node", "pve9"],
+    ["vm", "list", "--node", "pve9", "--templates"],
+])
+def test_an_unknown_node_is_a_usage_error_for_every_command(cli: Callable[..., Run], sim: Any,
+                                                            argv: list[str]) -> None:
+    since = max((q["seq"] for q in sim.requests_log()), default=0)
+    line = one_error_line(cli("--config", str(sim.config_path), "-o", "table", *argv))
+    assert line == "pvectl: error: no node 'pve9' in the cluster (nodes: pve1, pve2, pve3)"
+    r = cli("--config", str(sim.config_path), "-o", "json", *argv)
+    assert r.code == 2 and r.json["error"]["type"] == "UsageError"
+    # found from the node list alone: no request ever names the unknown node
+    assert not [q for q in sim.requests_log(since=since) if "pve9" in str(q)]

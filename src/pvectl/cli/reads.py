@@ -10,6 +10,18 @@ if TYPE_CHECKING:
     from .main import Context
 
 
+def require_node(ctx: Context, name: str) -> None:
+    """An unknown node is a usage error (exit 2), found before any request that names it: the config's
+    nodes are known, any other name is looked up in the cluster's node list."""
+    if ctx.config.has_node(name):
+        return
+    known = {n.name for n in ctx.cluster.nodes.list()}
+    if name not in known:
+        from ..errors import UsageError
+
+        raise UsageError(f"no node '{name}' in the cluster (nodes: {', '.join(sorted(known))})")
+
+
 def cluster_status(ctx: Context) -> int:
     st = ctx.cluster.status()
     if ctx.output != "table":
@@ -35,13 +47,9 @@ def node_list(ctx: Context) -> int:
 
 def node_status(ctx: Context) -> int:
     cluster = ctx.cluster
+    if ctx.args.node:
+        require_node(ctx, ctx.args.node)
     names = [ctx.args.node] if ctx.args.node else [n.name for n in cluster.nodes.list() if n.status == "online"]
-    if ctx.args.node and not ctx.config.has_node(ctx.args.node):
-        known = {n.name for n in cluster.nodes.list()}
-        if ctx.args.node not in known:
-            from ..errors import UsageError
-
-            raise UsageError(f"no node '{ctx.args.node}' in the cluster (nodes: {', '.join(sorted(known))})")
     if ctx.args.node:
         rows = [cluster.nodes.status(ctx.args.node).to_dict()]
     else:
@@ -77,14 +85,9 @@ VM_COLUMNS = [Column("vmid", "VMID"), Column("name", "NAME"), Column("status", "
 
 def vm_list(ctx: Context) -> int:
     a = ctx.args
+    if a.node:
+        require_node(ctx, a.node)  # a mistyped node name must not look like an empty node
     vms = ctx.cluster.vms.list(status=a.status, node=a.node, tag=a.tag, templates=a.templates)
-    if a.node and not vms and not ctx.config.has_node(a.node):
-        # a mistyped node name must not look like an empty node
-        known = {n.name for n in ctx.cluster.nodes.list()}
-        if a.node not in known:
-            from ..errors import UsageError
-
-            raise UsageError(f"no node '{a.node}' in the cluster (nodes: {', '.join(sorted(known))})")
     ctx.emit([v.to_dict() for v in vms], columns=VM_COLUMNS)
     return 0
 

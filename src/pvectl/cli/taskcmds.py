@@ -21,6 +21,9 @@ def _task(ctx: Context):  # noqa: ANN202
         upid = Upid.parse(ctx.args.upid)
     except ValueError as exc:
         raise UsageError(f"{exc}", hint="a UPID looks like UPID:pve1:0000A1B2:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:") from None
+    from .reads import require_node
+
+    require_node(ctx, upid.node)
     return ctx.cluster.tasks.get(upid)
 
 
@@ -110,6 +113,10 @@ def log(ctx: Context) -> int:
 
 def list_(ctx: Context) -> int:
     a = ctx.args
+    if a.node:
+        from .reads import require_node
+
+        require_node(ctx, a.node)
     vmid = None
     if a.vm:
         vmid = ctx.cluster.vms.resolve(a.vm).vmid

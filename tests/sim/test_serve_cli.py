@@ -61,6 +61,15 @@ def test_ready_line_files_and_sigterm(served: tuple[subprocess.Popen[str], Path,
     assert (sd / "state.json").is_file()
 
 
+def test_state_json_is_mode_0600(served: tuple[subprocess.Popen[str], Path, str]) -> None:
+    proc, sd, _ = served
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    secret = (sd / "token").read_text().splitlines()[-1]
+    assert secret in (sd / "state.json").read_text()   # this is why the mode matters
+    assert os.stat(sd / "state.json").st_mode & 0o777 == 0o600 == os.stat(sd / "token").st_mode & 0o777
+
+
 def test_sigint_also_exits_zero(served: tuple[subprocess.Popen[str], Path, str]) -> None:
     proc, _, line = served
     assert line.startswith("ready ")

@@ -4,7 +4,9 @@ print it as the curl command the seed would use and send nothing.
 Dry-run curl lines are always correctly encoded (`--data-urlencode` for every value: the seed's
 `-d "a=b=c"` is mangled by Proxmox's form decoder, spec/seed-errata.md §1), verify TLS with the
 configured CA, and never contain the secret: the Authorization header reads it at run time, from
-the same source pvectl uses (`$(pass show PATH)`, the token file, or the environment).
+the same source pvectl uses (`$(pass show PATH)`, the token file, or the environment), the same way
+pvectl reads it. Secret parameters (`cipassword`, ...) are not printed either: the line takes them
+from an environment variable, and the summary line hides them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,28 @@ class Write:
     node: str                     # the node to send it to (the VM's node)
     summary: str                  # one line for humans: "start VM 105 on pve2"
 
+    def __repr__(self) -> str:    # (a repr may end up in a traceback: no secret parameter in it)
+        return (f"Write(method={self.method!r}, path={self.path!r}, params={audit.clean_params(self.params)!r}, "
+                f"node={self.node!r}, summary={hide_secrets(self.summary, self.params)!r})")
+
+    def register_secrets(self) -> None:
+        """Make every error message hide the values of secret parameters (errors.redact)."""
+        from .errors import register_secret
+
+        for key, value in self.params.items():
+            if key in audit.HIDDEN_KEYS and isinstance(value, str):
+                register_secret(value)
+
+
+def hide_secrets(text: str, params: dict[str, Any]) -> str:
+    """`text` (a summary like "set cipassword=x on VM 105") without the values of secret parameters."""
+    from .errors import redact
+
+    for key, value in params.items():
+        if key in audit.HIDDEN_KEYS and value not in (None, ""):
+            text = text.replace(f"{key}={value}", f"{key}=<hidden>")
+    return redact(text)
+
 
 @dataclass
 class Writer:
@@ -40,9 +64,10 @@ class Writer:
     def send(self, write: Write) -> Any:
         """Send one write; returns its data (a UPID for async calls, None for sync ones).
         In dry-run mode prints the curl line and returns None."""
+        write.register_secrets()
         self.planned.append(write)
         if self.dry_run:
-            self.out.write(f"# {write.summary}\n{curl_line(self.cluster, write)}\n")
+            self.out.write(f"# {hide_secrets(write.summary, write.params)}\n{curl_line(self.cluster, write)}\n")
             return None
         try:
             data = self.cluster.transport.request(write.method, write.path, write.params, node=write.node)
@@ -79,8 +104,17 @@ def _token_id(cluster: Cluster) -> str:
         return "?"
 
 
+# pvectl reads a token file or pass entry as lines split at LF, CR, VT and FF (str.splitlines), each
+# stripped, blank ones skipped: the token id is the first, the secret the last (credentials.py).
+# `head -1` / `tail -1` would keep a CRLF file's CR or take a trailing blank line.
+_AS_LINES = r"tr '\r\v\f' '\n\n\n'"
+_FIRST_LINE = "awk 'NF {print $1; exit}'"
+_LAST_LINE = "awk 'NF {s = $1} END {print s}'"
+
+
 def secret_expression(cluster: Cluster) -> tuple[str, str]:
-    """Shell expressions for the token id and secret, read at run time from pvectl's own source."""
+    """Shell expressions for the token id and secret, read at run time from pvectl's own source, the
+    way pvectl reads it."""
     import os
 
     creds = cluster.config.credentials
@@ -88,11 +122,18 @@ def secret_expression(cluster: Cluster) -> tuple[str, str]:
         return "$PVECTL_TOKEN_ID", "$PVECTL_TOKEN_SECRET"
     if creds.token_file:
         f = shlex.quote(creds.token_file)
-        token_id = creds.token_id or f"$(head -1 {f})"
-        return token_id, f"$(tail -1 {f})"
+        token_id = creds.token_id or f"$({_AS_LINES} < {f} | {_FIRST_LINE})"
+        return token_id, f"$({_AS_LINES} < {f} | {_LAST_LINE})"
     path = shlex.quote(creds.pass_path or "proxmox/api-token")
-    token_id = creds.token_id or f"$(pass show {path} | head -1)"
-    return token_id, f"$(pass show {path} | tail -1)"
+    token_id = creds.token_id or f"$(pass show {path} | {_AS_LINES} | {_FIRST_LINE})"
+    return token_id, f"$(pass show {path} | {_AS_LINES} | {_LAST_LINE})"
+
+
+def secret_param_word(key: str) -> str:
+    """The `--data-urlencode` word for a secret parameter: its value comes from the environment at run
+    time (`PVECTL_CIPASSWORD` for `cipassword`), and the line stops if that is not set."""
+    var = "PVECTL_" + key.upper()
+    return f'"{key}=${{{var}:?set {var} to the {key}}}"'
 
 
 def curl_line(cluster: Cluster, write: Write) -> str:
@@ -108,12 +149,15 @@ def curl_line(cluster: Cluster, write: Write) -> str:
         tls_opt = f"--cacert {shlex.quote(tls.ca_file)}"
     else:
         tls_opt = ""
-    url = f"https://{node.host}:{node.port}/api2/json{quote(write.path, safe='/:@!')}"
+    url = f"https://{node.address}/api2/json{quote(write.path, safe='/:@!')}"  # (IPv6 in brackets)
     parts = ["curl -s", tls_opt, f"-X {write.method}",
              f'-H "Authorization: PVEAPIToken={token_id}={secret}"']
     if write.method in ("POST", "PUT"):
         # the same pairs the transport sends (http.encode_params): None dropped, lists repeat the key
         for key, value in write.params.items():
+            if key in audit.HIDDEN_KEYS and value is not None:
+                parts.append("--data-urlencode " + secret_param_word(key))
+                continue
             for v in value if isinstance(value, (list, tuple)) else [value]:
                 if v is None:
                     continue

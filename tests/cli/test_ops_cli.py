@@ -348,8 +348,9 @@ def test_dry_run_changes_nothing_and_prints_curl(pv: Callable[..., Run], fresh_s
         argv = shlex.split(line)
         assert argv[:4] == ["curl", "-s", "--cacert", str(fresh_sim.ca_path)]
         auth = argv[argv.index("-H") + 1]
-        assert auth == (f"Authorization: PVEAPIToken=$(head -1 {fresh_sim.token_path})="
-                        f"$(tail -1 {fresh_sim.token_path})")
+        lines = r"tr '\r\v\f' '\n\n\n'"
+        assert auth == (f"Authorization: PVEAPIToken=$({lines} < {fresh_sim.token_path} | awk 'NF {{print $1; exit}}')="
+                        f"$({lines} < {fresh_sim.token_path} | awk 'NF {{s = $1}} END {{print s}}')")
         assert "$(" in line
         method = argv[argv.index("-X") + 1]
         data = [argv[i + 1] for i, a in enumerate(argv) if a == "--data-urlencode"]

@@ -63,7 +63,7 @@ def test_dry_run_and_errors_never_show_the_secret(sim_process: Any, pass_store: 
     stopped = next(v for v in sim_process.vms() if v["status"] == "stopped" and not v.get("template"))
     r = _pvectl(env, "--config", str(cfg), "--dry-run", "-o", "json", "vm", "start", str(stopped["vmid"]))
     assert r.returncode == 0, r.stderr
-    assert "$(pass show proxmox/api-token | tail -1)" in r.stdout
+    assert "$(pass show proxmox/api-token | tr '\\r\\v\\f' '\\n\\n\\n' | awk 'NF {s = $1} END {print s}')" in r.stdout
     assert secret not in r.stdout and secret not in r.stderr
     # an API error and a verbose request log
     r = _pvectl(env, "--config", str(cfg), "-v", "-o", "json", "vm", "status", "555")

@@ -24,6 +24,10 @@ from pvectl.errors import ApiError
 from pvectl.writes import Write, Writer, curl_line, secret_expression
 
 TOKEN_ID = "ops@pve!pvectl"
+# how a dry-run line reads a token file or pass entry: like pvectl (CR/VT/FF end a line, blank lines skipped)
+LINES = r"tr '\r\v\f' '\n\n\n'"
+FIRST = "awk 'NF {print $1; exit}'"
+LAST = "awk 'NF {s = $1} END {print s}'"
 SECRET = "0b7e4a36-1111-4c1e-9c55-5a1f00d5e0c1"
 
 
@@ -89,7 +93,7 @@ def test_token_file_source_reads_the_secret_at_run_time(tmp_path: Path) -> None:
     line = curl_line(cluster_with(cfg), w)
     q = shlex.quote(str(tf))
     assert line == (f"curl -s --cacert {shlex.quote(str(tmp_path / 'pve root ca.pem'))} -X POST "
-                    f'-H "Authorization: PVEAPIToken=$(head -1 {q})=$(tail -1 {q})" '
+                    f'-H "Authorization: PVEAPIToken=$({LINES} < {q} | {FIRST})=$({LINES} < {q} | {LAST})" '
                     f"https://127.0.0.1:18006/api2/json/nodes/pve1/qemu/103/status/start")
     assert SECRET not in line and "$(" in line
     argv = curl_argv(line)
@@ -99,7 +103,7 @@ def test_token_file_source_reads_the_secret_at_run_time(tmp_path: Path) -> None:
 def test_token_file_with_a_configured_token_id(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}', token_id: '{TOKEN_ID}'}}")
-    assert secret_expression(cluster_with(cfg)) == (TOKEN_ID, f"$(tail -1 {tf})")
+    assert secret_expression(cluster_with(cfg)) == (TOKEN_ID, f"$({LINES} < {tf} | {LAST})")
 
 
 def test_pass_source(tmp_path: Path) -> None:
@@ -107,8 +111,8 @@ def test_pass_source(tmp_path: Path) -> None:
     cfg = config(tmp_path, credentials_yaml="{pass_path: proxmox/api-token}",
                  tls_yaml=f"tls: {{ca_file: '{tmp_path}/ca.pem'}}")
     line = curl_line(cluster_with(cfg), Write("DELETE", "/nodes/pve2/qemu/104", {"purge": 1}, "pve2", "delete"))
-    assert ('-H "Authorization: PVEAPIToken=$(pass show proxmox/api-token | head -1)='
-            '$(pass show proxmox/api-token | tail -1)"') in line
+    assert (f'-H "Authorization: PVEAPIToken=$(pass show proxmox/api-token | {LINES} | {FIRST})='
+            f'$(pass show proxmox/api-token | {LINES} | {LAST})"') in line
     # the VM's node is addressed (port 8006 by default); DELETE parameters go in the query string
     assert line.endswith("'https://127.0.0.2:8006/api2/json/nodes/pve2/qemu/104?purge=1'")
     assert "--data-urlencode" not in line
@@ -116,7 +120,8 @@ def test_pass_source(tmp_path: Path) -> None:
     # an entry path with a space stays one word inside the command substitution
     cfg2 = config(tmp_path, credentials_yaml="{pass_path: 'lab store/pve token'}")
     tid, sec = secret_expression(cluster_with(cfg2))
-    assert (tid, sec) == ("$(pass show 'lab store/pve token' | head -1)", "$(pass show 'lab store/pve token' | tail -1)")
+    assert (tid, sec) == (f"$(pass show 'lab store/pve token' | {LINES} | {FIRST})",
+                          f"$(pass show 'lab store/pve token' | {LINES} | {LAST})")
 
 
 def test_environment_source_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -289,3 +294,22 @@ def test_audit_clean_params_and_read(tmp_path: Path) -> None:
     (tmp_path / "audit.jsonl").open("a").write("not json\n")
     assert [e["command"] for e in audit.read()] == ["pvectl vm start 0", "pvectl vm start 1", "pvectl vm start 2"]
     assert [e["command"] for e in audit.read(limit=2)] == ["pvectl vm start 2"]   # the last 2 lines, one bad
+
+
+def test_a_write_with_a_secret_parameter_hides_it_in_repr_summary_and_curl(tmp_path: Path) -> None:
+    from pvectl.errors import ApiError as _ApiError
+    from pvectl.writes import hide_secrets
+
+    cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{token_file(tmp_path)}'}}")
+    pw = "pw-Canary-77a1"
+    w = Write("PUT", "/nodes/pve1/qemu/103/config", {"cipassword": pw, "ciuser": "ops"}, "pve1",
+              f"set cipassword={pw}, ciuser=ops on VM 103")
+    assert pw not in repr(w) and "'cipassword': '<hidden>'" in repr(w)
+    assert hide_secrets(w.summary, w.params) == "set cipassword=<hidden>, ciuser=ops on VM 103"
+    line = curl_line(cluster_with(cfg), w)
+    assert pw not in line
+    assert '--data-urlencode "cipassword=${PVECTL_CIPASSWORD:?set PVECTL_CIPASSWORD to the cipassword}"' in line
+    assert "--data-urlencode ciuser=ops" in line
+    # once a write carrying it was made, no error message can show it
+    w.register_secrets()
+    assert pw not in _ApiError(f"value '{pw}' rejected").message

@@ -361,12 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def report_error(ctx: Context, exc: BaseException) -> int:
-    from ..errors import PvectlError
+    from ..errors import PvectlError, redact
 
     if not isinstance(exc, PvectlError):
         if os.environ.get("PVECTL_DEBUG"):
             raise exc
-        sys.stderr.write(f"pvectl: internal error: {type(exc).__name__}: {exc} "
+        sys.stderr.write(f"pvectl: internal error: {type(exc).__name__}: {redact(str(exc))} "
                          "(set PVECTL_DEBUG=1 for a traceback)\n")
         return 1
     if ctx.output == "json":

@@ -185,7 +185,8 @@ def _print_changes(ctx: Context, r: Any) -> bool:
 
 
 def set_(ctx: Context) -> int:
-    from ..errors import UsageError
+    from ..audit import HIDDEN_KEYS
+    from ..errors import UsageError, register_secret
     from ..lifecycle import set_config
 
     a = ctx.args
@@ -194,6 +195,8 @@ def set_(ctx: Context) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"'{item}' is not KEY=VALUE (e.g. pvectl vm set web-01 onboot=1 tags='prod;web')")
+        if key in HIDDEN_KEYS:
+            register_secret(value)   # no error message (schema check, Proxmox's answer) may show it
         assignments[key] = value
     delete = [k for part in (a.delete or []) for k in part.split(",") if k]
     r = set_config(ctx.cluster, a.vm, assignments, writer=writer(ctx), delete=delete)

@@ -55,6 +55,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """`--limit`, `--shutdown-timeout`: a whole number >= 0 in ASCII digits (`int()` would also take
+    '١٠', ' 10' and '-5')."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a whole number (0, 1, 2 ...), got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    """`--cores`: a whole number >= 1 in ASCII digits."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return int(text)
+
+
 def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     # On the top parser the options get real defaults; on every subcommand they are repeated with
     # SUPPRESS so that `pvectl vm list -o json` works as well as `pvectl -o json vm list`.
@@ -165,7 +180,7 @@ def build_parser(only: tuple[str | None, str | None] = (None, None)) -> argparse
             _task_group(g, sub)
     if wanted("audit"):
         p = sub(groups, "audit", "show the audit log of changes made with pvectl", _cmd("ops", "audit"))
-        p.add_argument("--limit", type=int, default=50)
+        p.add_argument("--limit", type=_count, default=50)
     if wanted("template"):
         g = group("template", "VM templates")
         if not shallow:
@@ -225,7 +240,7 @@ def _vm_group(g: Any, sub: Any, wanted: Callable[[str], bool]) -> None:
         p = sub(vm_group, action, help_, _cmd("ops", "power"))
         p.add_argument("vms", nargs="+", metavar="VM", help="VMIDs or unique names")
         if action == "shutdown":
-            p.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=int, metavar="S",
+            p.add_argument("--shutdown-timeout", dest="shutdown_timeout", type=_count, metavar="S",
                            help="seconds the guest gets to power off (Proxmox default 60); `--timeout S` "
                                 "on shutdown means the same, and pvectl waits S plus a margin")
             p.add_argument("--force-stop", action="store_true", help="hard-stop the VM if it does not shut down in time")
@@ -240,7 +255,7 @@ def _vm_group(g: Any, sub: Any, wanted: Callable[[str], bool]) -> None:
     if wanted("resize"):
         p = sub(vm_group, "resize", "more CPU, memory or disk (disks only grow)", _cmd("ops", "resize"))
         p.add_argument("vm", metavar="VM")
-        p.add_argument("--cores", type=int)
+        p.add_argument("--cores", type=_positive)
         p.add_argument("--memory", help="MiB (4096) or with a unit (4G)")
         p.add_argument("--disk", help="disk to grow, e.g. scsi0")
         p.add_argument("--size", help="+10G to grow by 10 GiB, or 50G absolute")
@@ -268,13 +283,13 @@ def _task_group(g: Any, sub: Any) -> None:
     p.add_argument("upid", metavar="UPID")
     p = sub(g, "log", "a task's log", _cmd("taskcmds", "log"))
     p.add_argument("upid", metavar="UPID")
-    p.add_argument("--limit", type=int, default=0, help="only the last N lines")
+    p.add_argument("--limit", type=_count, default=0, help="only the last N lines")
     p.add_argument("--follow", "-f", action="store_true", help="print new lines until the task stops")
     p = sub(g, "list", "recent tasks per node", _cmd("taskcmds", "list_"))
     p.add_argument("--node")
     p.add_argument("--running", action="store_true", help="only running tasks")
     p.add_argument("--vm", help="only tasks of this VM")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_count, default=50)
 
 
 class Context:

@@ -105,3 +105,33 @@ def test_clone_whose_node_hangs_after_the_post_exits_4_with_the_upid(
     assert r.code == 4, r.out
     assert ":qmclone:9001:" in r.out
 
+
+def test_migrate_reports_the_move_when_the_target_goes_away_afterwards(
+        pv: Any, fresh_sim: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pveproxy on the target stops while the migration task runs; the task ends OK and the VM is on
+    the target. Exit 0 with the UPID: the read that failed afterwards is a warning, not a failure."""
+    from testkit import move_to_shared
+
+    from pvectl.http import Transport
+
+    move_to_shared(fresh_sim.backend, 100)
+    orig = Transport.request
+
+    def request(self: Transport, method: str, path: str, params: Any = None, **kw: Any) -> Any:
+        res = orig(self, method, path, params, **kw)
+        if "qmigrate" in path and path.endswith("/log") and \
+                any("transferred" in e.get("t", "") for e in res.data or []):
+            fresh_sim.stop_node("pve3")          # the memory copy has begun (phase 2)
+        return res
+
+    monkeypatch.setattr(Transport, "request", request)
+    try:
+        took, r = pv("--timeout", "30", "vm", "migrate", "web-01", "pve3")
+    finally:
+        fresh_sim.start_node("pve3")
+    assert r.code == 0, r.out + r.err
+    out = r.json
+    assert (out["outcome"], out["exitstatus"], out["node"], out["status"]) == ("done", "OK", "pve3", None)
+    assert ":qmigrate:100:" in out["upid"]
+    assert [w.split(", but ")[0] for w in out["warnings"]] == [f"migrated (task {out['upid']} OK)"]
+    assert fresh_sim.backend.state.vms[100].node == "pve3"

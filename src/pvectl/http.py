@@ -53,6 +53,7 @@ RETRY_STATUSES = frozenset({595, 596, 599})  # AnyEvent::HTTP pseudo-statuses re
 PROXY_FAILED = frozenset({595, 596})   # the relay could not connect to / got no answer from the target
 # pveproxy closes a keep-alive connection after 5 s without a request (AnyEvent.pm::new `timeout => 5`)
 WRITE_REUSE_IDLE = 2.0
+POOL_IDLE_MAX = 8      # idle connections kept per node (threads sharing a Transport each take one)
 USER_AGENT = "pvectl/0.1"
 
 
@@ -382,11 +383,13 @@ class Transport:
     # -- node health ---------------------------------------------------------------------------------
 
     def _fail(self, marks: dict[str, _Mark], name: str, reason: str) -> str:
+        now = time.monotonic()
         with self._lock:
             m = marks.setdefault(name, _Mark())
-            m.failures += 1
-            m.until = time.monotonic() + min(self.reprobe_after * 2 ** (m.failures - 1), self.reprobe_max)
             m.reason = reason
+            if m.until <= now:   # threads that failed on it at the same moment count as one failure
+                m.failures += 1
+                m.until = now + min(self.reprobe_after * 2 ** (m.failures - 1), self.reprobe_max)
         return reason
 
     def _ok(self, name: str) -> None:
@@ -552,7 +555,11 @@ class Transport:
 
     def _give(self, n: Node, c: httpconn.Connection) -> None:
         with self._lock:
-            self._idle.setdefault(n.name, []).append((c, time.monotonic()))
+            idle = self._idle.setdefault(n.name, [])
+            if len(idle) < POOL_IDLE_MAX:
+                idle.append((c, time.monotonic()))
+                return
+        c.close()
 
     def _exchange(self, conn: httpconn.Connection, method: str, url: str, body: bytes | None,
                   headers: dict[str, str], timeout: float) -> httpconn.Response:

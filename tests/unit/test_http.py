@@ -153,9 +153,22 @@ def _free_port() -> int:
     return port
 
 
+_made: list[Transport] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_transports() -> Any:
+    """Every Transport a test makes is closed after it (no connection left for the GC to find)."""
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def make(nodes: list[Node], tls: Tls, **kw: Any) -> Transport:
     kw.setdefault("backoff", 0.01)
-    return Transport(nodes, tls=tls, auth=lambda: AUTH, **kw)
+    t = Transport(nodes, tls=tls, auth=lambda: AUTH, **kw)
+    _made.append(t)
+    return t
 
 
 def ca_tls(pki: dict[str, Any]) -> Tls:
@@ -234,8 +247,8 @@ def test_insecure_warns_once_per_transport(server: FakePVE) -> None:
 
 
 def test_insecure_warning_default_goes_to_stderr(server: FakePVE, capsys: pytest.CaptureFixture[str]) -> None:
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=Tls(insecure=True))
-    t.get("/version")
+    with Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=Tls(insecure=True)) as t:
+        t.get("/version")
     assert capsys.readouterr().err.startswith("pvectl: warning: TLS verification is disabled")
 
 
@@ -438,10 +451,10 @@ def test_auth_callable_is_called_lazily_once(server: FakePVE, pki: dict[str, Any
         calls.append(1)
         return AUTH
 
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=ca_tls(pki), auth=auth)
-    assert calls == []
-    t.get("/version")
-    t.get("/version")
+    with Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=ca_tls(pki), auth=auth) as t:
+        assert calls == []
+        t.get("/version")
+        t.get("/version")
     assert calls == [1]
 
 
@@ -510,3 +523,22 @@ def test_a_write_never_goes_out_on_a_connection_idle_past_the_reuse_limit(
     time.sleep(0.1)
     t.post("/nodes/pve1/qemu/100/status/start")
     assert server.connections == 2
+
+
+def test_threads_failing_on_one_node_at_once_count_as_one_failure(pki: dict[str, Any]) -> None:
+    port = _free_port()
+    t = make([Node(name="pve1", host="127.0.0.1", port=port)], ca_tls(pki), reprobe_after=5)
+    barrier = threading.Barrier(8)
+
+    def read() -> None:
+        barrier.wait()
+        with pytest.raises(NodeUnreachable):
+            t.get("/version")
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert t._unusable["pve1"].failures == 1                   # back-off 5 s, not 5 * 2**7 capped at 30
+    assert t._unusable["pve1"].until - __import__("time").monotonic() <= 5

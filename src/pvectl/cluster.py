@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config
+    from .deadline import Deadline
     from .http import Transport
     from .nodes import NodesApi
     from .tasks import TasksApi
@@ -67,14 +68,26 @@ class Cluster:
         from .http import Transport
 
         config = load_config(path, cluster=cluster)
-        token_cell: list[str] = []
 
         def auth() -> str:
-            if not token_cell:
-                token_cell.append(load_token(config).header())
-            return token_cell[0]
+            # called at the first request and after refresh_credentials(); the transport keeps it
+            return load_token(config).header()
 
         return cls(config, Transport.from_config(config, auth=auth, **transport_options))
+
+    def refresh_credentials(self) -> None:
+        """Read the API token again (after a rotation); requests from now on send the new one."""
+        from .credentials import reset
+
+        reset()                      # the per-process token cache (pass, token_file)
+        self.transport.refresh_auth()
+
+    def deadline(self, seconds: Deadline | float | None) -> Any:
+        """`with pve.deadline(30): ...` — every request this thread makes inside the block ends within
+        30 s: a read or write still unanswered then raises DeadlineExceeded (exit 4)."""
+        from .deadline import Deadline
+
+        return self.transport.bounded(Deadline.of(seconds))
 
     def close(self) -> None:
         self.transport.close()

@@ -16,6 +16,7 @@
     │   ├── Locked             500 VM is locked (clone) / can't lock file … timeout  1 (retryable)
     │   ├── ParameterError     400 Parameter verification failed. + errors           1
     │   └── NodeUnreachable    595/596/599, connection errors, all nodes down        5 (retryable)
+    │       └── DeadlineExceeded  no answer before the deadline (--timeout)           4
     └── TaskError(upid)
         ├── TaskFailed(exitstatus, log_tail)   the task ended in an error            1
         └── TaskTimeout                        still running at the deadline         4
@@ -55,7 +56,7 @@ class _lazy:
 __all__ = [
     "PvectlError", "ConfigError", "CredentialError", "TlsError", "GuardRefused",
     "ApiError", "AuthError", "PermissionDenied", "NotFound", "AlreadyExists", "Locked",
-    "ParameterError", "NodeUnreachable", "TaskError", "TaskFailed", "TaskTimeout",
+    "ParameterError", "NodeUnreachable", "DeadlineExceeded", "TaskError", "TaskFailed", "TaskTimeout",
     "from_response", "register_secret", "redact",
 ]
 
@@ -267,6 +268,20 @@ class NodeUnreachable(ApiError):
         super().__init__(message, **kw)
         self.attempts = list(attempts or [])
         self.uncertain = uncertain
+
+
+class DeadlineExceeded(NodeUnreachable):
+    """The deadline (`--timeout`, `timeout=`) passed before a node answered. Nothing more is sent;
+    `uncertain` says whether the last request (a write) may have been applied."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        if kw.get("hint") is None:
+            kw["hint"] = ("the request may have been applied: check the state before repeating it"
+                          if kw.get("uncertain") else "nothing was changed by it; retry with a longer --timeout")
+        kw.setdefault("retryable", True)
+        super().__init__(message, **kw)
 
 
 # --------------------------------------------------------------------------------------------------

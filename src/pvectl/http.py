@@ -6,8 +6,16 @@
   peer certificate's digest is compared), else `tls.ca_file` with host name checking against the node's
   `host`, else `tls.insecure: true` (warned about on every run), else the system CA store.
 - Failover: nodes are tried in config order (a request for `node=` goes there first; any node proxies,
-  `spec/pve-semantics.md` §12.5). A node that cannot be connected to is skipped for the rest of the
-  process. TLS failures are never failed over: they raise TlsError at once.
+  `spec/pve-semantics.md` §12.5). TLS failures are never failed over: they raise TlsError at once.
+- Node health: a node that cannot be connected to is skipped as an entry point; a node that does not
+  answer (no answer in time, or 595/596 from a node that relayed to it) is also skipped for requests
+  whose path names it: they fail fast, nothing is sent. A failure is blamed on the node in the path,
+  never on a healthy relay. Either mark lasts a back-off (2 s, doubling to 30 s), then the node is
+  probed again (with a short timeout) and a success clears it.
+- Deadlines: `deadline` (the command's `--timeout`) and `bounded(d)` (per thread) bound every
+  request. Each connect/read timeout is the configured one or the time left, whichever is shorter;
+  a read gets at most half of the time left (>= 1 s) so that a hung node leaves time for the others.
+  When the deadline itself runs out: DeadlineExceeded (exit 4), `uncertain` for a write already sent.
 - Retries: only GETs, only on transport errors and the proxy codes 595/596/599, with a short backoff.
   Proxmox answers 500 for ordinary refusals ("does not exist", "locked"), so 500 is never retried.
   A write is sent at most once: if the connection fails after the request may have reached the server,
@@ -29,18 +37,23 @@ import threading
 import time
 
 from pvectl import httpconn
-from pvectl.errors import NodeUnreachable, PvectlError, TlsError, from_response, redact
+from pvectl.errors import DeadlineExceeded, NodeUnreachable, PvectlError, TlsError, from_response, redact
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Mapping, Sequence
 
     from pvectl.config import Config, Node, Tls
+    from pvectl.deadline import Deadline
 
 __all__ = ["Transport", "Result", "encode_params", "RETRY_STATUSES"]
 
 API_PREFIX = "/api2/json"
 RETRY_STATUSES = frozenset({595, 596, 599})  # AnyEvent::HTTP pseudo-statuses relayed by pveproxy
+PROXY_FAILED = frozenset({595, 596})   # the relay could not connect to / got no answer from the target
+# pveproxy closes a keep-alive connection after 5 s without a request (AnyEvent.pm::new `timeout => 5`)
+WRITE_REUSE_IDLE = 2.0
+POOL_IDLE_MAX = 8      # idle connections kept per node (threads sharing a Transport each take one)
 USER_AGENT = "pvectl/0.1"
 
 
@@ -105,11 +118,17 @@ def encode_params(params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) 
     return "&".join(f"{_quote(k, _UNRESERVED, plus=True)}={_quote(v, _UNRESERVED, plus=True)}" for k, v in pairs)
 
 
-class _ConnectFailed(Exception):
+class _Failed(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(_reason(cause))
+        self.timed_out = isinstance(cause, (socket.timeout, TimeoutError))
+
+
+class _ConnectFailed(_Failed):
     """Nothing was sent: safe to try another node with any method."""
 
 
-class _SendFailed(Exception):
+class _SendFailed(_Failed):
     """The request may have reached the server."""
 
 
@@ -138,17 +157,48 @@ def _warn_stderr(msg: str) -> None:
     sys.stderr.write(f"pvectl: warning: {msg}\n")
 
 
+class _Mark:
+    """A node that failed: skipped until `until` (monotonic), then tried again (a re-probe)."""
+
+    __slots__ = ("failures", "until", "reason")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.until = 0.0
+        self.reason = ""
+
+
+class _Scope:
+    """`with transport.bounded(deadline):` — the deadline bounds every request of this thread."""
+
+    __slots__ = ("_stack", "_deadline")
+
+    def __init__(self, stack: list[Deadline], deadline: Deadline) -> None:
+        self._stack = stack
+        self._deadline = deadline
+
+    def __enter__(self) -> Deadline:
+        self._stack.append(self._deadline)
+        return self._deadline
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.remove(self._deadline)
+
+
 class Transport:
-    """Talks to one Proxmox cluster. Thread-safe; connections are reused per node."""
+    """Talks to one Proxmox cluster. Thread-safe; connections are reused per node (a small pool)."""
 
     def __init__(self, nodes: Sequence[Node], *, tls: Tls | None = None,
                  auth: Callable[[], str] | None = None, connect_timeout: float = 3.0,
                  read_timeout: float = 30.0, retries: int = 2, backoff: float = 0.2,
                  log: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None,
-                 user_agent: str = USER_AGENT) -> None:
-        """`auth` returns the Authorization header value (`Token.header`); it is called once, at the
-        first request. `log` receives debug lines (never headers or bodies). `warn` receives warnings
-        (default: stderr)."""
+                 user_agent: str = USER_AGENT, deadline: Deadline | None = None,
+                 reprobe_after: float = 2.0, reprobe_max: float = 30.0, probe_timeout: float = 5.0) -> None:
+        """`auth` returns the Authorization header value (`Token.header`); it is called at the first
+        request and again after `refresh_auth()`. `log` receives debug lines (never headers or bodies).
+        `warn` receives warnings (default: stderr). `deadline` bounds every request (see `bounded()`
+        for a per-thread one). A node that failed is skipped for `reprobe_after` s, doubling per
+        failure up to `reprobe_max`, then tried again with at most `probe_timeout` s to answer."""
         if not nodes:
             raise ValueError("Transport needs at least one node")
         self.nodes = tuple(nodes)
@@ -160,12 +210,21 @@ class Transport:
         self.read_timeout = read_timeout
         self.retries = retries
         self.backoff = backoff
+        self.deadline = deadline
+        self.reprobe_after = reprobe_after
+        self.reprobe_max = reprobe_max
+        self.probe_timeout = probe_timeout
         self._log = log
         self._warn = warn or _warn_stderr
         self.user_agent = user_agent
         self._lock = threading.Lock()
-        self._idle: dict[str, list[httpconn.Connection]] = {}
-        self._dead: dict[str, str] = {}  # node -> why it is skipped for the rest of the process
+        self._local = threading.local()
+        self._idle: dict[str, list[tuple[httpconn.Connection, float]]] = {}
+        # Two kinds of failure, kept apart: a node this client cannot use as its entry point (connect
+        # refused or timed out: other nodes may still reach it), and a node that does not answer at
+        # all (no answer on a direct request, or 595/596 from a node that relayed to it).
+        self._unusable: dict[str, _Mark] = {}
+        self._silent: dict[str, _Mark] = {}
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._warned = False
         self.connections_opened = 0
@@ -182,7 +241,7 @@ class Transport:
 
         `path` is relative to /api2/json (`/nodes/pve1/qemu`). GET and DELETE parameters go in the
         query string, POST and PUT parameters in a form body. Errors: errors.from_response types,
-        NodeUnreachable, TlsError.
+        NodeUnreachable, DeadlineExceeded (exit 4: the deadline passed first), TlsError.
         """
         method = method.upper()
         rel = "/" + path.lstrip("/")
@@ -194,42 +253,69 @@ class Transport:
         elif qs:
             url += "?" + qs
         idempotent = method == "GET"
-        order = self._order(node)
+        target = _path_node(rel)
         attempts: list[tuple[str, str]] = []
-        for n in order:
-            if n.name in self._dead:
-                attempts.append((n.name, f"{n.address}: {self._dead[n.name]}"))
-                continue
+        silent = self._skipped(self._silent, target) if target is not None else None
+        if silent is not None:
+            # the node the path names did not answer a moment ago, directly or through another node:
+            # fail fast (nothing is sent) until its back-off ends, then it is probed again
+            raise NodeUnreachable(f"{method} {rel}: node {target} is not answering ({silent}); "
+                                  f"it is tried again after a back-off",
+                                  attempts=[(target, silent)], method=method, path=rel, node=target)
+        for n in self._entries(node, attempts):
+            if target is not None and n.name != target and self._skipped(self._silent, target) is not None:
+                break       # the node in the path stopped answering: any relay would wait for it too
             for attempt in range(self.retries + 1 if idempotent else 1):
                 if attempt:
-                    time.sleep(self.backoff * (2 ** (attempt - 1)))
+                    self._pause(self.backoff * (2 ** (attempt - 1)))
+                timeout, cut = self._budget(n, idempotent, method, rel, attempts)
                 try:
-                    status, reason, data, elapsed = self._roundtrip(n, method, url, body)
+                    status, reason, data, elapsed = self._roundtrip(n, method, url, body, timeout)
                 except _ConnectFailed as e:
-                    self._dead[n.name] = str(e)
-                    attempts.append((n.name, f"{n.address}: {e}"))
+                    if cut and e.timed_out:
+                        raise self._expired(method, rel, n, attempts, sent=False) from None
+                    why = self._fail(self._unusable, n.name, str(e))
+                    attempts.append((n.name, f"{n.address}: {why}"))
                     self._debug(f"{method} {rel} -> {n.name} ({n.address}): connect failed: {e}")
                     break
                 except _SendFailed as e:
                     self._debug(f"{method} {rel} -> {n.name} ({n.address}): {e}")
+                    if e.timed_out and cut:
+                        raise self._expired(method, rel, n, attempts, sent=True, uncertain=not idempotent) from None
+                    if e.timed_out:
+                        # no answer within the time given: blame the node the path names (a relay
+                        # waits for it as long as we do), else the node asked
+                        who = target or n.name
+                        why = self._fail(self._silent, who, f"no answer within {timeout:.3g} s")
+                        if who == n.name:
+                            self._fail(self._unusable, n.name, why)
+                        attempts.append((who, f"{n.address}: {why}" if who == n.name else f"via {n.name}: {why}"))
+                    elif attempt == self.retries or not idempotent:
+                        attempts.append((n.name, f"{n.address}: {e}"))
                     if not idempotent:
                         raise NodeUnreachable(
                             f"{method} {rel}: connection to {n.name} ({n.address}) failed after the "
                             f"request was sent ({e}); it may or may not have been applied",
-                            attempts=attempts + [(n.name, f"{n.address}: {e}")], uncertain=True,
-                            method=method, path=rel, node=n.name) from None
-                    if str(e) == "timed out":
-                        # a node that accepts but does not answer (hung pveproxy): waiting the read
-                        # timeout again on it would only multiply the delay; go to the next node
-                        self._dead[n.name] = f"no answer within {self.read_timeout:g} s"
-                        attempts.append((n.name, f"{n.address}: {self._dead[n.name]}"))
+                            attempts=attempts, uncertain=True, method=method, path=rel, node=n.name) from None
+                    if e.timed_out:
                         break
-                    if attempt == self.retries:
-                        attempts.append((n.name, f"{n.address}: {e}"))
                     continue
                 self._debug(f"{method} {rel} -> {n.name}: {status} {reason} ({elapsed * 1000:.1f} ms)")
+                if status in PROXY_FAILED and target is not None and target != n.name:
+                    # 595/596: the node we asked could not reach (595) or got no answer from (596) the
+                    # node in the path (AnyEvent.pm::proxy_request, `timeout => 30`; pve-semantics
+                    # §12.5). The relay itself is fine: mark the target, never the relay. A relay
+                    # that already waited its 30 s for the target is not asked to wait again.
+                    self._ok(n.name)
+                    if idempotent and attempt < self.retries and "timed out" not in reason.lower():
+                        continue
+                    self._fail(self._silent, target, f"{status} {reason} via {n.name}")
+                    return self._result(status, reason, data, method, rel, n.name, raw)
                 if status in RETRY_STATUSES and idempotent and attempt < self.retries:
                     continue
+                self._ok(n.name)
+                if target is not None and status not in RETRY_STATUSES:
+                    self._ok(target)
                 return self._result(status, reason, data, method, rel, n.name, raw)
             # next node
         tried = ", ".join(f"{name} ({why})" for name, why in attempts)
@@ -247,9 +333,34 @@ class Transport:
     def delete(self, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("DELETE", path, params, **kw)
 
+    def bounded(self, deadline: Deadline | None) -> _Scope:
+        """`with transport.bounded(d): ...` — every request this thread makes inside the block ends
+        by `d` (and by `self.deadline`, whichever comes first)."""
+        from .deadline import Deadline
+
+        return _Scope(self._scopes(), deadline if deadline is not None else Deadline(None))
+
+    def time_left(self) -> float | None:
+        """Seconds until the earliest deadline that bounds this thread's requests (None: no limit)."""
+        from .deadline import earliest
+
+        stack = getattr(self._local, "stack", None)
+        if not stack:
+            d = self.deadline
+            return d.remaining() if d is not None else None
+        return earliest([self.deadline, *stack])
+
+    def refresh_auth(self) -> None:
+        """Ask `auth` again now (a rotated token): a token that cannot be read raises here, and the
+        old value stays in use."""
+        if self._auth is not None:
+            value = self._auth()
+            with self._lock:
+                self._auth_value = value
+
     def close(self) -> None:
         with self._lock:
-            conns = [c for lst in self._idle.values() for c in lst]
+            conns = [c for lst in self._idle.values() for c, _ in lst]
             self._idle.clear()
         for c in conns:
             c.close()
@@ -262,10 +373,95 @@ class Transport:
 
     @property
     def dead_nodes(self) -> dict[str, str]:
-        """Nodes skipped for the rest of the process, with the reason."""
-        return dict(self._dead)
+        """Nodes skipped right now (until their back-off ends), with the reason."""
+        now = time.monotonic()
+        with self._lock:
+            out = {name: m.reason for name, m in self._unusable.items() if m.until > now}
+            out.update({name: m.reason for name, m in self._silent.items() if m.until > now})
+        return out
+
+    # -- node health ---------------------------------------------------------------------------------
+
+    def _fail(self, marks: dict[str, _Mark], name: str, reason: str) -> str:
+        now = time.monotonic()
+        with self._lock:
+            m = marks.setdefault(name, _Mark())
+            m.reason = reason
+            if m.until <= now:   # threads that failed on it at the same moment count as one failure
+                m.failures += 1
+                m.until = now + min(self.reprobe_after * 2 ** (m.failures - 1), self.reprobe_max)
+        return reason
+
+    def _ok(self, name: str) -> None:
+        if name in self._unusable or name in self._silent:
+            with self._lock:
+                self._unusable.pop(name, None)
+                self._silent.pop(name, None)
+
+    def _skipped(self, marks: dict[str, _Mark], name: str) -> str | None:
+        m = marks.get(name)
+        if m is None or m.until <= time.monotonic():
+            return None
+        return m.reason
+
+    def _entries(self, node: str | None, attempts: list[tuple[str, str]]) -> list[Node]:
+        """Nodes to send this request to, in order; nodes in back-off are left out (all of them are
+        tried when every node is in back-off: better a probe than no attempt)."""
+        order = self._order(node)
+        usable = []
+        for n in order:
+            why = self._skipped(self._unusable, n.name) or self._skipped(self._silent, n.name)
+            if why is None:
+                usable.append(n)
+            else:
+                attempts.append((n.name, f"{n.address}: {why} (skipped)"))
+        if usable:
+            return usable
+        del attempts[:]
+        return order
+
+    def _budget(self, n: Node, idempotent: bool, method: str, rel: str,
+                attempts: list[tuple[str, str]]) -> tuple[float, bool]:
+        """(socket timeout for this attempt, whether the deadline is what limits it)."""
+        timeout = self.read_timeout
+        if n.name in self._unusable or n.name in self._silent:
+            timeout = min(timeout, self.probe_timeout)      # a re-probe: it failed before
+        left = self.time_left()
+        if left is None:
+            return timeout, False
+        if left <= 0:
+            raise self._expired(method, rel, n, attempts, sent=False)
+        from .deadline import read_slice
+
+        # a read may use a share of the time left, so one node that does not answer leaves time for
+        # the others and for the rest of the workflow; a write waits as long as the deadline allows
+        cap = read_slice(left) if idempotent else left
+        if cap < timeout:
+            return cap, cap >= left
+        return timeout, False
+
+    def _pause(self, seconds: float) -> None:
+        left = self.time_left()
+        time.sleep(seconds if left is None else max(0.0, min(seconds, left)))
+
+    def _expired(self, method: str, rel: str, n: Node, attempts: list[tuple[str, str]], *, sent: bool,
+                 uncertain: bool = False) -> DeadlineExceeded:
+        if sent:
+            attempts.append((n.name, f"{n.address}: no answer before the deadline"))
+            what = (f"{method} {rel}: no answer from {n.name} before the deadline"
+                    + ("; the request was sent and may or may not have been applied" if uncertain else ""))
+        else:
+            what = f"{method} {rel}: the deadline passed before the request could be sent (nothing was sent)"
+        return DeadlineExceeded(what, attempts=list(attempts), uncertain=uncertain, method=method, path=rel,
+                                node=n.name)
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _scopes(self) -> list[Deadline]:
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
 
     def _debug(self, line: str) -> None:
         if self._log is not None:
@@ -278,9 +474,12 @@ class Transport:
         return list(self.nodes)
 
     def _header(self) -> str | None:
-        if self._auth_value is None and self._auth is not None:
-            self._auth_value = self._auth()
-        return self._auth_value
+        value = self._auth_value
+        if value is None and self._auth is not None:
+            value = self._auth()
+            with self._lock:
+                self._auth_value = value
+        return value
 
     def _context(self, n: Node) -> ssl.SSLContext:
         tls = self.tls
@@ -304,13 +503,13 @@ class Transport:
         self._contexts[key] = ctx
         return ctx
 
-    def _connect(self, n: Node) -> httpconn.Connection:
+    def _connect(self, n: Node, timeout: float) -> httpconn.Connection:
         ctx = self._context(n)
         if self.tls is not None and self.tls.mode(n.name) == "insecure" and not self._warned:
             self._warned = True
             self._warn("TLS verification is disabled (tls.insecure: true): anyone on the network path can "
                        "read the API token; set tls.ca_file or tls.fingerprints")
-        conn = httpconn.Connection(n.host, n.port, timeout=self.connect_timeout, context=ctx)
+        conn = httpconn.Connection(n.host, n.port, timeout=min(self.connect_timeout, timeout), context=ctx)
         try:
             conn.connect()
         except ssl.SSLCertVerificationError as e:
@@ -325,7 +524,7 @@ class Transport:
                            node=n.name) from None
         except (OSError, httpconn.HTTPException) as e:
             conn.close()
-            raise _ConnectFailed(_reason(e)) from None
+            raise _ConnectFailed(e) from None
         pin = self.tls.fingerprint(n.name) if self.tls is not None else None
         if pin is not None:
             der = conn.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
@@ -336,31 +535,44 @@ class Transport:
                                node=n.name, pinned=pin, got=got,
                                hint=f"if {n.name}'s certificate was renewed on purpose, update "
                                     f"tls.fingerprints.{n.name} (pvenode cert info on the node)")
-        conn.sock.settimeout(self.read_timeout)  # type: ignore[union-attr]
-        self.connections_opened += 1
+        with self._lock:
+            self.connections_opened += 1
         self._debug(f"connected to {n.name} ({n.address}), TLS {self.tls.mode(n.name) if self.tls else 'system'}")
         return conn
 
-    def _take(self, n: Node) -> httpconn.Connection | None:
+    def _take(self, n: Node, write: bool) -> httpconn.Connection | None:
+        now = time.monotonic()
         with self._lock:
             lst = self._idle.get(n.name)
             while lst:
-                c = lst.pop()
-                if c.sock is not None and not _dropped(c.sock):
+                c, since = lst.pop()
+                # A write never goes out on a connection that has idled long enough for pveproxy to
+                # be closing it (a write is never resent, so it must not race the server's close).
+                if c.sock is not None and not _dropped(c.sock) and not (write and now - since > WRITE_REUSE_IDLE):
                     return c
                 c.close()  # the server closed it while idle (pveproxy keep-alive timeout)
         return None
 
     def _give(self, n: Node, c: httpconn.Connection) -> None:
         with self._lock:
-            self._idle.setdefault(n.name, []).append(c)
+            idle = self._idle.setdefault(n.name, [])
+            if len(idle) < POOL_IDLE_MAX:
+                idle.append((c, time.monotonic()))
+                return
+        c.close()
 
-    def _roundtrip(self, n: Node, method: str, url: str,
-                   body: bytes | None) -> tuple[int, str, bytes, float]:
-        conn = self._take(n)
+    def _exchange(self, conn: httpconn.Connection, method: str, url: str, body: bytes | None,
+                  headers: dict[str, str], timeout: float) -> httpconn.Response:
+        conn.sock.settimeout(timeout)  # type: ignore[union-attr]
+        conn.request(method, url, body=body, headers=headers)
+        return conn.getresponse()
+
+    def _roundtrip(self, n: Node, method: str, url: str, body: bytes | None,
+                   timeout: float) -> tuple[int, str, bytes, float]:
+        conn = self._take(n, method != "GET")
         reused = conn is not None
         if conn is None:
-            conn = self._connect(n)  # raises _ConnectFailed / TlsError
+            conn = self._connect(n, timeout)  # raises _ConnectFailed / TlsError
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         auth = self._header()
         if auth:
@@ -369,31 +581,27 @@ class Transport:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         t0 = time.monotonic()
         try:
-            conn.request(method, url, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
+            resp = self._exchange(conn, method, url, body, headers, timeout)
         except (OSError, httpconn.HTTPException) as e:
             conn.close()
             stale = reused and isinstance(e, (httpconn.RemoteDisconnected, ConnectionResetError,
                                               BrokenPipeError, httpconn.BadStatusLine))
-            if stale and method == "GET":
-                # A keep-alive connection the server had closed: reconnect once, transparently.
-                conn = self._connect(n)
-                try:
-                    conn.request(method, url, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                except (OSError, httpconn.HTTPException) as e2:
-                    conn.close()
-                    raise _SendFailed(_reason(e2)) from None
-            else:
-                raise _SendFailed(_reason(e)) from None
+            if not (stale and method == "GET"):
+                raise _SendFailed(e) from None
+            # A keep-alive connection the server had closed: a GET is reopened once, transparently.
+            conn = self._connect(n, max(timeout - (time.monotonic() - t0), 0.001))
+            try:
+                resp = self._exchange(conn, method, url, body, headers,
+                                      max(timeout - (time.monotonic() - t0), 0.001))
+            except (OSError, httpconn.HTTPException) as e2:
+                conn.close()
+                raise _SendFailed(e2) from None
         elapsed = time.monotonic() - t0
         if resp.will_close:
             conn.close()
         else:
             self._give(n, conn)
-        return resp.status, resp.reason, data, elapsed
+        return resp.status, resp.reason, resp.read(), elapsed
 
     def _result(self, status: int, reason: str, data: bytes, method: str, rel: str, node: str,
                 raw: bool) -> Any:
@@ -408,6 +616,14 @@ class Transport:
             total = obj.get("total") if isinstance(obj, dict) else None
             return Result(value, int(total) if total is not None else None, node, status)
         return value
+
+
+def _path_node(rel: str) -> str | None:
+    """The node a `/nodes/{node}/...` path names (the one that must answer it), else None."""
+    if not rel.startswith("/nodes/"):
+        return None
+    name = rel[7:].split("/", 1)[0]
+    return name or None
 
 
 def _dropped(sock: socket.socket) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import guards
-from .errors import UsageError
+from .errors import PvectlError, UsageError
 from .tasks import Deadline, Task
 
 if TYPE_CHECKING:
@@ -201,16 +201,26 @@ def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
         res.outcome = "started"
         return res
     result = _wait(cluster, writer, res.upid, deadline, on_progress=on_progress)
+    # The task's exit status decides: OK means the VM was moved (phase3 moved its config: §9.2). What
+    # is read afterwards only adds detail; a read that fails now is a warning, never a failed migration.
     res.exitstatus = result.exitstatus
     res.warnings += result.warnings
-    lines, _ = Task(cluster, res.upid).log(start=0, limit=0)
-    res.log = [ln for ln in lines if ln]
-    res.duration, res.duration_seconds, res.downtime_ms = parse_log(lines)
-    # fresh: where the VM is now, and its state there (phase3 moved the config: §9.2)
-    vm = cluster.vms.resolve(verdict.vmid)
-    res.node = vm.node
-    st = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
-    res.status = st.get("status")
+    res.node = target
+    try:
+        lines, _ = Task(cluster, res.upid).log(start=0, limit=0)
+        res.log = [ln for ln in lines if ln]
+        res.duration, res.duration_seconds, res.downtime_ms = parse_log(lines)
+    except PvectlError as exc:
+        res.warnings.append(f"migrated, but the task log could not be read: {exc.message}")
+    try:
+        # fresh: where the VM is now, and its state there
+        vm = cluster.vms.resolve(verdict.vmid)
+        res.node = vm.node
+        st = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+        res.status = st.get("status")
+    except PvectlError as exc:
+        res.warnings.append(f"migrated (task {res.upid} OK), but the VM's state on {res.node} could not be "
+                            f"read: {exc.message}")
     return res
 
 

@@ -6,6 +6,11 @@ deadline it raises `TaskTimeout` carrying the UPID. Polling starts at ~100 ms an
 seconds, never past the time the progress lines predict for the end. The log is read incrementally
 (`start=`), so a long clone costs one small request per poll, not the whole log again.
 
+The deadline bounds every request the wait makes (the transport's `bounded()`), and no sleep goes
+past it. When the task's node stops answering, the task runs on regardless: polling goes on (the
+task's own node first, then any node that can relay to it) until the deadline, which then raises
+`TaskTimeout` with the UPID; without a deadline, after `LOST_GRACE` s it raises `NodeUnreachable`.
+
 Facts: task status has `status` running|stopped and `exitstatus` only once stopped; the exit status
 is read from the final line `TASK OK` / `TASK WARNINGS: n` / `TASK ERROR: msg` (pve-common
 UPID.pm::read_status; pve-semantics §1.2, §2). The log endpoint's `n` is 1-based, `start` 0-based.
@@ -19,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import NodeUnreachable, TaskFailed, TaskTimeout
+from .deadline import Deadline
+from .errors import DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout
 from .upid import Upid
 
 if TYPE_CHECKING:
@@ -31,25 +37,6 @@ _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "
 _COPY_RE = re.compile(r"transferred ([\d.]+) (\w+) of ([\d.]+) (\w+) \(([\d.]+)%\)")
 # live migration: `migration active, transferred 1.1 GiB of 4.0 GiB VM-state, 399.1 MiB/s` (§2.2)
 _MIGRATE_RE = re.compile(r"migration \w+, transferred ([\d.]+) (\w+) of ([\d.]+) (\w+) VM-state")
-
-
-class Deadline:
-    """One deadline for a whole workflow (clone + configure + start + wait for IP)."""
-
-    __slots__ = ("at",)
-
-    def __init__(self, seconds: float | None) -> None:
-        self.at = None if seconds is None else time.monotonic() + seconds
-
-    @classmethod
-    def of(cls, value: Deadline | float | None) -> Deadline:
-        return value if isinstance(value, Deadline) else cls(value)
-
-    def remaining(self) -> float | None:
-        return None if self.at is None else self.at - time.monotonic()
-
-    def expired(self) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +123,9 @@ class Backoff:
 class Task:
     """A Proxmox task, addressed by its UPID (polling goes to the UPID's node first)."""
 
+    LOST_GRACE = 15.0   # without a deadline: how long a node may stay silent before wait() gives up
+    MIN_ANSWER = 0.5    # a wait whose deadline is (nearly) over still has this long for one poll
+
     def __init__(self, cluster: Cluster, upid: str | Upid) -> None:
         self._cluster = cluster
         self._t = cluster.transport
@@ -185,18 +175,35 @@ class Task:
              on_progress: Callable[[Progress], None] | None = None,
              on_line: Callable[[str], None] | None = None, backoff: Backoff | None = None) -> TaskResult:
         deadline = Deadline.of(deadline)
+        left = deadline.remaining()
+        # even an expired deadline gets one answer (a task that has ended is reported, not timed out)
+        scope = deadline if left is None or left >= self.MIN_ANSWER else Deadline(self.MIN_ANSWER)
+        with self._t.bounded(scope):
+            return self._poll(deadline, on_progress, on_line, backoff or Backoff())
+
+    def _poll(self, deadline: Deadline, on_progress: Callable[[Progress], None] | None,
+              on_line: Callable[[str], None] | None, backoff: Backoff) -> TaskResult:
         started = time.monotonic()
         polls = 0
         want_log = on_progress is not None or on_line is not None
         last_fraction: float | None = None
-        for interval in (backoff or Backoff()).intervals():
+        lost: NodeUnreachable | None = None       # the last failed poll, while the node does not answer
+        lost_since = 0.0
+        for interval in backoff.intervals():
             try:
-                st = self.status()
-                new_lines = self.read_new_lines() if want_log else []
+                st: TaskStatus | None = self.status()
+                lost = None
+            except DeadlineExceeded:
+                raise self._timeout(lost) from None       # the deadline, not the node, ended it
             except NodeUnreachable as exc:
-                raise self._lost(exc) from None
-            polls += 1
-            if want_log:
+                if lost is None:
+                    lost_since = time.monotonic()
+                lost, st = exc, None
+                if deadline.remaining() is None and time.monotonic() - lost_since >= self.LOST_GRACE:
+                    raise self._lost(exc) from None
+            if st is not None:
+                polls += 1
+                new_lines = self._new_lines() if want_log else []
                 for line in new_lines:
                     if on_line is not None:
                         on_line(line)
@@ -205,12 +212,11 @@ class Task:
                         last_fraction = parsed[0]
                         if on_progress is not None:
                             on_progress(Progress(str(self.upid), parsed[0], parsed[1], parsed[2], line, parsed[3]))
-            if not st.running:
-                return self._finish(st, polls)
+                if not st.running:
+                    return self._finish(st, polls)
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
-                raise TaskTimeout(str(self.upid), node=self.node,
-                                  message=f"task {self.upid.type} on {self.node} is still running at the deadline")
+                raise self._timeout(lost)
             sleep = interval
             if last_fraction and 0 < last_fraction < 1:
                 # the log's own progress predicts the end: do not sleep past it
@@ -218,9 +224,24 @@ class Task:
                 eta = elapsed * (1 - last_fraction) / last_fraction
                 sleep = max(0.05, min(sleep, eta))
             if remaining is not None:
-                sleep = min(sleep, max(remaining, 0.0))
+                sleep = min(sleep, max(remaining, 0.0))    # never sleep past the deadline
             time.sleep(sleep)
         raise AssertionError("unreachable")
+
+    def _new_lines(self) -> list[str]:
+        """New log lines for progress; a log read that fails only delays the progress display."""
+        try:
+            return self.read_new_lines()
+        except NodeUnreachable:
+            return []
+
+    def _timeout(self, lost: NodeUnreachable | None) -> TaskTimeout:
+        if lost is None:
+            return TaskTimeout(str(self.upid), node=self.node,
+                               message=f"task {self.upid.type} on {self.node} is still running at the deadline")
+        return TaskTimeout(str(self.upid), node=self.node,
+                           message=f"task {self.upid.type} on {self.node}: its state is unknown at the deadline, "
+                                   f"{self.node} did not answer ({lost.message})")
 
     def _lost(self, exc: NodeUnreachable) -> NodeUnreachable:
         """The task's node stopped answering while we waited: the task's outcome is unknown, so the
@@ -235,15 +256,15 @@ class Task:
 
     def _finish(self, st: TaskStatus, polls: int) -> TaskResult:
         exitstatus = st.exitstatus or "unexpected status"
-        if st.ok:
-            warnings: list[str] = []
-            if exitstatus != "OK":
-                lines, _ = self.log(start=0, limit=0)
-                self._log = lines
-                warnings = [ln for ln in lines if ln.startswith("WARN: ")]
-            return TaskResult(str(self.upid), exitstatus, warnings, polls)
-        lines, _ = self.log(start=0, limit=0)
+        # the exit status decides; the log only adds detail (and may be unreadable for a moment)
+        try:
+            lines, _ = self.log(start=0, limit=0) if exitstatus != "OK" else (self._log, 0)
+        except NodeUnreachable:
+            lines = self._log
         self._log = lines
+        if st.ok:
+            warnings = [ln for ln in lines if ln.startswith("WARN: ")] if exitstatus != "OK" else []
+            return TaskResult(str(self.upid), exitstatus, warnings, polls)
         tail = [ln for ln in lines if not ln.startswith("TASK ")][-8:]
         raise TaskFailed(str(self.upid), exitstatus, tail, node=self.node)
 

@@ -159,6 +159,7 @@ def test_node_down_mid_workflow(pv: Callable[..., Run], fresh_sim: SimCluster, m
     """The VM's node goes down right after the shutdown was accepted: the task's outcome is unknown.
     pvectl says so, names the node and the UPID to resume with, and exits 5 (node unreachable)."""
     from pvectl.http import Transport
+    from pvectl.tasks import Task
 
     orig = Transport.request
 
@@ -169,13 +170,15 @@ def test_node_down_mid_workflow(pv: Callable[..., Run], fresh_sim: SimCluster, m
         return res
 
     monkeypatch.setattr(Transport, "request", request)
+    monkeypatch.setattr(Task, "LOST_GRACE", 0.5)       # how long the wait keeps polling a silent node
     r = pv("vm", "shutdown", "102")
     assert r.code == 5
     e = error(r)
     upid = e["upid"]
     assert upid.startswith("UPID:pve3:") and ":qmshutdown:102:" in upid
     assert e["type"] == "NodeUnreachable" and e["node"] == "pve3"
-    assert e["message"].startswith(f"lost contact with pve3 while waiting for task {upid}: node pve3 unreachable")
+    assert e["message"].startswith(f"lost contact with pve3 while waiting for task {upid}: ")
+    assert "node pve3 is not answering (595 Connection refused via " in e["message"]
     assert e["hint"] == f"the task's outcome is unknown; once pve3 answers again: pvectl task wait {upid}"
 
 

@@ -248,3 +248,26 @@ def test_no_wait_returns_the_upid(sim: SimCluster, pvc: Cluster) -> None:
     assert r.outcome == "started" and r.upid is not None and r.node == "pve1"
     assert Task(pvc, r.upid).wait(WAIT).exitstatus == "OK"
     assert vm(sim, 103).node == "pve2"
+
+
+# ------------------------------------------------------------------------ the target goes away afterwards
+def test_a_target_unreachable_after_the_move_is_a_warning_not_a_failure(sim: SimCluster, pvc: Cluster) -> None:
+    """pveproxy on the target stops while the migration runs; the task still ends OK and the VM is on
+    the target. The task's result decides: done, with the UPID, and the failed read as a warning."""
+    move_to_shared(sim.backend, 100)
+    stopped: list[str] = []
+
+    def stop_target(p: Progress) -> None:
+        if not stopped:
+            sim.stop_node("pve3")
+            stopped.append("pve3")
+
+    try:
+        r = run(pvc, "web-01", "pve3", on_progress=stop_target)
+    finally:
+        sim.start_node("pve3")
+    assert stopped and vm(sim, 100).node == "pve3"
+    assert (r.outcome, r.exitstatus, r.node, r.status) == ("done", "OK", "pve3", None)
+    assert r.upid is not None and r.upid.split(":")[5:7] == ["qmigrate", "100"]
+    assert len(r.warnings) == 1 and r.warnings[0].startswith(f"migrated (task {r.upid} OK), but the VM's state "
+                                                             "on pve3 could not be read: ")

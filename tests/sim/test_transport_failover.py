@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -28,16 +29,32 @@ def _transport(sim: Cluster, **kw: object) -> Transport:
 def test_a_hung_node_costs_one_read_timeout_then_the_next_node_answers(sim: Cluster) -> None:
     # pveproxy accepts the connection but never answers: one read timeout, not one per retry
     sim.hang_node("pve1")
-    t = _transport(sim, read_timeout=0.5, retries=2)
+    sent: list[str] = []
+    t = _transport(sim, read_timeout=0.5, retries=2, log=sent.append)
+    since = sim.server.requests.last_seq
     try:
+        t0 = time.monotonic()
         res = t.request("GET", "/cluster/resources", {"type": "vm"}, raw=True)
+        took = time.monotonic() - t0
         assert res.node == "pve2"
+        assert 0.5 <= took < 0.5 + 1.0                  # one read timeout, then pve2 answers at once
+        tried = [line.split(" -> ")[1].split(" ")[0].rstrip(":") for line in sent if " -> " in line]
+        assert tried == ["pve1", "pve2"]                 # exactly one attempt at the hung node, then the next
+        assert [(e["node"], e["status"]) for e in sim.requests_log(since=since) if e["node"] == "pve2"] == \
+            [("pve2", 200)]
         assert "pve1" in t.dead_nodes and "no answer" in t.dead_nodes["pve1"]
-        # later requests skip pve1 for the rest of the process
+        # later requests skip pve1 (until its back-off ends): nothing more is sent to it
         assert t.request("GET", "/version", raw=True).node == "pve2"
+        tried = [line.split(" -> ")[1].split(" ")[0].rstrip(":") for line in sent if " -> " in line]
+        assert tried == ["pve1", "pve2", "pve2"]
     finally:
         sim.unhang_node("pve1")
         t.close()
+    # the hung listener got that one request and no other (logged once released or dropped)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not sim.requests_log(since=since, node="pve1"):
+        time.sleep(0.05)
+    assert [e["path"] for e in sim.requests_log(since=since, node="pve1")] == ["/api2/json/cluster/resources"]
 
 
 def test_a_write_to_a_hung_node_is_not_resent(sim: Cluster) -> None:

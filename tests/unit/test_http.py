@@ -153,9 +153,22 @@ def _free_port() -> int:
     return port
 
 
+_made: list[Transport] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_transports() -> Any:
+    """Every Transport a test makes is closed after it (no connection left for the GC to find)."""
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def make(nodes: list[Node], tls: Tls, **kw: Any) -> Transport:
     kw.setdefault("backoff", 0.01)
-    return Transport(nodes, tls=tls, auth=lambda: AUTH, **kw)
+    t = Transport(nodes, tls=tls, auth=lambda: AUTH, **kw)
+    _made.append(t)
+    return t
 
 
 def ca_tls(pki: dict[str, Any]) -> Tls:
@@ -234,8 +247,8 @@ def test_insecure_warns_once_per_transport(server: FakePVE) -> None:
 
 
 def test_insecure_warning_default_goes_to_stderr(server: FakePVE, capsys: pytest.CaptureFixture[str]) -> None:
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=Tls(insecure=True))
-    t.get("/version")
+    with Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=Tls(insecure=True)) as t:
+        t.get("/version")
     assert capsys.readouterr().err.startswith("pvectl: warning: TLS verification is disabled")
 
 
@@ -287,7 +300,7 @@ def test_all_nodes_down_message_names_every_node(pki: dict[str, Any]) -> None:
 
 def test_get_retries_on_595_then_succeeds(server: FakePVE, pki: dict[str, Any]) -> None:
     path = "/api2/json/nodes/pve2/status"
-    server.script[("GET", path)] = [(595, "Connection refused", b""), (596, "Connection timed out", b""),
+    server.script[("GET", path)] = [(595, "Connection refused", b""), (596, "Unexpected end-of-file", b""),
                                     (200, "OK", {"data": {"uptime": 5}})]
     t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki))
     assert t.get("/nodes/pve2/status") == {"uptime": 5}
@@ -438,10 +451,10 @@ def test_auth_callable_is_called_lazily_once(server: FakePVE, pki: dict[str, Any
         calls.append(1)
         return AUTH
 
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=ca_tls(pki), auth=auth)
-    assert calls == []
-    t.get("/version")
-    t.get("/version")
+    with Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=ca_tls(pki), auth=auth) as t:
+        assert calls == []
+        t.get("/version")
+        t.get("/version")
     assert calls == [1]
 
 
@@ -450,3 +463,82 @@ def test_path_is_quoted_but_upid_chars_kept(server: FakePVE, pki: dict[str, Any]
     t.get("/nodes/pve1/tasks/UPID:pve1:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam!tok:/status")
     assert server.requests[0]["path"] == \
         "/api2/json/nodes/pve1/tasks/UPID:pve1:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam!tok:/status"
+
+
+# -- which node a failure is blamed on ----------------------------------------------------------------
+
+def test_proxy_595_marks_the_target_not_the_relay(server: FakePVE, pki: dict[str, Any]) -> None:
+    """pve1 relays a request for pve2 and answers 595 (pve2's pveproxy refused): pve2 is the node that
+    failed; pve1 keeps serving, and pve2's paths fail fast until its back-off ends."""
+    server.script[("GET", "/api2/json/nodes/pve2/status")] = [(595, "Connection refused", b"")]
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki), retries=1)
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/nodes/pve2/status")
+    assert ei.value.attempts == [("pve2", "595 Connection refused")]
+    assert t.dead_nodes == {"pve2": "595 Connection refused via pve1"}
+    sent = len(server.requests)
+    with pytest.raises(NodeUnreachable, match="node pve2 is not answering"):
+        t.get("/nodes/pve2/qemu")
+    assert len(server.requests) == sent                       # failed fast: nothing sent
+    assert t.get("/version") is None and t.get("/nodes/pve1/status") is None
+
+
+def test_relay_timeout_596_is_not_retried(server: FakePVE, pki: dict[str, Any]) -> None:
+    # the relay already waited its 30 s (AnyEvent.pm::proxy_request `timeout => 30`): asking it again
+    # would only wait another 30 s
+    server.script[("GET", "/api2/json/nodes/pve3/network")] = [(596, "Connection timed out", b"")]
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki), retries=2)
+    with pytest.raises(NodeUnreachable):
+        t.get("/nodes/pve3/network")
+    assert len(server.requests) == 1
+    assert set(t.dead_nodes) == {"pve3"}
+
+
+def test_a_failed_node_is_probed_again_after_its_back_off(pki: dict[str, Any]) -> None:
+    port = _free_port()
+    t = make([Node(name="pve1", host="127.0.0.1", port=port)], ca_tls(pki), reprobe_after=0.2)
+    with pytest.raises(NodeUnreachable):
+        t.get("/version")
+    assert set(t.dead_nodes) == {"pve1"}
+    import time
+    time.sleep(0.25)
+    assert t.dead_nodes == {}                                  # the back-off is over: it is tried again
+    with pytest.raises(NodeUnreachable):
+        t.get("/version")
+    assert set(t.dead_nodes) == {"pve1"}                       # failed again: a longer back-off
+    assert t._unusable["pve1"].failures == 2
+
+
+def test_a_write_never_goes_out_on_a_connection_idle_past_the_reuse_limit(
+        server: FakePVE, pki: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # the server may be closing an idle keep-alive connection just as a write is sent on it; a write is
+    # never resent, so it takes a fresh connection instead (a GET may reuse it: it can be resent)
+    monkeypatch.setattr(phttp, "WRITE_REUSE_IDLE", 0.05)
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki))
+    t.get("/version")
+    import time
+    time.sleep(0.1)
+    t.get("/version")
+    assert server.connections == 1
+    time.sleep(0.1)
+    t.post("/nodes/pve1/qemu/100/status/start")
+    assert server.connections == 2
+
+
+def test_threads_failing_on_one_node_at_once_count_as_one_failure(pki: dict[str, Any]) -> None:
+    port = _free_port()
+    t = make([Node(name="pve1", host="127.0.0.1", port=port)], ca_tls(pki), reprobe_after=5)
+    barrier = threading.Barrier(8)
+
+    def read() -> None:
+        barrier.wait()
+        with pytest.raises(NodeUnreachable):
+            t.get("/version")
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert t._unusable["pve1"].failures == 1                   # back-off 5 s, not 5 * 2**7 capped at 30
+    assert t._unusable["pve1"].until - __import__("time").monotonic() <= 5

@@ -301,6 +301,7 @@ class Context:
         self.output: str = args.output or ("table" if sys.stdout.isatty() else "json")
         self._config: Any = None
         self._cluster: Any = None
+        self._deadline: Any = None
 
     @property
     def config(self) -> Any:
@@ -330,8 +331,22 @@ class Context:
                 return token_cell[0]
 
             log = (lambda line: sys.stderr.write(f"pvectl: {line}\n")) if self.args.verbose else None
-            self._cluster = Cluster(config, Transport.from_config(config, auth=auth, log=log))
+            self._cluster = Cluster(config, Transport.from_config(config, auth=auth, log=log,
+                                                                   deadline=self.deadline()))
         return self._cluster
+
+    def deadline(self) -> Any:
+        """The command's one deadline: --timeout bounds every request, not only the waits (http.py)."""
+        if self._deadline is None:
+            if self.args.timeout is not None and getattr(self.args, "cmd", None) == "shutdown":
+                from .ops import deadline   # vm shutdown: --timeout is the guest's; pvectl adds a margin
+
+                self._deadline = deadline(self)
+            else:
+                from ..deadline import Deadline
+
+                self._deadline = Deadline(self.args.timeout)
+        return self._deadline
 
     def emit(self, data: Any, **kw: Any) -> None:
         from ..render import emit

@@ -39,12 +39,10 @@ def status(ctx: Context) -> int:
 
 
 def wait(ctx: Context) -> int:
-    from ..tasks import Deadline
-
     task = _task(ctx)
     progress = _progress_printer(ctx)
     try:
-        res = task.wait(Deadline(ctx.args.timeout), on_progress=progress)
+        res = task.wait(ctx.deadline(), on_progress=progress)
     except KeyboardInterrupt:
         sys.stderr.write(f"pvectl: stopped waiting; the task keeps running. Resume with: pvectl task wait {task}\n")
         return 130
@@ -86,10 +84,11 @@ def log(ctx: Context) -> int:
             ctx.emit({"upid": str(task), "total": total, "lines": lines})
         return 0
     # --follow: print new lines as they arrive until the task stops, or until --timeout
-    from ..errors import TaskTimeout
-    from ..tasks import Deadline
+    from ..errors import DeadlineExceeded, TaskTimeout
 
-    deadline = Deadline(ctx.args.timeout)
+    deadline = ctx.deadline()
+    still_running = TaskTimeout(str(task), node=task.node,
+                                message=f"task {task.upid.type} on {task.node} is still running at the deadline")
     delay = 0.1
     try:
         while True:
@@ -102,10 +101,11 @@ def log(ctx: Context) -> int:
                 return 0
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
-                raise TaskTimeout(str(task), node=task.node,
-                                  message=f"task {task.upid.type} on {task.node} is still running at the deadline")
+                raise still_running
             time.sleep(delay if remaining is None else min(delay, remaining))
             delay = min(delay * 1.5, 2.0)
+    except DeadlineExceeded:
+        raise still_running from None      # the deadline ended a read: the task was last seen running
     except KeyboardInterrupt:
         sys.stderr.write(f"pvectl: stopped following; the task keeps running: pvectl task log {task} --follow\n")
         return 130

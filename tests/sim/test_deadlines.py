@@ -1,0 +1,216 @@
+"""Deadlines and node health of the library against the simulator: when `Task.wait` and the
+transport give up (a generous upper bound, never an exact time), which node a hang is blamed on, and
+a `Cluster` that stays usable while nodes stop, hang and come back (DESIGN §4, §5 deadlines)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pvectl.cluster import Cluster
+from pvectl.errors import AuthError, NodeUnreachable, TaskTimeout
+from pvectl.sim.cluster import Cluster as SimCluster
+from pvectl.tasks import Deadline, Task
+
+MARGIN = 1.0     # scheduling slack on a loaded 2-core machine; a deadline 2 s late still fails
+
+
+@pytest.fixture
+def flaky() -> Iterator[SimCluster]:
+    """A simulator whose relays give up after 1 s (pveproxy: 30 s) so that 596 shows up quickly."""
+    with SimCluster(nodes=3, vms=6, templates=1, bind="127.0.0.1", port=0, time_scale=0.02,
+                    proxy_timeout=1.0) as s:
+        yield s
+
+
+def client(sim: SimCluster, **kw: Any) -> Cluster:
+    return Cluster.from_config(str(sim.config_path), **kw)
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    t0 = time.monotonic()
+    try:
+        out = fn()
+    except Exception as e:  # noqa: BLE001 - returned for the assertions
+        out = e
+    return time.monotonic() - t0, out
+
+
+# ------------------------------------------------------------------------------------------ Task.wait
+def test_wait_ends_at_its_deadline_with_the_upid(sim: SimCluster, pvc: Cluster) -> None:
+    upid = sim.backend.hold_lock(104)            # a task that runs until released
+    try:
+        took, err = timed(lambda: Task(pvc, upid).wait(Deadline(1.5)))
+    finally:
+        sim.backend.release_lock(104)
+    assert isinstance(err, TaskTimeout) and err.upid == upid and err.exit_code == 4
+    assert 1.5 <= took <= 1.5 + MARGIN
+
+
+def test_wait_on_a_hung_task_node_ends_at_its_deadline(sim: SimCluster, pvc: Cluster) -> None:
+    """The task's node hangs: every poll would wait 30 s; the deadline still ends the wait, with
+    exit 4, the UPID and the resume hint (not exit 5 after 90 s)."""
+    upid = sim.backend.hold_lock(103)            # on pve1
+    sim.hang_node("pve1")
+    try:
+        took, err = timed(lambda: Task(pvc, upid).wait(Deadline(2)))
+    finally:
+        sim.unhang_node("pve1")
+        sim.backend.release_lock(103)
+    assert isinstance(err, TaskTimeout), err
+    assert err.upid == upid and err.exit_code == 4 and err.hint == f"resume with: pvectl task wait {upid}"
+    assert "its state is unknown at the deadline" in err.message
+    assert 2 <= took <= 2 + MARGIN
+
+
+def test_wait_survives_the_task_node_being_down_for_a_while(sim: SimCluster, pvc: Cluster) -> None:
+    """pveproxy on the task's node is down for ~1.5 s while the task runs on: the wait keeps polling
+    (the node's back-off, then a re-probe) and reports the task's end once it answers again."""
+    upid = sim.backend.hold_lock(103)            # on pve1
+    sim.stop_node("pve1")
+
+    def later() -> None:
+        time.sleep(1.0)
+        sim.backend.release_lock(103)            # the task ends while pve1 is still down
+        time.sleep(0.5)
+        sim.start_node("pve1")
+
+    th = threading.Thread(target=later)
+    th.start()
+    try:
+        took, res = timed(lambda: Task(pvc, upid).wait(Deadline(20)))
+    finally:
+        th.join()
+    assert not isinstance(res, Exception), res
+    assert res.exitstatus == "OK"
+    assert took < 1.5 + 2.0 + MARGIN          # back-off 2 s at most before the re-probe
+
+
+# ----------------------------------------------------------------------------------- blame and health
+def test_a_hung_node_behind_a_relay_is_blamed_not_the_relay(flaky: SimCluster) -> None:
+    """A per-node GET for hung pve3 relayed by pve1 ends in 596 (the relay's timeout); pve3 is marked,
+    pve1 stays in use, and the next read for pve3 fails at once without a request."""
+    flaky.hang_node("pve3")
+    pve = client(flaky, read_timeout=10)
+    try:
+        # path for pve3, sent to pve1 first (no node= hint): pve1 relays to pve3
+        took, err = timed(lambda: pve.transport.get("/nodes/pve3/status"))
+        assert isinstance(err, NodeUnreachable) and err.status == 596, err
+        assert took < 1.0 + MARGIN
+        assert set(pve.transport.dead_nodes) == {"pve3"}
+        since = flaky.server.requests.last_seq
+        took, err = timed(lambda: pve.transport.get("/nodes/pve3/network"))
+        assert isinstance(err, NodeUnreachable) and "pve3 is not answering" in err.message
+        assert took < 0.1 and flaky.requests_log(since=since) == []      # nothing was sent
+        assert pve.transport.request("GET", "/cluster/resources", raw=True).node == "pve1"
+        assert pve.transport.get("/nodes/pve2/status")["uptime"] >= 0
+    finally:
+        flaky.unhang_node("pve3")
+        pve.close()
+
+
+def test_a_client_timeout_on_a_relayed_read_blames_the_target(sim: SimCluster) -> None:
+    """The client gives up before the relay does (read timeout < pveproxy's 30 s): still pve3's fault."""
+    sim.hang_node("pve3")
+    pve = client(sim, read_timeout=0.5)
+    try:
+        took, err = timed(lambda: pve.transport.get("/nodes/pve3/status"))
+        assert isinstance(err, NodeUnreachable) and took < 0.5 + MARGIN
+        assert set(pve.transport.dead_nodes) == {"pve3"}
+        assert pve.vms.list()                                              # pve1 still answers
+    finally:
+        sim.unhang_node("pve3")
+        pve.close()
+
+
+def test_a_node_that_comes_back_is_used_again(sim: SimCluster) -> None:
+    pve = client(sim, reprobe_after=0.3)
+    try:
+        sim.stop_node("pve1")
+        assert pve.transport.request("GET", "/version", raw=True).node == "pve2"
+        assert "pve1" in pve.transport.dead_nodes
+        sim.start_node("pve1")
+        time.sleep(0.4)                                      # the back-off ends: pve1 is probed again
+        assert pve.transport.request("GET", "/version", raw=True).node == "pve1"
+        assert pve.transport.dead_nodes == {}
+        # and after one hang that is over, every node answers again
+        sim.hang_node("pve1")
+        pve.transport.read_timeout = 0.5
+        assert pve.transport.request("GET", "/version", raw=True).node == "pve2"
+        sim.unhang_node("pve1")
+        time.sleep(0.4)
+        assert pve.transport.request("GET", "/version", raw=True).node == "pve1"
+        assert pve.transport.get("/nodes/pve1/status")["uptime"] >= 0
+    finally:
+        pve.close()
+
+
+def test_eight_threads_share_one_cluster_while_a_node_stops_and_comes_back(sim: SimCluster) -> None:
+    pve = client(sim, reprobe_after=0.2, reprobe_max=0.4)
+    errors: list[BaseException] = []
+    node_reads: list[tuple[float, bool]] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        try:
+            while not stop.is_set():
+                assert len(pve.vms.list()) >= 6                  # any node answers: never fails
+                assert pve.version()["version"]
+                try:
+                    pve.transport.get("/nodes/pve1/status")
+                    ok = True
+                except NodeUnreachable:
+                    ok = False
+                with lock:
+                    node_reads.append((time.monotonic(), ok))
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for th in threads:
+        th.start()
+    try:
+        time.sleep(0.5)
+        sim.stop_node("pve1")
+        down_at = time.monotonic()
+        time.sleep(1.0)
+        sim.start_node("pve1")
+        up_at = time.monotonic()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(10)
+        pve.close()
+    assert errors == []
+    assert all(ok for t, ok in node_reads if t < down_at)
+    assert not all(ok for t, ok in node_reads if down_at + 0.2 < t < up_at)    # the stop was seen
+    after = [ok for t, ok in node_reads if t > up_at + 0.6]                    # back-off at most 0.4 s
+    assert after and all(after)                                                # and pve1 is used again
+    log = sim.requests_log(node="pve1")
+    assert any(e["time"] > time.time() - 1.0 for e in log)
+
+
+def test_refresh_credentials_reads_a_rotated_token(sim: SimCluster, tmp_path: Any) -> None:
+    import yaml
+
+    tokenid = "rotate@pve!t1"
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{tokenid}\n{sim.add_token(tokenid)}\n")
+    token_file.chmod(0o600)
+    doc = yaml.safe_load(sim.config_path.read_text())
+    doc["credentials"] = {"token_file": str(token_file)}
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    with Cluster.from_config(str(cfg)) as pve:
+        assert pve.version()["version"]
+        token_file.write_text(f"{tokenid}\n{sim.add_token(tokenid)}\n")   # rotated: the old secret is gone
+        with pytest.raises(AuthError):
+            pve.transport.get("/version")
+        pve.refresh_credentials()
+        assert pve.version()["version"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from .cloudinit import (
     read_ssh_keys,
 )
 from .limits import _Limits
+from .names import Names, known_name, in_flight_for
 from .types import CloneSpec, EventCallback, ProvisionEvent, ProvisionResult
 from .vmids import allocator_for
 
@@ -28,8 +30,29 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
     from ..vms import VmSummary
 
+# The description line written by the clone POST; a later run finds the VM by name and this line. The
+# request id tells this run's clone from another one; `; configured` is added by the config PUT, so a
+# re-run knows whether the configure step ever ran.
 MARKER = "pvectl: cloned from template {vmid} ({name})"
 _MARKER_RE = re.compile(r"^pvectl: cloned from template (\d+)\b", re.M)
+_REQUEST_RE = re.compile(r"^pvectl: cloned from template \d+ .*; request ([0-9a-f]+)\b", re.M)
+CONFIGURED = "; configured"
+
+
+def marker_line(tpl_vmid: int, tpl_name: str, request: str) -> str:
+    return MARKER.format(vmid=tpl_vmid, name=tpl_name) + f"; request {request}"
+
+
+def request_of(description: Any) -> str | None:
+    m = _REQUEST_RE.search(str(description or ""))
+    return m.group(1) if m else None
+
+
+def configured(description: Any) -> bool:
+    """False only for a VM whose marker carries a request id but not `; configured` (the config PUT
+    never ran); a VM made before request ids existed counts as configured."""
+    first = next((ln for ln in str(description or "").splitlines() if _MARKER_RE.match(ln)), "")
+    return "; request " not in first or first.endswith(CONFIGURED)
 
 
 @dataclass(slots=True)
@@ -49,6 +72,9 @@ class _Plan:
     ipconfig: str | None
     storage_shared: bool = False
     warnings: list[str] = field(default_factory=list)
+    existing: dict[str, Any] | None = None   # the VM that already carries the name (a re-run finishes it)
+    request: str = ""                        # this run's request id, in the clone's description
+    description: str = ""                    # the description the clone POST sets
 
 
 class _Snapshot:
@@ -59,16 +85,31 @@ class _Snapshot:
         self.nodes = {e["node"]: e for e in entries if e.get("type") == "node"}
         self.storages: dict[tuple[str, str], dict[str, Any]] = {
             (e["node"], e["storage"]): e for e in entries if e.get("type") == "storage"}
+        self._by_vmid: dict[int, dict[str, Any]] | None = None
+        self._by_name: dict[str, list[dict[str, Any]]] | None = None
 
     @property
-    def used_vmids(self) -> set[int]:
-        return {int(e["vmid"]) for e in self.vms if "vmid" in e}
+    def used_vmids(self) -> AbstractSet[int]:
+        return self._vmids().keys()
+
+    def _vmids(self) -> dict[int, dict[str, Any]]:
+        if self._by_vmid is None:
+            self._by_vmid = {int(e["vmid"]): e for e in self.vms if "vmid" in e}
+        return self._by_vmid
 
     def vm(self, vmid: int) -> dict[str, Any] | None:
-        return next((e for e in self.vms if int(e.get("vmid", -1)) == vmid), None)
+        return self._vmids().get(vmid)
 
     def named(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.vms if e.get("type") == "qemu" and e.get("name") == name]
+        """VMs that carry `name` (indexed once: planning thousands of names stays linear)."""
+        if self._by_name is None:
+            index: dict[str, list[dict[str, Any]]] = {}
+            for e in self.vms:
+                n = known_name(e)
+                if e.get("type") == "qemu" and n is not None:
+                    index.setdefault(n, []).append(e)
+            self._by_name = index
+        return list(self._by_name.get(name, []))
 
     def storage_on(self, node: str, sid: str) -> dict[str, Any] | None:
         return self.storages.get((node, sid))
@@ -81,6 +122,23 @@ class _Snapshot:
         return e is not None and e.get("status") == "online"
 
 
+class _RunDeadline(Deadline):
+    """The run's deadline; it is over at once when the run is stopped (Ctrl-C), so every wait
+    (`Task.wait` included) returns at its next look at the clock."""
+
+    __slots__ = ("stop",)
+
+    def __init__(self, base: Deadline, stop: threading.Event) -> None:
+        self.at = base.at
+        self.stop = stop
+
+    def remaining(self) -> float | None:
+        return -1.0 if self.stop.is_set() else Deadline.remaining(self)
+
+    def expired(self) -> bool:
+        return self.stop.is_set() or Deadline.expired(self)
+
+
 class _Run:
     """State shared by the workflows of one `provision` / `provision_many` call."""
 
@@ -89,10 +147,14 @@ class _Run:
         self.cluster = cluster
         self.t = cluster.transport
         self.writer = writer
-        self.deadline = deadline
         self.on_event = on_event
         self.limits = limits
         self.allocator = allocator_for(cluster)
+        self.in_flight = in_flight_for(cluster)
+        self.stop = threading.Event()          # set on Ctrl-C: no new write, waits end at once
+        self.deadline = _RunDeadline(deadline, self.stop)
+        self.live: list[ProvisionResult] = []  # every VM this run has started to make
+        self.vmid_floor: int | None = None     # planning many: ids below it are used or handed out
         self._templates: dict[str, VmSummary] = {}
         self._tconfigs: dict[int, dict[str, Any]] = {}
         self._bridges: dict[str, set[str] | None] = {}
@@ -101,6 +163,14 @@ class _Run:
     @property
     def dry_run(self) -> bool:
         return self.writer.dry_run
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop.is_set()
+
+    def track(self, res: ProvisionResult) -> None:
+        with self._lock:
+            self.live.append(res)
 
     def emit(self, name: str, vmid: int | None, step: str, state: str, message: str,
              fraction: float | None = None) -> None:
@@ -180,11 +250,11 @@ def _plan(run: _Run, spec: CloneSpec, snap: _Snapshot) -> _Plan | ProvisionResul
     tpl = run.template(spec.template)
     tconf = run.template_config(tpl)
 
-    # Idempotency (pain point #6): a VM with this name made from this template is the answer; any other
-    # VM with the name is refused (a second VM with the same name would make names ambiguous).
-    same = snap.named(spec.name)
-    if same:
-        return _existing(run, spec, tpl, same)
+    # Idempotency (pain point #6): a VM with this name made from this template is the answer (a re-run
+    # finishes what an earlier run left); any other VM with the name is refused (DESIGN §5 "names").
+    existing = _existing(run, spec, tpl, snap)
+    if existing is not None:
+        return _plan_existing(run, spec, tpl, tconf, existing, memory, ipconfig, ssh_keys)
 
     if not snap.online(tpl.node):
         raise NodeUnreachable(
@@ -316,15 +386,30 @@ def _choose_vmid(run: _Run, spec: CloneSpec, snap: _Snapshot) -> tuple[int, bool
         if not run.allocator.claim(vmid):
             raise AlreadyExists(f"VMID {vmid} is already being used by this run")
         return vmid, True
-    return run.allocator.allocate(snap.used_vmids, start, end), False
+    vmid = run.allocator.allocate(snap.used_vmids, start, end, first=run.vmid_floor or start)
+    if run.vmid_floor is not None:
+        run.vmid_floor = vmid + 1
+    return vmid, False
 
 
-def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, same: list[dict[str, Any]]) -> ProvisionResult:
+def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> dict[str, Any] | None:
+    """The VM (resource entry + `config`) made by pvectl from `tpl` that carries the name, or None when
+    no VM does. A clone in flight that makes the name is waited for; another VM with it is refused."""
+    names = Names(run, spec.name)
+    same = [e for e in snap.named(spec.name) if names.carries(e)]
+    same += [e for e in snap.vms if known_name(e) is None and names.carries(e)]
     if len(same) > 1:
         listed = ", ".join(f"{e['vmid']} on {e['node']}" for e in same)
         raise GuardRefused(f"the name '{spec.name}' is already used by {len(same)} VMs ({listed})",
                            "pick another name")
+    if not same:
+        return None
     e = same[0]
+    if e.get("lock") == "clone" and not run.dry_run:
+        found = names.until_unlocked(e)
+        if found is None:
+            return None           # that clone failed and Proxmox removed it: the name is free
+        e = found
     vmid, node = int(e["vmid"]), str(e["node"])
     conf = run.t.get(f"/nodes/{node}/qemu/{vmid}/config", node=node)
     m = _MARKER_RE.search(str(conf.get("description", "")))
@@ -332,15 +417,23 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, same: list[dict[str, A
         origin = f"from template {m.group(1)}" if m else "not by pvectl from this template"
         raise GuardRefused(f"a VM named '{spec.name}' already exists (VM {vmid} on {node}), made {origin}",
                            f"pick another name, or remove that VM first (pvectl vm delete {vmid} --yes)")
-    warnings = _differences(run, spec, conf)
-    state = str(e.get("status", "unknown"))
-    if conf.get("lock"):
-        warnings.append(f"VM {vmid} is locked ({conf['lock']}): another task is still working on it")
-    msg = f"VM {vmid} ({spec.name}) already exists on {node}, cloned from template {tpl.vmid}: nothing changed"
-    run.emit(spec.name, vmid, "done", "info", msg)
-    for w in warnings:
-        run.emit(spec.name, vmid, "done", "warning", w)
-    return ProvisionResult(spec.name, tpl.vmid, vmid, node, "exists", state, steps=["exists"], warnings=warnings)
+    return dict(e, config=conf)
+
+
+def _plan_existing(run: _Run, spec: CloneSpec, tpl: VmSummary, tconf: dict[str, Any], e: dict[str, Any],
+                   memory: int | None, ipconfig: str | None, ssh_keys: str | None) -> _Plan:
+    cfg = run.cluster.config
+    node, vmid = str(e["node"]), int(e["vmid"])
+    bridge_wanted = spec.bridge or cfg.defaults.network_bridge
+    bridge = bridge_wanted if (spec.bridge or (net_bridge(tconf.get("net0")) != bridge_wanted and bridge_wanted)) \
+        else None
+    if ipconfig is None and not tconf.get("ipconfig0"):
+        ipconfig = "ip=dhcp"
+    run.emit(spec.name, vmid, "plan", "done", f"VM {vmid} ({spec.name}) already exists on {node}, cloned from "
+                                              f"template {tpl.vmid}")
+    return _Plan(spec=spec, template=tpl, template_config=tconf, node=node, full=not spec.linked, storage=None,
+                 vmid=vmid, explicit_vmid=True, memory=memory, ssh_keys=ssh_keys,
+                 ciuser=spec.ciuser or cfg.cloudinit.default_user, bridge=bridge, ipconfig=ipconfig, existing=e)
 
 
 def _differences(run: _Run, spec: CloneSpec, conf: dict[str, Any]) -> list[str]:

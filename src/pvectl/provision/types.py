@@ -56,7 +56,8 @@ class ProvisionEvent:
 
 @dataclass(slots=True)
 class ProvisionResult:
-    """The outcome for one VM. `result`: created | exists | planned | failed. `state` is the VM's
+    """The outcome for one VM. `result`: created | exists | planned | failed | not started (a bulk run
+    stopped by its deadline or Ctrl-C before this VM's turn). `state` is the VM's
     power state as last seen (`absent` when nothing was left)."""
 
     name: str
@@ -70,16 +71,18 @@ class ProvisionResult:
     steps: list[str] = field(default_factory=list)
     upids: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    differs: list[str] = field(default_factory=list)   # an existing VM's settings that differ from the wish
     error: PvectlError | None = None
 
     @property
     def ok(self) -> bool:
-        return self.result != "failed"
+        return self.result in ("created", "exists", "planned")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"vmid": self.vmid, "name": self.name, "node": self.node, "template": self.template,
                              "result": self.result, "status": self.state, "ip": self.ip, "changed": self.changed,
-                             "steps": list(self.steps), "upids": dict(self.upids), "warnings": list(self.warnings)}
+                             "steps": list(self.steps), "upids": dict(self.upids), "warnings": list(self.warnings),
+                             "differs": list(self.differs)}
         if self.error is not None:
             d["error"] = {"type": self.error.type, "message": self.error.message, "hint": self.error.hint}
         return d
@@ -104,3 +107,13 @@ class ProvisionFailed(PvectlError):
         return d
 
 
+
+
+class ProvisionInterrupted(KeyboardInterrupt):
+    """Ctrl-C during provisioning: nothing new was started after it. `results` holds every VM of the
+    run: made, in flight (with the clone's UPID), failed, or not started; Proxmox finishes the tasks
+    already running. Running the same command again picks up where this one stopped."""
+
+    def __init__(self, results: list[ProvisionResult]) -> None:
+        super().__init__("interrupted")
+        self.results = results

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Set as AbstractSet
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GuardRefused
+from .names import InFlight
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
@@ -19,15 +21,30 @@ class VmidAllocator:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._given: set[int] = set()
+        self.in_flight = InFlight()        # this process's clones in flight and their names
 
-    def allocate(self, used: set[int], start: int, end: int) -> int:
+    def allocate(self, used: AbstractSet[int], start: int, end: int, *, first: int | None = None) -> int:
+        """The lowest free VMID in `start`..`end` (both included), looking from `first` on (a caller that
+        plans many VMs from one snapshot passes the id after the last one it got, so planning N VMs
+        scans the range once)."""
         with self._lock:
-            for vmid in range(start, end + 1):
+            for vmid in range(max(start, first or start), end + 1):
                 if vmid not in used and vmid not in self._given:
                     self._given.add(vmid)
                     return vmid
         raise GuardRefused(f"no free VMID left in the range {start}-{end}",
                            "widen vmid_ranges.vms in cluster-config.yaml or delete unused VMs")
+
+    def free_count(self, used: AbstractSet[int], start: int, end: int, *, enough: int) -> int:
+        """How many VMIDs in `start`..`end` are free (counting stops at `enough`)."""
+        n = 0
+        with self._lock:
+            for vmid in range(start, end + 1):
+                if vmid not in used and vmid not in self._given:
+                    n += 1
+                    if n >= enough:
+                        break
+        return n
 
     def claim(self, vmid: int) -> bool:
         with self._lock:

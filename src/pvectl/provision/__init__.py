@@ -48,11 +48,18 @@ from .cloudinit import (
 )
 from .plan import MARKER, _check_spec, bulk_names, next_free_index, specs_for_count
 from .run import provision, provision_many
-from .types import CloneSpec, EventCallback, ProvisionEvent, ProvisionFailed, ProvisionResult
+from .types import (
+    CloneSpec,
+    EventCallback,
+    ProvisionEvent,
+    ProvisionFailed,
+    ProvisionInterrupted,
+    ProvisionResult,
+)
 from .vmids import VmidAllocator, allocator_for
 
 __all__ = [
-    "MARKER", "CloneSpec", "EventCallback", "ProvisionEvent", "ProvisionFailed", "ProvisionResult", "VmidAllocator",
+    "MARKER", "CloneSpec", "EventCallback", "ProvisionEvent", "ProvisionFailed", "ProvisionInterrupted", "ProvisionResult", "VmidAllocator",
     "_check_spec", "allocator_for", "boot_disk", "bulk_names", "encode_sshkeys", "ipconfig_value", "net_bridge",
     "net_with_bridge", "next_free_index", "parse_memory", "pick_ip", "provision", "provision_many", "read_ssh_keys",
     "specs_for_count",

@@ -76,14 +76,17 @@ def read_ssh_keys(path: str) -> str:
         raise UsageError(f"the SSH keys file {path} is not text") from None
     if "PRIVATE KEY" in text:
         raise UsageError(f"{path} holds a PRIVATE key", hint="give the public key file (e.g. ~/.ssh/id_ed25519.pub)")
-    keys = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    if not keys:
+    numbered = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1)
+                if ln.strip() and not ln.strip().startswith("#")]
+    if not numbered:
         raise UsageError(f"the SSH keys file {path} contains no key")
-    for ln in keys:
-        # pve-common Tools.pm::validate_ssh_public_keys runs `ssh-keygen -l` on every line
+    for n, ln in numbered:
+        # pve-common Tools.pm::validate_ssh_public_keys runs `ssh-keygen -l` on every line. The line itself
+        # is never echoed: a file given by mistake may hold a secret.
         if not any(part in _KEY_TYPES for part in ln.split()):
-            raise UsageError(f"{path}: not an SSH public key line: {ln[:40]}...",
+            raise UsageError(f"{path}: line {n} is not an SSH public key",
                              hint="each line must look like: ssh-ed25519 AAAA... comment")
+    keys = [ln for _, ln in numbered]
     return "\n".join(keys)
 
 

@@ -101,14 +101,14 @@ def provision_many(cluster: Cluster, specs: Sequence[CloneSpec], *, deadline: De
             for item in plans:
                 work(item)
         else:
-            _run_workers(work, plans, max(1, min(max_workers, len(plans))))
+            _run_workers(work, plans, max(1, min(max_workers, len(plans))), run.stop)
     except KeyboardInterrupt:
         run.stop.set()
         raise ProvisionInterrupted(_interrupted(run, plans, results)) from None
     return [r for r in results if r is not None]
 
 
-def _run_workers(work: Any, plans: list[tuple[int, _Plan]], workers: int) -> None:
+def _run_workers(work: Any, plans: list[tuple[int, _Plan]], workers: int, stop: threading.Event) -> None:
     """Daemon threads (a Ctrl-C must not wait for them to end) taking plans in order."""
     queue = list(reversed(plans))
     lock = threading.Lock()
@@ -119,7 +119,12 @@ def _run_workers(work: Any, plans: list[tuple[int, _Plan]], workers: int) -> Non
                 if not queue:
                     return
                 item = queue.pop()
-            work(item)
+            try:
+                work(item)
+            except Exception:
+                if stop.is_set():
+                    return          # after Ctrl-C the connections close under the workers: no traceback
+                raise
 
     threads = [threading.Thread(target=loop, name=f"pvectl-provision-{n}", daemon=True) for n in range(workers)]
     for t in threads:
@@ -143,6 +148,8 @@ def _interrupted(run: _Run, plans: list[tuple[int, _Plan]], results: list[Provis
         p = planned.get(i)
         if p is not None and p.spec.name in live:
             r = live[p.spec.name]
+            if r.state is None and not r.steps and r.error is None and r.result == "failed":
+                r.result, r.state, r.vmid = "not started", "absent", None     # still waiting for its turn
         elif r is None and p is not None:
             r = ProvisionResult(p.spec.name, p.template.vmid, None, p.node, "not started", "absent")
         if r is not None:

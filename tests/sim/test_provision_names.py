@@ -144,7 +144,7 @@ def test_uncertain_clone_post_adopts_its_own_clone(sim: SimCluster) -> None:
                 threading.Timer(1.2, sim.slow_node, args=("pve1", 0)).start()
 
         res = run(c, CloneSpec(TEMPLATE, "slowpost", cores=2), on_event=on_event)
-    assert res.result == "created"
+    assert res.result == "created" and res.steps == ["clone", "config"]
     assert made(sim, "slowpost") == [res.vmid]
     assert res.upids.get("clone", "").startswith("UPID:pve1:") and ":qmclone:9000:" in res.upids["clone"]
     with sim.backend.mu:
@@ -180,3 +180,15 @@ def test_rerun_reports_what_differs(sim: SimCluster, pvc: Cluster) -> None:
     again = run(pvc, CloneSpec(TEMPLATE, "differ-1", cores=4))
     assert again.result == "exists" and again.vmid == first.vmid and not again.changed
     assert again.differs == ["cores is 2, this run asks for 4"]
+
+
+def test_a_clone_in_flight_never_passes_for_a_template(sim: SimCluster, pvc: Cluster) -> None:
+    """Real Proxmox writes the copied config (the template's tags among it) after the first disk, still
+    with `lock: clone` (qemu-server clone_vm; pve-semantics §4.3): such a VM is no template."""
+    from pvectl.sim.models import VM
+
+    with sim.backend.mu:
+        sim.backend.state.vms[150] = VM(vmid=150, node="pve1", config={"lock": "clone", "name": "cl-1",
+                                                                     "tags": "ubuntu;template"})
+    assert 150 not in {t.vm.vmid for t in pvc.templates.list()}
+    assert {9000, 9001} <= {t.vm.vmid for t in pvc.templates.list()}

@@ -278,6 +278,8 @@ def adopt(run: _Run, plan: _Plan, res: ProvisionResult) -> bool:
             return False
         run.emit(spec.name, plan.vmid, "clone", "info", f"VM {plan.vmid} is this run's clone: the request did arrive")
         res.node = plan.node = node
+        res.steps.append("clone")
+        res.state = "stopped"
         return True
     return False
 

@@ -74,6 +74,10 @@ class InFlight:
         with self._lock:
             return self._names.get(vmid)
 
+    def vmids(self, name: str) -> list[int]:
+        with self._lock:
+            return [v for v, n in self._names.items() if n == name]
+
 
 class NameInFlight(TaskTimeout):
     """A clone in flight that may carry (or carries) the name was still running at the deadline."""

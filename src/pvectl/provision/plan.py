@@ -397,7 +397,10 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> di
     no VM does. A clone in flight that makes the name is waited for; another VM with it is refused."""
     names = Names(run, spec.name)
     same = [e for e in snap.named(spec.name) if names.carries(e)]
-    same += [e for e in snap.vms if known_name(e) is None and names.carries(e)]
+    for vmid in run.in_flight.vmids(spec.name):       # this process's own clones in flight
+        e = snap.vm(vmid)
+        if e is not None and known_name(e) is None:
+            same.append(e)
     if len(same) > 1:
         listed = ", ".join(f"{e['vmid']} on {e['node']}" for e in same)
         raise GuardRefused(f"the name '{spec.name}' is already used by {len(same)} VMs ({listed})",

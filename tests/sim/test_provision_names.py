@@ -192,3 +192,24 @@ def test_a_clone_in_flight_never_passes_for_a_template(sim: SimCluster, pvc: Clu
                                                                      "tags": "ubuntu;template"})
     assert 150 not in {t.vm.vmid for t in pvc.templates.list()}
     assert {9000, 9001} <= {t.vm.vmid for t in pvc.templates.list()}
+
+
+@pytest.mark.parametrize("node", ["pve1", "pve2"])
+def test_vmid_taken_meanwhile_by_the_same_name_is_not_cloned_again(sim: SimCluster, pvc: Cluster, node: str) -> None:
+    """Another client takes the planned VMID with the same name right before our POST (SYNC `already
+    exists` on the template's node, `File exists` in the task on another: §4.2). The next attempt must
+    check the name again and report that VM, not clone a second one under the next VMID."""
+    taken: list[int] = []
+
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == "clone" and e.state == "start" and not taken:
+            from pvectl.sim.models import VM
+
+            taken.append(e.vmid or 0)
+            with sim.backend.mu:
+                sim.backend.state.vms[e.vmid or 0] = VM(vmid=e.vmid or 0, node=node, config={
+                    "name": "taken-1", "description": "pvectl: cloned from template 9000 (ubuntu-24.04-cloud)"})
+
+    res = run(pvc, CloneSpec(TEMPLATE, "taken-1"), on_event=on_event)
+    assert res.result == "exists" and res.vmid == taken[0]
+    assert made(sim, "taken-1") == [taken[0]]

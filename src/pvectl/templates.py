@@ -53,6 +53,9 @@ class TemplatesApi:
         by = []
         if vm.template:
             by.append("flag")
+        elif vm.lock == "clone":
+            # a clone in flight carries the template's tags but is not a template (pve-semantics §4.3)
+            return ()
         if tag and tag in vm.tags:
             by.append("tag")
         if rng is not None and rng.contains(vm.vmid):

@@ -2,9 +2,11 @@
 
 Progress goes to stderr: rich progress bars on a terminal, otherwise one line per event (copy progress
 is reported every 10 %). The result goes to stdout (a table, or JSON). Exit codes: 0 created or already
-there, 1 a step failed (in bulk: any VM failed; the others are still reported), 2 bad arguments,
-3 refused (name taken by another VM, clone to a node it cannot reach), 4 still running at the deadline,
-5 no node reachable.
+there (a re-run finishes what an earlier run left), 1 a step failed (in bulk: any VM failed; the others
+are still reported), 2 bad arguments, 3 refused (name taken by another VM, an existing VM that differs
+from the command, too few free VMIDs, clone to a node it cannot reach), 4 still running at the deadline
+(in bulk: when that is the only problem), 5 no node reachable, 130 Ctrl-C (every VM made or in flight is
+listed with its UPID, and the command that resumes).
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def clone(ctx: Context) -> int:
 
 
 def _single(ctx: Context) -> int:
-    from ..provision import provision
+    from ..provision import ProvisionInterrupted, provision
     from ..tasks import Deadline
     from ..writes import Writer
 
@@ -169,10 +171,52 @@ def _single(ctx: Context) -> int:
     cluster = ctx.cluster
     writer = Writer(cluster, _command(ctx), dry_run=a.dry_run)
     spec = _base_spec(ctx, a.name)
-    with Display() as display:
-        res = provision(cluster, spec, deadline=Deadline(a.timeout), writer=writer, on_event=display)
+    try:
+        with Display() as display:
+            res = provision(cluster, spec, deadline=Deadline(a.timeout), writer=writer, on_event=display)
+    except ProvisionInterrupted as exc:
+        return _interrupted(ctx, exc.results)
     _emit_single(ctx, res)
-    return 0
+    return _differs(res) or 0
+
+
+def _differs(res: ProvisionResult) -> int:
+    """3 when an existing VM differs from what the command asks (nothing was changed for that)."""
+    if not res.differs:
+        return 0
+    sys.stderr.write(f"pvectl: VM {res.vmid} ({res.name}) exists but differs from this command: "
+                     f"{'; '.join(res.differs)}; nothing was changed for that (hint: change it with "
+                     f"`pvectl vm set` / `pvectl vm resize`, or delete it and run the command again)\n")
+    return 3
+
+
+def _interrupted(ctx: Context, results: list[ProvisionResult]) -> int:
+    """Ctrl-C: what was made or is in flight, each with its UPID, and the command that resumes."""
+    import shlex
+
+    resume = "pvectl " + shlex.join(ctx.argv)
+    rows = [r.to_dict() for r in results]
+    busy = [r for r in results if r.vmid is not None and r.state not in (None, "absent")]
+    if ctx.output == "table":
+        from ..render import emit
+
+        emit(rows, "table", columns=summary_columns() + _upid_column())
+        print(f"resume: {resume}")
+    else:
+        ctx.emit({"interrupted": True, "results": rows, "resume": resume})
+    sys.stderr.write(f"pvectl: interrupted: nothing new was started; {len(busy)} VM(s) made or in flight "
+                     f"(listed on stdout, with the tasks Proxmox keeps running). Resume with: {resume}\n")
+    for r in busy:
+        upid = r.upids.get("clone") or next(iter(r.upids.values()), None)
+        sys.stderr.write(f"pvectl:   VM {r.vmid} ({r.name}) on {r.node}: {r.state}"
+                         + (f", task {upid} (pvectl task wait {upid})" if upid else "") + "\n")
+    return 130
+
+
+def _upid_column() -> list[Column]:
+    from ..render import Column
+
+    return [Column("upids", "TASK", lambda u: (u or {}).get("clone") or next(iter((u or {}).values()), "-"))]
 
 
 def _emit_single(ctx: Context, res: ProvisionResult) -> None:
@@ -184,16 +228,19 @@ def _emit_single(ctx: Context, res: ProvisionResult) -> None:
         return
     from ..render import kv
 
-    if res.result == "exists":
+    if res.result == "exists" and not res.changed:
         print(f"VM {res.vmid} ({res.name}) already exists on {res.node}, cloned from template {res.template}: "
               "nothing changed")
+    elif res.result == "exists":
+        print(f"VM {res.vmid} ({res.name}) already existed on {res.node}; finished what an earlier run left: "
+              f"{', '.join(s for s in res.steps if s != 'exists')}")
     kv({"vmid": res.vmid, "name": res.name, "node": res.node, "result": res.result, "status": res.state,
         "ip": res.ip, "steps": ", ".join(res.steps), "warnings": "; ".join(res.warnings) or None})
 
 
 def _bulk(ctx: Context) -> int:
     from ..errors import UsageError
-    from ..provision import next_free_index, provision_many, specs_for_count
+    from ..provision import ProvisionInterrupted, next_free_index, provision_many, specs_for_count
     from ..tasks import Deadline
     from ..writes import Writer
 
@@ -213,9 +260,13 @@ def _bulk(ctx: Context) -> int:
             raise UsageError(f"--name-start must be a number or 'next', not '{a.name_start}'") from None
     specs = specs_for_count(_base_spec(ctx, "x"), pattern, count, start)
     writer = Writer(cluster, _command(ctx), dry_run=a.dry_run)
-    with Display() as display:
-        results = provision_many(cluster, specs, deadline=Deadline(a.timeout), writer=writer,
-                                 max_per_node=a.max_per_node, max_per_storage=a.max_per_storage, on_event=display)
+    try:
+        with Display() as display:
+            results = provision_many(cluster, specs, deadline=Deadline(a.timeout), writer=writer,
+                                     max_per_node=a.max_per_node, max_per_storage=a.max_per_storage,
+                                     on_event=display)
+    except ProvisionInterrupted as exc:
+        return _interrupted(ctx, exc.results)
     failed = [r for r in results if not r.ok]
     rows = [r.to_dict() for r in results]
     if not (a.dry_run and ctx.output != "table"):
@@ -227,4 +278,13 @@ def _bulk(ctx: Context) -> int:
         else:
             ctx.emit({"results": rows, "created": sum(r.result == "created" for r in results),
                       "exists": sum(r.result == "exists" for r in results), "failed": len(failed)})
-    return 1 if failed else 0
+    return _bulk_exit(results, failed)
+
+
+def _bulk_exit(results: list[ProvisionResult], failed: list[ProvisionResult]) -> int:
+    """4 when the only problem is VMs still running (or not started) at the deadline, 1 for any other
+    failure, 3 when VMs that exist differ from the command, else 0."""
+    if failed:
+        codes = {getattr(r.error, "exit_code", 1) for r in failed}
+        return 4 if codes == {4} else 1
+    return max((_differs(r) for r in results), default=0)

@@ -1,0 +1,73 @@
+"""VMID allocation inside one process (nothing on the server reserves an id)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Set as AbstractSet
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ..errors import GuardRefused
+from .names import InFlight
+
+if TYPE_CHECKING:
+    from ..cluster import Cluster
+
+class VmidAllocator:
+    """Hands out VMIDs inside one process without ever giving one out twice: the lowest id in the range
+    that `/cluster/resources` does not list and that this process has not handed out (pain point #3;
+    nothing on the server reserves an id, so a clone that hits `already exists` asks for the next one)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._given: set[int] = set()
+        self.in_flight = InFlight()        # this process's clones in flight and their names
+
+    def allocate(self, used: AbstractSet[int], start: int, end: int, *, first: int | None = None) -> int:
+        """The lowest free VMID in `start`..`end` (both included), looking from `first` on (a caller that
+        plans many VMs from one snapshot passes the id after the last one it got, so planning N VMs
+        scans the range once)."""
+        with self._lock:
+            for vmid in range(max(start, first or start), end + 1):
+                if vmid not in used and vmid not in self._given:
+                    self._given.add(vmid)
+                    return vmid
+        raise GuardRefused(f"no free VMID left in the range {start}-{end}",
+                           "widen vmid_ranges.vms in cluster-config.yaml or delete unused VMs")
+
+    def free_count(self, used: AbstractSet[int], start: int, end: int, *, enough: int) -> int:
+        """How many VMIDs in `start`..`end` are free (counting stops at `enough`)."""
+        n = 0
+        with self._lock:
+            for vmid in range(start, end + 1):
+                if vmid not in used and vmid not in self._given:
+                    n += 1
+                    if n >= enough:
+                        break
+        return n
+
+    def claim(self, vmid: int) -> bool:
+        with self._lock:
+            if vmid in self._given:
+                return False
+            self._given.add(vmid)
+            return True
+
+    def given(self) -> set[int]:
+        with self._lock:
+            return set(self._given)
+
+
+_ALLOCATORS: weakref.WeakKeyDictionary[Any, VmidAllocator] = weakref.WeakKeyDictionary()
+_ALLOCATORS_LOCK = threading.Lock()
+
+
+def allocator_for(cluster: Cluster) -> VmidAllocator:
+    """One allocator per Cluster object, shared by every thread that provisions through it."""
+    with _ALLOCATORS_LOCK:
+        a = _ALLOCATORS.get(cluster)
+        if a is None:
+            a = _ALLOCATORS[cluster] = VmidAllocator()
+        return a
+
+

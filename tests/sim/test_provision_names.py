@@ -1,0 +1,215 @@
+"""One VM per name (DESIGN §5 "names"): retries, concurrent clients, uncertain clone POSTs, and re-runs
+that finish what an earlier run left. Against the simulator over HTTPS on 127.0.0.1.
+
+Spec: pve-semantics §4.3 (a clone in flight is `VM <id>` with `lock: clone` and no name), §1.1/§2.1
+(the qmclone UPID's id is the source VMID; the log names the new one), §1.3 (task lists).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Any
+
+import pytest
+
+from pvectl.cluster import Cluster
+from pvectl.provision import CloneSpec, ProvisionEvent, ProvisionFailed, provision, provision_many, specs_for_count
+from pvectl.sim.cluster import Cluster as SimCluster
+from pvectl.tasks import Deadline
+from pvectl.writes import Writer
+
+TEMPLATE = "ubuntu-24.04-cloud"      # VMID 9000 on pve1, tags ubuntu;template
+
+
+def made(sim: SimCluster, name: str) -> list[int]:
+    with sim.backend.mu:
+        return sorted(v.vmid for v in sim.backend.state.vms.values() if v.config.get("name") == name)
+
+
+def clone_posts(sim: SimCluster) -> list[dict[str, Any]]:
+    return [e for e in sim.requests_log() if e["method"] == "POST" and e["path"].endswith("/clone")]
+
+
+def run(c: Cluster, spec: CloneSpec, deadline: float = 60, on_event: Any = None) -> Any:
+    return provision(c, spec, deadline=Deadline(deadline), writer=Writer(c, "test", out=io.StringIO()),
+                     on_event=on_event)
+
+
+def wait_idle(sim: SimCluster, timeout: float = 30) -> None:
+    """Until no task runs in the simulator (a clone left running by a deadline has ended)."""
+    limit = Deadline(timeout)
+    while not limit.expired():
+        with sim.backend.mu:
+            if not any(r.status == "running" for r in sim.backend.engine.records()):
+                return
+        threading.Event().wait(0.05)
+    raise AssertionError("tasks still running")
+
+
+def test_retry_after_the_deadline_does_not_clone_twice(sim: SimCluster, pvc: Cluster) -> None:
+    """`vm clone T retry1 --timeout <short>` exits 4 while the clone runs; the retry must find that clone
+    (no name yet: `VM <id>`, `lock: clone`), wait for it and report it, not make a second `retry1`."""
+    with pytest.raises(ProvisionFailed) as ei:
+        run(pvc, CloneSpec(TEMPLATE, "retry1", cores=2), deadline=0.2)
+    assert ei.value.exit_code == 4 and ei.value.upid
+    first = ei.value.result.vmid
+    with sim.backend.mu:
+        assert sim.backend.state.vms[first].config.get("lock") == "clone"      # still in flight
+    events: list[ProvisionEvent] = []
+    again = run(pvc, CloneSpec(TEMPLATE, "retry1", cores=2), on_event=events.append)
+    assert again.result == "exists" and again.vmid == first
+    assert made(sim, "retry1") == [first]
+    assert any("waiting for the clone in flight" in e.message for e in events)
+    # the retry finished what the first run left: the config PUT (cores, the template tag gone)
+    assert "config" in again.steps
+    with sim.backend.mu:
+        conf = sim.backend.state.vms[first].config
+    assert int(conf["cores"]) == 2 and "template" not in str(conf.get("tags", "")).split(";")
+    assert len(clone_posts(sim)) == 1
+
+
+def test_four_clients_same_name_make_one_vm(sim: SimCluster) -> None:
+    """Four independent clients (own Cluster each: no shared process state) plan the same name at
+    once, so each sees no VM and posts a clone. Exactly one VM keeps the name; the others remove their
+    own clone and report `exists`."""
+    results: dict[int, Any] = {}
+    errors: dict[int, BaseException] = {}
+    barrier = threading.Barrier(4)
+
+    def client(i: int) -> None:
+        try:
+            with Cluster.from_config(str(sim.config_path)) as c:
+                def on_event(e: ProvisionEvent) -> None:
+                    if e.step == "plan" and e.state == "done":
+                        barrier.wait(20)      # all four have planned before any clones
+                results[i] = run(c, CloneSpec(TEMPLATE, "same-name"), on_event=on_event)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors[i] = exc
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    wait_idle(sim)
+    keep = made(sim, "same-name")
+    assert len(keep) == 1
+    outcomes = sorted(r.result for r in results.values())
+    assert outcomes == ["created", "exists", "exists", "exists"], [r.to_dict() for r in results.values()]
+    assert {r.vmid for r in results.values()} == set(keep)
+    assert len(clone_posts(sim)) >= 2          # the race did happen: more than one client posted
+
+
+def test_two_bulk_runs_same_pattern_make_each_name_once(sim: SimCluster) -> None:
+    results: dict[str, list[Any]] = {}
+    barrier = threading.Barrier(2)
+
+    def client(tag: str) -> None:
+        with Cluster.from_config(str(sim.config_path)) as c:
+            seen: list[bool] = []
+
+            def on_event(e: ProvisionEvent) -> None:
+                if e.step == "plan" and e.state == "done" and e.name == "bulk-3" and not seen:
+                    seen.append(True)
+                    barrier.wait(20)
+            specs = specs_for_count(CloneSpec(TEMPLATE, "x"), "bulk-{n}", 3)
+            results[tag] = provision_many(c, specs, deadline=Deadline(90), writer=Writer(c, "test", out=io.StringIO()),
+                                          max_per_node=3, on_event=on_event)
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    wait_idle(sim)
+    for n in ("bulk-1", "bulk-2", "bulk-3"):
+        assert len(made(sim, n)) == 1, n
+    flat = [r for rs in results.values() for r in rs]
+    assert all(r.ok for r in flat), [r.to_dict() for r in flat]
+    assert sorted(r.result for r in flat).count("created") == 3
+
+
+def test_uncertain_clone_post_adopts_its_own_clone(sim: SimCluster) -> None:
+    """The clone POST's answer comes later than the read timeout (pve1 slow): the VM was made by this
+    request. The run must recognise its own clone (lock: clone, no name yet), wait for it, and report it
+    with its UPID, not post again nor say that nothing was created."""
+    with Cluster.from_config(str(sim.config_path)) as c:
+        c.transport.read_timeout = 1.0
+
+        def on_event(e: ProvisionEvent) -> None:
+            if e.step == "clone" and e.state == "start":
+                sim.slow_node("pve1", 1.5)
+                threading.Timer(1.2, sim.slow_node, args=("pve1", 0)).start()
+
+        res = run(c, CloneSpec(TEMPLATE, "slowpost", cores=2), on_event=on_event)
+    assert res.result == "created" and res.steps == ["clone", "config"]
+    assert made(sim, "slowpost") == [res.vmid]
+    assert res.upids.get("clone", "").startswith("UPID:pve1:") and ":qmclone:9000:" in res.upids["clone"]
+    with sim.backend.mu:
+        assert int(sim.backend.state.vms[res.vmid].config["cores"]) == 2
+
+
+def test_rerun_after_config_put_failure_finishes_the_vm(sim: SimCluster, pvc: Cluster) -> None:
+    """The config PUT fails once: the VM is left unconfigured and stopped. It must not look like a
+    template, and the re-run must configure, start and wait for the IP (not say `nothing changed`)."""
+    spec = CloneSpec(TEMPLATE, "half-2", cores=2, memory="2G", start=True, wait_ip=True)
+    sim.fail_next(1, status=500, message="got timeout", method="PUT", path=r"/qemu/\d+/config$")
+    with pytest.raises(ProvisionFailed) as ei:
+        run(pvc, spec)
+    vmid = ei.value.result.vmid
+    assert ei.value.result.steps == ["clone"]
+    assert not any(t.vm.vmid == vmid for t in pvc.templates.list())     # never passes for a template
+    again = run(pvc, spec)
+    assert again.result == "exists" and again.vmid == vmid and again.changed
+    assert again.steps == ["exists", "config", "start", "ip"]
+    with sim.backend.mu:
+        vm = sim.backend.state.vms[vmid]
+        assert int(vm.config["cores"]) == 2 and str(vm.config["memory"]) == "2048"
+        assert vm.status == "running"
+    assert again.ip and again.state == "running"
+    # a third run has nothing left to do
+    third = run(pvc, spec)
+    assert third.result == "exists" and not third.changed and third.differs == []
+    assert made(sim, "half-2") == [vmid]
+
+
+def test_rerun_reports_what_differs(sim: SimCluster, pvc: Cluster) -> None:
+    first = run(pvc, CloneSpec(TEMPLATE, "differ-1", cores=2))
+    again = run(pvc, CloneSpec(TEMPLATE, "differ-1", cores=4))
+    assert again.result == "exists" and again.vmid == first.vmid and not again.changed
+    assert again.differs == ["cores is 2, this run asks for 4"]
+
+
+def test_a_clone_in_flight_never_passes_for_a_template(sim: SimCluster, pvc: Cluster) -> None:
+    """Real Proxmox writes the copied config (the template's tags among it) after the first disk, still
+    with `lock: clone` (qemu-server clone_vm; pve-semantics §4.3): such a VM is no template."""
+    from pvectl.sim.models import VM
+
+    with sim.backend.mu:
+        sim.backend.state.vms[150] = VM(vmid=150, node="pve1", config={"lock": "clone", "name": "cl-1",
+                                                                     "tags": "ubuntu;template"})
+    assert 150 not in {t.vm.vmid for t in pvc.templates.list()}
+    assert {9000, 9001} <= {t.vm.vmid for t in pvc.templates.list()}
+
+
+@pytest.mark.parametrize("node", ["pve1", "pve2"])
+def test_vmid_taken_meanwhile_by_the_same_name_is_not_cloned_again(sim: SimCluster, pvc: Cluster, node: str) -> None:
+    """Another client takes the planned VMID with the same name right before our POST (SYNC `already
+    exists` on the template's node, `File exists` in the task on another: §4.2). The next attempt must
+    check the name again and report that VM, not clone a second one under the next VMID."""
+    taken: list[int] = []
+
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == "clone" and e.state == "start" and not taken:
+            from pvectl.sim.models import VM
+
+            taken.append(e.vmid or 0)
+            with sim.backend.mu:
+                sim.backend.state.vms[e.vmid or 0] = VM(vmid=e.vmid or 0, node=node, config={
+                    "name": "taken-1", "description": "pvectl: cloned from template 9000 (ubuntu-24.04-cloud)"})
+
+    res = run(pvc, CloneSpec(TEMPLATE, "taken-1"), on_event=on_event)
+    assert res.result == "exists" and res.vmid == taken[0]
+    assert made(sim, "taken-1") == [taken[0]]

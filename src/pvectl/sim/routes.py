@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from . import wire
+from . import readers, wire
 from .backend import ApiFail, Backend, Caller
 from .schema import ParamError, Schema, decode_urlencoded
 
@@ -82,6 +82,8 @@ class Api:
         method = request.method.upper()
         found = self.schema.match(method, rel)
         handler_name = _ROUTES.get((method, found[0].path)) if found else None
+        if found is not None and handler_name is None and readers.serves(method, found[0].path):
+            handler_name = "_read"          # every other GET of the schema: sim/readers
         if found is None or handler_name is None:
             # HTTPServer.pm::rest_handler: no handler -> 501, message without trailing newline (row 13)
             return error_response(501, f"Method '{method} {rel}' not implemented", newline=False)
@@ -107,7 +109,10 @@ class Api:
             return error_response(exc.status, exc.message, exc.errors)
         caller = Caller(token)
         try:
-            result = getattr(self, handler_name)(local_node, caller, params)
+            if handler_name == "_read":
+                result = readers.answer(b, self.schema, endpoint, local_node, caller, params)
+            else:
+                result = getattr(self, handler_name)(local_node, caller, params)
         except ApiFail as exc:
             return error_response(exc.status, exc.message, exc.errors)
         if isinstance(result, wire.Response):

@@ -588,6 +588,7 @@ class Backend:
                     entry["cgroup-mode"] = 2
                 out.append(entry)
         if rtype in (None, "storage"):
+            usage = self.storage_usage()
             for n in self.state.nodes.values():
                 for s in self.state.storages.values():
                     if not s.enabled or (s.nodes is not None and n.name not in s.nodes):
@@ -598,13 +599,23 @@ class Backend:
                              "node": n.name, "plugintype": s.plugintype, "shared": int(s.shared),
                              "content": s.content, "status": "available" if n.online else "unknown"}
                     if n.online:
-                        entry.update(disk=self.storage_used(s, n.name), maxdisk=s.total)
+                        entry.update(disk=usage.get((s.sid, None if s.shared else n.name), 0), maxdisk=s.total)
                     out.append(entry)
         if rtype in (None, "sdn"):
             for n in self.state.nodes.values():
                 if self.has(token, "/sdn/zones/localnetwork", "SDN.Audit"):
                     out.append({"id": f"sdn/{n.name}/localnetwork", "type": "sdn", "sdn": "localnetwork",
                                 "node": n.name, "status": "ok" if n.online else "unknown"})
+        return out
+
+    def storage_usage(self) -> dict[tuple[str, str | None], int]:
+        """Bytes used per (storage, node) - node None for shared storage - in one pass over the volumes."""
+        out: dict[tuple[str, str | None], int] = {}
+        shared = {sid for sid, s in self.state.storages.items() if s.shared}
+        for v in self.state.volumes.values():
+            sid = v.volid.partition(":")[0]
+            key = (sid, None if sid in shared else v.node)
+            out[key] = out.get(key, 0) + v.size
         return out
 
     def storage_used(self, storage: Storage, node: str) -> int:

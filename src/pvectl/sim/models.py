@@ -7,6 +7,7 @@ facts and generates a realistic starting cluster.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -109,6 +110,55 @@ class Volume:
     base: str | None = None
 
 
+_REVISIONS = itertools.count(1)
+
+
+class ConfigDict(dict):  # type: ignore[type-arg]
+    """A guest config that stamps itself with a new, never reused revision on every change, so readers
+    can cache what they derive from it (`sim/resources.py`) without re-parsing every answer."""
+
+    __slots__ = ("revision",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.revision = next(_REVISIONS)
+
+    def _touch(self) -> None:
+        self.revision = next(_REVISIONS)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._touch()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._touch()
+
+    def pop(self, *args: Any) -> Any:
+        self._touch()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._touch()
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self._touch()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._touch()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._touch()
+        return super().setdefault(key, default)
+
+    def __ior__(self, other: Any) -> ConfigDict:
+        self.update(other)
+        return self
+
+
 @dataclass
 class VM:
     vmid: int
@@ -126,6 +176,11 @@ class VM:
     created_at: float = 0.0
     status_changed_at: float = 0.0   # for pvestatd's lag in /cluster/resources
     prev_status: str = "stopped"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "config" and not isinstance(value, ConfigDict):
+            value = ConfigDict(value)
+        object.__setattr__(self, name, value)
 
     @property
     def is_template(self) -> bool:

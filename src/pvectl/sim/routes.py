@@ -11,13 +11,13 @@ overrides body) -> validate against the official schema (400) -> permission chec
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 from . import readers, wire
 from .backend import ApiFail, Backend, Caller
+from .resources import ResourceEncoder
 from .schema import ParamError, Schema, decode_urlencoded
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]
@@ -61,7 +61,7 @@ class Api:
     def __init__(self, backend: Backend, schema: Schema | None = None) -> None:
         self.backend = backend
         self.schema = schema or Schema.load()
-        self._cache: dict[tuple[Any, ...], bytes] = {}
+        self._resources = ResourceEncoder(backend)
 
     # ------------------------------------------------------------------ entry point
     def handle(self, local_node: str, request: wire.Request) -> wire.Response | wire.ProxyTo:
@@ -161,19 +161,11 @@ class Api:
 
     @route("GET", "/cluster/resources")
     def cluster_resources(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
-        b = self.backend
-        # The answer changes with state and with time (uptime, RRD ticks): cache it per state version
-        # and per second, so a benchmark measures the server, not JSON encoding.
-        key = ("resources", caller.token.tokenid, p.get("type"), b.version_counter, int(time.time()))
-        cached = self._cache.get(key)
-        if cached is None:
-            with b.mu:
-                data = b.cluster_resources(caller.token, p.get("type"))
-            cached = json.dumps({"data": data}, separators=(",", ":")).encode()
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[key] = cached
-        return wire.Response(200, "OK", cached, list(JSON_HEADERS))
+        # Encoded per request, without an answer cache: sim/resources.py keeps only each guest's
+        # config-derived JSON, so the answer always shows the state and the time of the request.
+        with self.backend.mu:
+            body = self._resources.encode(caller.token, p.get("type"))
+        return wire.Response(200, "OK", body, list(JSON_HEADERS))
 
     @route("GET", "/cluster/nextid")
     def cluster_nextid(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:

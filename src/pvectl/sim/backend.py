@@ -700,22 +700,23 @@ class Backend:
                 d[key] = conf[key]
         if any(k.startswith("serial") for k in conf):
             d["serial"] = 1
+        if conf.get("balloon"):
+            from .readers.qemu_status import balloon_fields
+
+            d.update(balloon_fields(conf))
         if full:
             d["qmpstatus"] = vm.qmpstatus if vm.status == "running" else vm.status
             d["ha"] = {"managed": 0}
+            from .readers.qemu_status import display_fields
+
+            d.update(display_fields(conf))
             if parse_prop(str(conf.get("agent", "0")))[0] in {"1", "enabled"} or \
                     parse_prop(str(conf.get("agent", "")))[1].get("enabled") == "1":
                 d["agent"] = 1
             if vm.status == "running":
-                d.update({"running-machine": "pc-i440fx-9.2+pve1", "running-qemu": "9.2.0",
-                          "proxmox-support": {"backup-max-workers": True, "pbs-dirty-bitmap": True,
-                                              "pbs-library-version": "1.5.2", "query-bitmap-info": True},
-                          "balloon": usage["maxmem"], "freemem": usage["maxmem"] - usage["mem"],
-                          "ballooninfo": {"actual": usage["maxmem"], "max_mem": usage["maxmem"],
-                                          "total_mem": usage["maxmem"], "free_mem": usage["maxmem"] - usage["mem"]},
-                          "blockstat": {}, "nics": {},
-                          "pressurecpusome": 0, "pressurecpufull": 0, "pressureiosome": 0,
-                          "pressureiofull": 0, "pressurememorysome": 0, "pressurememoryfull": 0})
+                from .readers.qemu_status import running_detail
+
+                d.update(running_detail(self, vm, usage))
         return d
 
     def vm_status_current(self, node: str, vmid: int) -> dict[str, Any]:

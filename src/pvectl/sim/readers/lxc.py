@@ -44,6 +44,9 @@ def ct_status(ct: Container, now: float) -> dict[str, Any]:
     }
     if running:
         d["pid"] = ct.pid
+        # cgroup pressure stall averages (avg10) of lxc/<vmid>, only for a running container
+        d.update(pressurecpusome=0.0, pressurecpufull=0.0, pressureiosome=0.0, pressureiofull=0.0,
+                 pressurememorysome=0.0, pressurememoryfull=0.0)
     for key in ("lock", "tags"):
         if conf.get(key):
             d[key] = conf[key]

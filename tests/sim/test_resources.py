@@ -55,13 +55,20 @@ def test_config_changes_show_at_once(backend: Backend, client: Client) -> None:
             data = json.loads(encoder.encode(token, "vm"))["data"]
         return next(e for e in data if e["vmid"] == vmid)
 
+    def used() -> int:
+        with backend.mu:
+            data = json.loads(encoder.encode(token, "storage"))["data"]
+        return next(e["disk"] for e in data if e["id"] == f"storage/{node}/local-lvm")
+
     before = entry()
+    used_before = used()
     client.ok("PUT", f"/nodes/{node}/qemu/{vmid}/config", {"name": "renamed-vm", "memory": "3072", "cores": 3})
     status, _ = client.run("PUT", f"/nodes/{node}/qemu/{vmid}/resize", {"disk": "scsi0", "size": "+1G"})
     assert status == "OK"
     after = entry()
     assert after["name"] == "renamed-vm" and after["maxmem"] == 3072 * 1024**2 and after["maxcpu"] == 3
     assert after["maxdisk"] == before["maxdisk"] + 1024**3
+    assert used() == used_before + 1024**3                   # the storage's usage follows too
 
 
 def test_containers_are_listed_as_lxc(backend: Backend, client: Client) -> None:

@@ -54,7 +54,6 @@ NOT_SERVED = {
     "/nodes/{node}/query-oci-repo-tags", "/nodes/{node}/query-url-metadata",
     "/nodes/{node}/storage/{storage}/file-restore/download", "/nodes/{node}/storage/{storage}/file-restore/list",
     "/nodes/{node}/storage/{storage}/import-metadata", "/nodes/{node}/vzdump/extractconfig",
-    "/access/ticket",
 }
 # Directory indexes that PVE serves for any name, without looking the object up
 # (qemu-server API2/Qemu.pm and pve-container API2/LXC/Snapshot.pm `snapshot_cmd_idx`).
@@ -206,3 +205,41 @@ def test_every_get_path_answers(walker: Walker, schema: Schema, client: Client) 
     print(f"\nGET paths: {len(answered)} answered 200 and schema-valid, {len(documented)} documented errors, "
           f"{len(absent)} need an object the simulated state does not have (answered with PVE's error), "
           f"{len(not_served)} not served (501)")
+
+
+def test_writes_outside_the_simulated_set_stay_501(client: Client) -> None:
+    # pve-manager HTTPServer.pm::rest_handler: no handler -> 501, the message without a newline
+    for method, path in (("POST", "/pools"), ("PUT", "/cluster/options"), ("DELETE", "/storage/local"),
+                         ("POST", "/nodes/pve1/lxc/200/status/start")):
+        r = client.call(method, path)
+        assert (r.status, r.reason) == (501, f"Method '{method} {path}' not implemented")
+        assert r.json["message"] == f"Method '{method} {path}' not implemented"
+
+
+def test_agent_ping(client: Client, backend: Backend) -> None:
+    # POST .../agent/ping is a read in all but method: {"result": {}} from a running agent
+    import time
+
+    vmid = next(v for v in vms_by(backend, running=True, agent=True) if backend.state.vms[v].node == "pve1")
+    with backend.mu:
+        backend.state.vms[vmid].started_at = time.time() - 600
+    assert client.ok("POST", f"/nodes/pve1/qemu/{vmid}/agent/ping") == {"result": {}}
+    stopped = next(v for v in vms_by(backend, running=False, agent=True) if backend.state.vms[v].node == "pve1")
+    r = client.call("POST", f"/nodes/pve1/qemu/{stopped}/agent/ping")
+    assert (r.status, r.reason) == (500, f"VM {stopped} is not running")
+
+
+@pytest.mark.parametrize("path, status, message, errors", [
+    ("/pools/dev", 500, "pool 'dev' does not exist", None),
+    ("/cluster/ha/resources/vm:100", 500, "no such resource 'vm:100'", None),
+    ("/cluster/firewall/ipset/blocked", 500, "no such IPSet 'blocked'", None),
+    ("/nodes/pve1/qemu/100/firewall/ipset/blocked", 500, "no such IPSet 'blocked'", None),
+    ("/cluster/backup/daily", 400, "Parameter verification failed.", {"id": "No such job 'daily'"}),
+    ("/cluster/sdn/vnets/vnet1", 500, "sdn vnet 'vnet1' does not exist", None),
+    ("/nodes/pve1/ceph/status", 500, "binary not installed: /usr/bin/ceph-mon", None),
+])
+def test_missing_objects_answer_pves_error(client: Client, path: str, status: int, message: str,
+                                           errors: dict[str, str] | None) -> None:
+    r = client.call("GET", path)
+    assert (r.status, r.reason) == (status, message)
+    assert r.json.get("errors") == errors

@@ -555,7 +555,8 @@ class Backend:
                 "maxcpu": node.maxcpu, "uptime": int(time.time() - node.boot_time),
                 "disk": node.rootfs_used, "maxdisk": node.rootfs_total}
 
-    def cluster_resources(self, token: Token, rtype: str | None) -> list[dict[str, Any]]:
+    def cluster_resources(self, token: Token, rtype: str | None,
+                          used: dict[tuple[str, str | None], int] | None = None) -> list[dict[str, Any]]:
         # pve-manager API2/Cluster.pm::resources, API2Tools.pm::extract_*_stats (pve-semantics §10.2)
         now = time.time()
         out: list[dict[str, Any]] = []
@@ -588,7 +589,7 @@ class Backend:
                     entry["cgroup-mode"] = 2
                 out.append(entry)
         if rtype in (None, "storage"):
-            usage = self.storage_usage()
+            used = self.storage_usage() if used is None else used
             for n in self.state.nodes.values():
                 for s in self.state.storages.values():
                     if not s.enabled or (s.nodes is not None and n.name not in s.nodes):
@@ -599,7 +600,7 @@ class Backend:
                              "node": n.name, "plugintype": s.plugintype, "shared": int(s.shared),
                              "content": s.content, "status": "available" if n.online else "unknown"}
                     if n.online:
-                        entry.update(disk=usage.get((s.sid, None if s.shared else n.name), 0), maxdisk=s.total)
+                        entry.update(disk=used.get((s.sid, None if s.shared else n.name), 0), maxdisk=s.total)
                     out.append(entry)
         if rtype in (None, "sdn"):
             for n in self.state.nodes.values():

@@ -72,7 +72,8 @@ class Node:
 # - lvmthin / lvm / zfspool: 900 MiB/s, what one copy onto a node's NVMe-backed local pool gets
 #   (sparse thin volumes copy fast; the rate the simulator always used for one clone);
 # - dir: 600 MiB/s, qcow2/raw files through a filesystem on the same kind of disk;
-# - rbd: 500 MiB/s for the whole pool, a small hyperconverged Ceph: 3 nodes with 2 SATA SSD OSDs each
+# - rbd: 500 MiB/s for the whole pool, a small external Ceph cluster (the PVE nodes run no Ceph daemons,
+#   see sim/readers/ceph.py): 3 storage hosts with 2 SATA SSD OSDs each
 #   (~450 MB/s sequential), size=3: every client byte is written three times (~900 MB/s of client
 #   writes from 2.7 GB/s raw), about half of that after BlueStore's WAL/metadata writes and the
 #   replication round trips over a 10 GbE cluster network;

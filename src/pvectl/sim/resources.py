@@ -57,13 +57,12 @@ class ResourceEncoder:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._static: dict[int, _Static] = {}
+        self._usage: dict[tuple[str, str | None], int] = {}
+        self._usage_key: tuple[int, int] | None = None
 
     def _vm_static(self, vm: VM) -> _Static:
         conf = vm.config
-        key = (getattr(conf, "revision", -1), vm.node)
-        st = self._static.get(vm.vmid)
-        if st is not None and st.key == key and key[0] != -1:
-            return st
+        key = (conf.revision, vm.node)
         head = (f'{{"id":"qemu/{vm.vmid}","type":"qemu","vmid":{vm.vmid},"node":{_dumps(vm.node)},'
                 f'"name":{_dumps(conf.get("name", f"VM {vm.vmid}"))},"template":{int(vm.is_template)},"status":')
         tail = "".join(f',"{k}":{_dumps(conf[k])}' for k in ("lock", "tags") if conf.get(k)) + "}"
@@ -78,42 +77,50 @@ class ResourceEncoder:
         """Guest entries; adds every running guest's memory and CPU to `load[node]` (Backend.node_usage)."""
         b = self.backend
         all_vms = b.has(token, "/vms", "VM.Audit")
-        period = max(b.scale(10), 1e-6)
-        fresh = {n: b._rrd_fresh(n) for n in b.state.nodes}  # noqa: SLF001 - same rule as the backend
+        recent = now - max(b.scale(10), 1e-6)     # changes since then may not have reached pvestatd yet
+        stale = {n for n in b.state.nodes if not b._rrd_fresh(n)}  # noqa: SLF001 - the backend's rule
         tick = int(now)
+        # Backend.vm_usage's cpu jitter, 1 + 0.1 * (k - 5) / 5 for k = (vmid * 7919 + second) % 11
+        jitter = [1 + 0.1 * (k - 5) / 5 for k in range(11)]
         out: list[tuple[int, str]] = []
+        append = out.append
+        statics = self._static
         for vm in b.state.vms.values():
-            st = self._vm_static(vm)
-            if vm.status == "running" and vm.node in load:
-                acc = load[vm.node]
+            vmid = vm.vmid
+            node = vm.node
+            st = statics.get(vmid)
+            if st is None or st.key != (vm.config.revision, node):
+                st = self._vm_static(vm)
+            running = vm.status == "running"
+            if running and node in load:
+                acc = load[node]
                 acc[0] += int(st.maxmem * max(vm.mem_fraction, 0.3))
                 acc[1] += vm.cpu_load * st.maxcpu / acc[2]
-            if not all_vms and not b.has(token, f"/vms/{vm.vmid}", "VM.Audit"):
+            if not all_vms and not b.has(token, f"/vms/{vmid}", "VM.Audit"):
                 continue
             # Backend.resource_status, with the statd-tick arithmetic only for recent changes
-            if not fresh.get(vm.node, True):
-                status = "unknown"
-            elif vm.created_at + period > now and b._statd_tick(vm.created_at) > now:  # noqa: SLF001
-                status = "unknown"
-            elif vm.status_changed_at + period > now and b._statd_tick(vm.status_changed_at) > now:  # noqa: SLF001
+            if node in stale:
+                append((vmid, st.unknown))
+                continue
+            if vm.created_at > recent and b._statd_tick(vm.created_at) > now:  # noqa: SLF001
+                append((vmid, st.unknown))
+                continue
+            if vm.status_changed_at > recent and b._statd_tick(vm.status_changed_at) > now:  # noqa: SLF001
                 status = vm.prev_status
-            elif vm.status == "running" and vm.qmpstatus not in ("running", ""):
+            elif running and vm.qmpstatus not in ("running", ""):
                 status = vm.qmpstatus
             else:
                 status = vm.status
-            if status == "unknown":
-                text = st.unknown
-            elif status != "stopped" and vm.status == "running" and vm.started_at:
+            if status == "stopped":
+                append((vmid, st.stopped))
+            elif running and vm.started_at:
                 uptime = int(now - vm.started_at)
-                cpu = round(min(1.0, vm.cpu_load * (1 + 0.1 * ((vm.vmid * 7919 + tick) % 11 - 5) / 5)), 6)
+                cpu = round(min(1.0, vm.cpu_load * jitter[(vmid * 7919 + tick) % 11]), 6)
                 mem = int(st.maxmem * vm.mem_fraction)
-                text = st.running % ('"running"' if status == "running" else _dumps(status), cpu, mem, uptime,
-                                     uptime * 3100, uptime * 1200, uptime * 40960, uptime * 20480, mem)
-            elif status == "stopped":
-                text = st.stopped
+                append((vmid, st.running % ('"running"' if status == "running" else _dumps(status), cpu, mem, uptime,
+                                            uptime * 3100, uptime * 1200, uptime * 40960, uptime * 20480, mem)))
             else:       # a status pvestatd has not caught up with: the stopped figures under that status
-                text = st.stopped.replace('"status":"stopped"', f'"status":{_dumps(status)}', 1)
-            out.append((vm.vmid, text))
+                append((vmid, st.stopped.replace('"status":"stopped"', f'"status":{_dumps(status)}', 1)))
         return out
 
     def _ct_entries(self, token: Token, now: float) -> list[tuple[int, str]]:
@@ -132,19 +139,30 @@ class ResourceEncoder:
         b = self.backend
         parts: list[str] = []
         load = {n.name: [float(n.mem_host_used), n.cpu_base, float(n.maxcpu)] for n in b.state.nodes.values()}
-        guests = self._vm_entries(token, now, load)
+        guests = self._vm_entries(token, now, load) if rtype in (None, "vm", "node") else []
         if rtype in (None, "vm"):
             if b.state.containers:
                 guests += self._ct_entries(token, now)
-            guests.sort(key=lambda g: g[0])
-            parts.extend(g[1] for g in guests)
+            guests.sort()
+            parts += [g[1] for g in guests]
         if rtype in (None, "node"):
             parts.extend(_dumps(e) for e in self._node_entries(token, load))
-        for kind in ("storage", "sdn"):
-            if rtype in (None, kind):
-                parts.extend(_dumps(e) for e in b.cluster_resources(token, kind))
+        if rtype in (None, "storage"):
+            parts.extend(_dumps(e) for e in self._storage_entries(token))
+        if rtype in (None, "sdn"):
+            parts.extend(_dumps(e) for e in b.cluster_resources(token, "sdn"))
         return ('{"data":[' + ",".join(parts) + "]}").encode()
 
+
+    def _storage_entries(self, token: Token) -> list[dict[str, Any]]:
+        """Backend.cluster_resources' storage part, its one pass over all volumes done again only when
+        the state changed (Backend.changed, bumped by every write) or volumes came or went."""
+        b = self.backend
+        key = (b.version_counter, len(b.state.volumes))
+        if self._usage_key != key:
+            self._usage = b.storage_usage()
+            self._usage_key = key
+        return b.cluster_resources(token, "storage", used=self._usage)
 
     def _node_entries(self, token: Token, load: dict[str, list[float]]) -> list[dict[str, Any]]:
         # the node part of Backend.cluster_resources, with Backend.node_usage's sums from one pass

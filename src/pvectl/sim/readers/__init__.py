@@ -159,7 +159,49 @@ def _served(path: str) -> bool:
     return path in READERS or ("GET", path) in _ROUTES
 
 
-def _absent_param(ctx: Ctx) -> str | None:
+# What PVE answers for a missing object, by the collection it would be in (the path up to the
+# `{param}`, matched at its end): ("die", text) -> 500, ("param", text) -> 400 with the error on the
+# parameter. Sources: pve-manager API2/Pool.pm, Backup.pm, ReplicationConfig.pm, Replication.pm,
+# Cluster/Mapping/{PCI,USB,Dir}.pm, ACMEPlugin.pm, ACMEAccount.pm; pve-access-control API2/Group.pm,
+# Jobs/RealmSync.pm; pve-ha-manager API2/HA/{Resources,Groups,Rules}.pm; pve-firewall
+# API2/Firewall/{IPSet,Rules,Aliases}.pm; pve-network Network/SDN/{Zones,Vnets,Subnets,...}.pm.
+MISSING: dict[str, tuple[str, str]] = {
+    "/pools": ("die", "pool '{v}' does not exist"),
+    "/access/groups": ("die", "group '{v}' does not exist"),
+    "/cluster/ha/resources": ("die", "no such resource '{v}'"),
+    "/cluster/ha/groups": ("die", "no such ha group '{v}'"),
+    "/cluster/ha/rules": ("die", "no such ha rule '{v}'"),
+    "/firewall/groups": ("die", "no such security group '{v}'"),
+    "/firewall/ipset": ("die", "no such IPSet '{v}'"),
+    "/firewall/aliases": ("param", "no such alias"),
+    "/cluster/backup": ("param", "No such job '{v}'"),
+    "/cluster/jobs/realm-sync": ("param", "No such job '{v}'"),
+    "/cluster/replication": ("die", "no such replication job '{v}'"),
+    "/replication": ("die", "no such replication job '{v}'"),
+    "/cluster/mapping/pci": ("die", "mapping '{v}' not found"),
+    "/cluster/mapping/usb": ("die", "mapping '{v}' not found"),
+    "/cluster/mapping/dir": ("die", "mapping '{v}' not found"),
+    "/cluster/acme/plugins": ("die", "ACME plugin '{v}' not defined"),
+    "/cluster/acme/account": ("die", "ACME account config file '{v}' does not exist."),
+    "/cluster/sdn/vnets": ("die", "sdn vnet '{v}' does not exist"),
+    "/subnets": ("die", "sdn subnet '{v}' does not exist"),
+    "/cluster/sdn/zones": ("die", "sdn '{v}' does not exist"),
+    "/cluster/sdn/controllers": ("die", "sdn '{v}' does not exist"),
+    "/cluster/sdn/dns": ("die", "sdn '{v}' does not exist"),
+    "/cluster/sdn/ipams": ("die", "sdn '{v}' does not exist"),
+}
+
+
+def _missing(ctx: Ctx, name: str, parent: str) -> ApiFail:
+    value = str(ctx.params[name])
+    for suffix, (kind, text) in MISSING.items():
+        if parent.endswith(suffix):
+            msg = text.format(v=value)
+            return ApiFail("Parameter verification failed.", 400, {name: msg}) if kind == "param" else ApiFail(msg)
+    return ApiFail(f"{name} '{value}' does not exist")
+
+
+def _absent_param(ctx: Ctx) -> tuple[str, str] | None:
     """The first `{param}` of the path whose collection no reader serves: the simulator keeps such
     collections empty (no pools, HA resources, firewall aliases, SDN zones, ...), so nothing by that
     name exists."""
@@ -169,16 +211,14 @@ def _absent_param(ctx: Ctx) -> str | None:
         if m and i > 0:
             parent = "/" + "/".join(segs[:i])
             if not _served(parent) and not _PARAM_RE.fullmatch(segs[i - 1]):
-                return m.group(1)
+                return m.group(1), parent
     return None
 
 
 def generic(ctx: Ctx) -> Any:
     absent = _absent_param(ctx)
     if absent is not None:
-        # PVE's section-config lookups die "<kind> '<id>' does not exist" (e.g. pve-manager
-        # API2/Pool.pm, pve-ha-manager Config.pm, pve-firewall Firewall.pm for aliases and ipsets)
-        raise ApiFail(f"{absent} '{ctx.params[absent]}' does not exist")
+        raise _missing(ctx, *absent)
     returns = ctx.endpoint.info.get("returns") or {}
     if returns.get("type") == "array":
         names, has_var = children(ctx.schema, ctx.endpoint.path)

@@ -79,6 +79,13 @@ def user_tfa(ctx: Ctx) -> dict[str, Any]:
     return {"types": []} if not ctx.params.get("multiple") else {"types": []}
 
 
+@reader("/access/ticket")
+def ticket_dummy(ctx: Ctx) -> None:
+    # pve-access-control API2/AccessControl.pm get_ticket: "Dummy. Useful for formatters which want to
+    # provide a login page." - returns null
+    return None
+
+
 @reader("/access/tfa")
 def tfa(ctx: Ctx) -> list[dict[str, Any]]:
     return []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from ..backend import ApiFail
@@ -9,8 +11,8 @@ from ..models import Storage
 from . import Ctx, reader
 from .rrd import storage_rrd
 
-# storage.cfg entries for the generated storages (pve-storage Plugin.pm defaults, a hyperconverged-less
-# external Ceph cluster for `rbd`: `monhost` set, `krbd 0`)
+# storage.cfg options of the generated storages beyond type and content (pve-storage Plugin.pm and the
+# plugins' defaults); `rbd` is an external Ceph cluster (`monhost` set), see readers/ceph.py
 _CFG_EXTRA: dict[str, dict[str, Any]] = {
     "dir": {"path": "/var/lib/vz", "prune-backups": "keep-all=1"},
     "lvmthin": {"thinpool": "data", "vgname": "pve"},
@@ -20,15 +22,32 @@ _CFG_EXTRA: dict[str, dict[str, Any]] = {
 
 
 def storage_config(s: Storage) -> dict[str, Any]:
-    entry: dict[str, Any] = {"storage": s.sid, "type": s.plugintype, "content": s.content,
-                             "digest": "0" * 40}
+    """The storage.cfg section of `s` (shared-by-nature types such as rbd/nfs carry no `shared` key)."""
+    entry: dict[str, Any] = {"type": s.plugintype, "content": s.content}
     entry.update(_CFG_EXTRA.get(s.plugintype, {}))
-    if s.shared and s.plugintype in ("rbd", "nfs", "cifs"):
+    if s.shared and s.plugintype in ("dir", "lvm", "lvmthin", "zfspool"):
         entry["shared"] = 1
     if s.nodes is not None:
         entry["nodes"] = ",".join(s.nodes)
     if not s.enabled:
         entry["disable"] = 1
+    return entry
+
+
+def storage_cfg_digest(storages: Iterable[Storage]) -> str:
+    """SHA1 of storage.cfg as PVE writes it (`<type>: <id>` then tab-indented options): the `digest`."""
+    text = ""
+    for s in storages:
+        cfg = storage_config(s)
+        text += f"{cfg.pop('type')}: {s.sid}\n" + "".join(f"\t{k} {v}\n" for k, v in cfg.items()) + "\n"
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _api_entry(ctx: Ctx, s: Storage) -> dict[str, Any]:
+    # pve-storage API2/Storage/Config.pm $api_storage_config: the section plus `storage` and `digest`
+    entry = storage_config(s)
+    entry["storage"] = s.sid
+    entry["digest"] = storage_cfg_digest(ctx.backend.state.storages.values())
     return entry
 
 
@@ -49,15 +68,13 @@ def storage_index(ctx: Ctx) -> list[dict[str, Any]]:
         if ctx.params.get("type") and s.plugintype != ctx.params["type"]:
             continue
         if ctx.backend.has(ctx.caller.token, f"/storage/{s.sid}", "Datastore.Audit", "Datastore.AllocateSpace"):
-            entry = storage_config(s)
-            entry.pop("digest")
-            out.append(entry)
+            out.append(_api_entry(ctx, s))
     return out
 
 
 @reader("/storage/{storage}")
 def storage_read(ctx: Ctx) -> dict[str, Any]:
-    return storage_config(_storage(ctx))
+    return _api_entry(ctx, _storage(ctx))
 
 
 @reader("/nodes/{node}/storage/{storage}/status")

@@ -88,6 +88,8 @@ def _bad(*args: str) -> tuple[int, str]:
     (["--nodes", "-2"], "--nodes"),
     (["--vms", "-1"], "--vms"),
     (["--templates", "-1"], "--templates"),
+    (["--templates", "1001"], "--templates"),
+    (["--containers", "-1"], "--containers"),
     (["--time-scale", "-0.5"], "--time-scale"),
     (["--time-scale", "nan"], "--time-scale"),
     (["--nodes", "x"], "invalid int value"),

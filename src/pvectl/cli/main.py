@@ -212,7 +212,7 @@ def _node_group(g: Any, sub: Any) -> None:
 def _vm_group(g: Any, sub: Any, wanted: Callable[[str], bool]) -> None:
     vm_group = g
     if wanted("list"):
-        p = sub(g, "list", "VMs across the cluster", _cmd("reads", "vm_list"))
+        p = sub(g, "list", "QEMU VMs across the cluster (LXC containers are not listed)", _cmd("reads", "vm_list"))
         p.add_argument("--status", choices=("running", "stopped", "paused", "unknown"),
                        help="only VMs in this state (running, stopped, paused, unknown)")
         p.add_argument("--node", help="only VMs on this node")

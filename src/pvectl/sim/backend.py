@@ -555,7 +555,8 @@ class Backend:
                 "maxcpu": node.maxcpu, "uptime": int(time.time() - node.boot_time),
                 "disk": node.rootfs_used, "maxdisk": node.rootfs_total}
 
-    def cluster_resources(self, token: Token, rtype: str | None) -> list[dict[str, Any]]:
+    def cluster_resources(self, token: Token, rtype: str | None,
+                          used: dict[tuple[str, str | None], int] | None = None) -> list[dict[str, Any]]:
         # pve-manager API2/Cluster.pm::resources, API2Tools.pm::extract_*_stats (pve-semantics §10.2)
         now = time.time()
         out: list[dict[str, Any]] = []
@@ -588,6 +589,7 @@ class Backend:
                     entry["cgroup-mode"] = 2
                 out.append(entry)
         if rtype in (None, "storage"):
+            used = self.storage_usage() if used is None else used
             for n in self.state.nodes.values():
                 for s in self.state.storages.values():
                     if not s.enabled or (s.nodes is not None and n.name not in s.nodes):
@@ -598,13 +600,23 @@ class Backend:
                              "node": n.name, "plugintype": s.plugintype, "shared": int(s.shared),
                              "content": s.content, "status": "available" if n.online else "unknown"}
                     if n.online:
-                        entry.update(disk=self.storage_used(s, n.name), maxdisk=s.total)
+                        entry.update(disk=used.get((s.sid, None if s.shared else n.name), 0), maxdisk=s.total)
                     out.append(entry)
         if rtype in (None, "sdn"):
             for n in self.state.nodes.values():
                 if self.has(token, "/sdn/zones/localnetwork", "SDN.Audit"):
                     out.append({"id": f"sdn/{n.name}/localnetwork", "type": "sdn", "sdn": "localnetwork",
                                 "node": n.name, "status": "ok" if n.online else "unknown"})
+        return out
+
+    def storage_usage(self) -> dict[tuple[str, str | None], int]:
+        """Bytes used per (storage, node) - node None for shared storage - in one pass over the volumes."""
+        out: dict[tuple[str, str | None], int] = {}
+        shared = {sid for sid, s in self.state.storages.items() if s.shared}
+        for v in self.state.volumes.values():
+            sid = v.volid.partition(":")[0]
+            key = (sid, None if sid in shared else v.node)
+            out[key] = out.get(key, 0) + v.size
         return out
 
     def storage_used(self, storage: Storage, node: str) -> int:
@@ -689,22 +701,23 @@ class Backend:
                 d[key] = conf[key]
         if any(k.startswith("serial") for k in conf):
             d["serial"] = 1
+        if conf.get("balloon"):
+            from .readers.qemu_status import balloon_fields
+
+            d.update(balloon_fields(conf))
         if full:
             d["qmpstatus"] = vm.qmpstatus if vm.status == "running" else vm.status
             d["ha"] = {"managed": 0}
+            from .readers.qemu_status import display_fields
+
+            d.update(display_fields(conf))
             if parse_prop(str(conf.get("agent", "0")))[0] in {"1", "enabled"} or \
                     parse_prop(str(conf.get("agent", "")))[1].get("enabled") == "1":
                 d["agent"] = 1
             if vm.status == "running":
-                d.update({"running-machine": "pc-i440fx-9.2+pve1", "running-qemu": "9.2.0",
-                          "proxmox-support": {"backup-max-workers": True, "pbs-dirty-bitmap": True,
-                                              "pbs-library-version": "1.5.2", "query-bitmap-info": True},
-                          "balloon": usage["maxmem"], "freemem": usage["maxmem"] - usage["mem"],
-                          "ballooninfo": {"actual": usage["maxmem"], "max_mem": usage["maxmem"],
-                                          "total_mem": usage["maxmem"], "free_mem": usage["maxmem"] - usage["mem"]},
-                          "blockstat": {}, "nics": {},
-                          "pressurecpusome": 0, "pressurecpufull": 0, "pressureiosome": 0,
-                          "pressureiofull": 0, "pressurememorysome": 0, "pressurememoryfull": 0})
+                from .readers.qemu_status import running_detail
+
+                d.update(running_detail(self, vm, usage))
         return d
 
     def vm_status_current(self, node: str, vmid: int) -> dict[str, Any]:

@@ -67,11 +67,12 @@ class Cluster:
         workers: int = MAX_WORKERS,
         key_type: certs.KeyType = "ec",
         api_factory: Callable[[Any], Handler] | None = None,
+        containers: int = 0,
     ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
-        if vms < 0 or templates < 0:
-            raise ValueError("vms and templates must not be negative")
+        if vms < 0 or templates < 0 or containers < 0:
+            raise ValueError("vms, templates and containers must not be negative")
         if time_scale < 0:
             raise ValueError("time_scale must not be negative (0 = tasks finish at once)")
         if port is not None and not 0 <= port <= 65535:
@@ -81,6 +82,7 @@ class Cluster:
         self.node_count = nodes
         self.vm_count = vms
         self.template_count = templates
+        self.container_count = containers
         self.time_scale = time_scale
         self.bind = bind
         self.port = port
@@ -201,7 +203,7 @@ class Cluster:
             with path.open(encoding="utf-8") as f:
                 return models.State.from_json(json.load(f))
         return models.generate_state(nodes=self.node_count, vms=self.vm_count, templates=self.template_count,
-                                     seed=self.seed)
+                                     seed=self.seed, containers=self.container_count)
 
     def _make_backend(self, state: State) -> Backend:
         from .backend import Backend

@@ -7,6 +7,7 @@ facts and generates a realistic starting cluster.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -71,7 +72,8 @@ class Node:
 # - lvmthin / lvm / zfspool: 900 MiB/s, what one copy onto a node's NVMe-backed local pool gets
 #   (sparse thin volumes copy fast; the rate the simulator always used for one clone);
 # - dir: 600 MiB/s, qcow2/raw files through a filesystem on the same kind of disk;
-# - rbd: 500 MiB/s for the whole pool, a small hyperconverged Ceph: 3 nodes with 2 SATA SSD OSDs each
+# - rbd: 500 MiB/s for the whole pool, a small external Ceph cluster (the PVE nodes run no Ceph daemons,
+#   see sim/readers/ceph.py): 3 storage hosts with 2 SATA SSD OSDs each
 #   (~450 MB/s sequential), size=3: every client byte is written three times (~900 MB/s of client
 #   writes from 2.7 GB/s raw), about half of that after BlueStore's WAL/metadata writes and the
 #   replication round trips over a 10 GbE cluster network;
@@ -109,6 +111,55 @@ class Volume:
     base: str | None = None
 
 
+_REVISIONS = itertools.count(1)
+
+
+class ConfigDict(dict):  # type: ignore[type-arg]
+    """A guest config that stamps itself with a new, never reused revision on every change, so readers
+    can cache what they derive from it (`sim/resources.py`) without re-parsing every answer."""
+
+    __slots__ = ("revision",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.revision = next(_REVISIONS)
+
+    def _touch(self) -> None:
+        self.revision = next(_REVISIONS)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._touch()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._touch()
+
+    def pop(self, *args: Any) -> Any:
+        self._touch()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._touch()
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self._touch()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._touch()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._touch()
+        return super().setdefault(key, default)
+
+    def __ior__(self, other: Any) -> ConfigDict:
+        self.update(other)
+        return self
+
+
 @dataclass
 class VM:
     vmid: int
@@ -127,9 +178,42 @@ class VM:
     status_changed_at: float = 0.0   # for pvestatd's lag in /cluster/resources
     prev_status: str = "stopped"
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "config" and not isinstance(value, ConfigDict):
+            value = ConfigDict(value)
+        object.__setattr__(self, name, value)
+
     @property
     def is_template(self) -> bool:
         return bool(int(self.config.get("template", 0) or 0))
+
+
+@dataclass
+class Container:
+    """An LXC container: listed and read (`/nodes/{node}/lxc`, `/cluster/resources`), never written."""
+
+    vmid: int
+    node: str
+    config: dict[str, Any]           # as pve-container stores it (hostname, ostype, rootfs, net0, ...)
+    status: str = "stopped"
+    pid: int | None = None
+    started_at: float | None = None
+    cpu_load: float = 0.0
+    mem_fraction: float = 0.0
+
+    @classmethod
+    def generate(cls, vmid: int, node: str, *, running: bool, now: float | None = None,
+                 mac: str = "BC:24:11:4C:00:01") -> Container:
+        now = time.time() if now is None else now
+        config = {"arch": "amd64", "cores": 1, "hostname": f"ct-{vmid}", "memory": 512, "swap": 512,
+                  "ostype": "debian", "unprivileged": 1, "features": "nesting=1", "tags": "ct",
+                  "rootfs": f"local-lvm:vm-{vmid}-disk-0,size=8G",
+                  "net0": f"name=eth0,bridge=vmbr0,hwaddr={mac},ip=dhcp,type=veth"}
+        ct = cls(vmid, node, config)
+        if running:
+            ct.status, ct.pid, ct.started_at = "running", 4000 + vmid, now - 3600
+            ct.cpu_load, ct.mem_fraction = 0.01, 0.25
+        return ct
 
 
 @dataclass
@@ -162,6 +246,7 @@ class State:
     tokens: dict[str, Token]
     tasks: list[TaskRecord] = field(default_factory=list)
     config_version: int = 3
+    containers: dict[int, Container] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -173,6 +258,7 @@ class State:
             "vms": [asdict(v) for v in self.vms.values()],
             "tokens": [asdict(t) for t in self.tokens.values()],
             "tasks": [asdict(t) for t in self.tasks if t.status == "stopped"],
+            "containers": [asdict(c) for c in self.containers.values()],
         }
 
     @classmethod
@@ -186,6 +272,7 @@ class State:
             vms={v["vmid"]: VM(**v) for v in d["vms"]},
             tokens={t["tokenid"]: Token(**t) for t in d["tokens"]},
             tasks=[TaskRecord(**t) for t in d.get("tasks", [])],
+            containers={c["vmid"]: Container(**c) for c in d.get("containers", [])},
         )
 
 
@@ -209,15 +296,21 @@ _VM_NAMES = ("web", "db", "app", "cache", "mq", "api", "worker", "proxy", "monit
 _VM_TAGS = {"web": "prod;web", "db": "db;prod", "app": "prod", "cache": "prod;redis", "mq": "rabbitmq",
             "api": "prod;web", "worker": "batch", "proxy": "edge", "monitor": "ops", "ci": "ci;dev",
             "vault": "prod;security", "dns": "infra"}
+# The `templates` VMID range the written cluster-config.yaml declares (`vmid_ranges.templates: 9000-9999`):
+# generated VMs never take an ID from it, however many there are.
+TEMPLATE_VMIDS = range(9000, 10000)
 _TEMPLATES = (("ubuntu-24.04-cloud", "ubuntu", 32), ("debian-12-cloud", "debian", 20),
               ("rocky-9-cloud", "rocky", 20), ("alma-9-cloud", "alma", 20))
 
 
-def generate_state(*, nodes: int, vms: int, templates: int, seed: int = 0,
+def generate_state(*, nodes: int, vms: int, templates: int, seed: int = 0, containers: int = 0,
                    cluster_name: str = "simcluster", now: float | None = None) -> State:
     """A realistic cluster: nodes pve1..pveN, local + local-lvm on each, a shared Ceph pool, VMs
     with scsi0 on local-lvm and a cloud-init drive, some running with the guest agent, one
     protected VM, and templates (tagged `template`) in the template VMID range 9000+."""
+    if templates > len(TEMPLATE_VMIDS):
+        raise ValueError(f"at most {len(TEMPLATE_VMIDS)} templates fit the template VMID range "
+                         f"{TEMPLATE_VMIDS.start}-{TEMPLATE_VMIDS.stop - 1}")
     rng = random.Random(seed)
     now = time.time() if now is None else now
     node_map: dict[str, Node] = {}
@@ -247,7 +340,7 @@ def generate_state(*, nodes: int, vms: int, templates: int, seed: int = 0,
 
     for t in range(templates):
         tname, os_tag, disk_gib = _TEMPLATES[t % len(_TEMPLATES)]
-        vmid = 9000 + t
+        vmid = TEMPLATE_VMIDS.start + t
         node = names[t % len(names)]
         vm = VM(vmid=vmid, node=node, created_at=now - 90 * 86400, config={
             "name": tname if t < len(_TEMPLATES) else f"{tname}-{t}",
@@ -263,8 +356,7 @@ def generate_state(*, nodes: int, vms: int, templates: int, seed: int = 0,
         state.vms[vmid] = vm
 
     protected_done = False
-    for i in range(vms):
-        vmid = 100 + i
+    for i, vmid in enumerate(_vm_ids(vms)):
         kind = _VM_NAMES[i % len(_VM_NAMES)]
         node = names[i % len(names)]
         cores = rng.choice((1, 2, 2, 4, 4, 8))
@@ -293,7 +385,21 @@ def generate_state(*, nodes: int, vms: int, templates: int, seed: int = 0,
             vm.mem_fraction = round(rng.uniform(0.2, 0.8), 3)
         vm.guest_ip = f"10.10.{(vmid // 250) % 250}.{vmid % 250 + 2}"
         state.vms[vmid] = vm
+    # containers take the VMIDs after the VMs (one VMID namespace for both, pve-cluster vmlist)
+    for i, vmid in enumerate(_vm_ids(vms + containers)[vms:]):
+        node = names[i % len(names)]
+        ct = Container.generate(vmid, node, running=i % 2 == 0, now=now, mac=random_mac(rng))
+        state.volumes[f"{node}/local-lvm:vm-{vmid}-disk-0"] = Volume(f"local-lvm:vm-{vmid}-disk-0", 8 * GIB, vmid,
+                                                                     node)
+        state.containers[vmid] = ct
     return state
+
+
+def _vm_ids(count: int) -> list[int]:
+    """`count` VMIDs from 100 upwards, stepping over the template range."""
+    low = list(range(100, min(100 + count, TEMPLATE_VMIDS.start)))
+    rest = count - len(low)
+    return low + list(range(TEMPLATE_VMIDS.stop, TEMPLATE_VMIDS.stop + rest))
 
 
 def _uuid(rng: random.Random) -> str:

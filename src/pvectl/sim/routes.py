@@ -11,13 +11,13 @@ overrides body) -> validate against the official schema (400) -> permission chec
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from . import wire
+from . import readers, wire
 from .backend import ApiFail, Backend, Caller
+from .resources import ResourceEncoder
 from .schema import ParamError, Schema, decode_urlencoded
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]
@@ -61,7 +61,7 @@ class Api:
     def __init__(self, backend: Backend, schema: Schema | None = None) -> None:
         self.backend = backend
         self.schema = schema or Schema.load()
-        self._cache: dict[tuple[Any, ...], bytes] = {}
+        self._resources = ResourceEncoder(backend)
 
     # ------------------------------------------------------------------ entry point
     def handle(self, local_node: str, request: wire.Request) -> wire.Response | wire.ProxyTo:
@@ -82,6 +82,8 @@ class Api:
         method = request.method.upper()
         found = self.schema.match(method, rel)
         handler_name = _ROUTES.get((method, found[0].path)) if found else None
+        if found is not None and handler_name is None and readers.serves(method, found[0].path):
+            handler_name = "_read"          # every other GET of the schema: sim/readers
         if found is None or handler_name is None:
             # HTTPServer.pm::rest_handler: no handler -> 501, message without trailing newline (row 13)
             return error_response(501, f"Method '{method} {rel}' not implemented", newline=False)
@@ -107,7 +109,10 @@ class Api:
             return error_response(exc.status, exc.message, exc.errors)
         caller = Caller(token)
         try:
-            result = getattr(self, handler_name)(local_node, caller, params)
+            if handler_name == "_read":
+                result = readers.answer(b, self.schema, endpoint, local_node, caller, params)
+            else:
+                result = getattr(self, handler_name)(local_node, caller, params)
         except ApiFail as exc:
             return error_response(exc.status, exc.message, exc.errors)
         if isinstance(result, wire.Response):
@@ -156,19 +161,11 @@ class Api:
 
     @route("GET", "/cluster/resources")
     def cluster_resources(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
-        b = self.backend
-        # The answer changes with state and with time (uptime, RRD ticks): cache it per state version
-        # and per second, so a benchmark measures the server, not JSON encoding.
-        key = ("resources", caller.token.tokenid, p.get("type"), b.version_counter, int(time.time()))
-        cached = self._cache.get(key)
-        if cached is None:
-            with b.mu:
-                data = b.cluster_resources(caller.token, p.get("type"))
-            cached = json.dumps({"data": data}, separators=(",", ":")).encode()
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[key] = cached
-        return wire.Response(200, "OK", cached, list(JSON_HEADERS))
+        # Encoded per request, without an answer cache: sim/resources.py keeps only each guest's
+        # config-derived JSON, so the answer always shows the state and the time of the request.
+        with self.backend.mu:
+            body = self._resources.encode(caller.token, p.get("type"))
+        return wire.Response(200, "OK", body, list(JSON_HEADERS))
 
     @route("GET", "/cluster/nextid")
     def cluster_nextid(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:

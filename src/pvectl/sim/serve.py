@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=3, help="number of nodes, pve1..pveN (default 3)")
     p.add_argument("--vms", type=int, default=12, help="number of VMs (default 12)")
     p.add_argument("--templates", type=int, default=2, help="number of templates (default 2)")
+    p.add_argument("--containers", type=int, default=0, help="number of LXC containers, listed and read "
+                   "only (default 0)")
     p.add_argument("--state-dir", metavar="DIR", help="keep CA, token, config and state.json here "
                    "(default: a temporary directory, removed on exit)")
     p.add_argument("--time-scale", type=float, default=0.05,
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--vms must not be negative")
     if args.templates < 0:
         parser.error("--templates must not be negative")
+    if args.containers < 0:
+        parser.error("--containers must not be negative")
+    if args.templates > 1000:
+        parser.error("--templates: at most 1000 fit the template VMID range 9000-9999")
     if not args.time_scale >= 0:   # also rejects NaN
         parser.error("--time-scale must be 0 (instant) or positive")
     if args.port is not None and not 0 <= args.port <= 65535:
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cluster = Cluster(
         args.nodes, args.vms, args.templates, time_scale=args.time_scale, bind=args.bind, port=args.port,
-        state_dir=args.state_dir, seed=args.seed, proxy_timeout=args.proxy_timeout,
+        state_dir=args.state_dir, seed=args.seed, proxy_timeout=args.proxy_timeout, containers=args.containers,
     )
     stop = threading.Event()
 

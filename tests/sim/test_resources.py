@@ -1,0 +1,86 @@
+"""`GET /cluster/resources` (sim/resources.py) says what Backend.cluster_resources says, for every kind of
+guest state, and follows config changes at once (no stale cache); containers are listed as `lxc`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from unittest import mock
+
+import pytest
+from apiharness import AUDIT100, Client, vms_by
+
+from pvectl.sim.backend import Backend
+from pvectl.sim.models import Container
+from pvectl.sim.resources import ResourceEncoder
+
+
+def _both(backend: Backend, tokenid: str, rtype: str | None) -> tuple[Any, Any]:
+    token = backend.state.tokens[tokenid]
+    with mock.patch("time.time", return_value=time.time()), backend.mu:
+        expected = json.loads(json.dumps(backend.cluster_resources(token, rtype)))
+        got = json.loads(ResourceEncoder(backend).encode(token, rtype))["data"]
+    return expected, got
+
+
+@pytest.mark.parametrize("rtype", [None, "vm", "node", "storage", "sdn"])
+def test_same_answer_as_the_backend(backend: Backend, client: Client, rtype: str | None) -> None:
+    from apiharness import FULL
+
+    running = vms_by(backend, running=True)
+    stopped = vms_by(backend, running=False)
+    with backend.mu:
+        backend.state.vms[running[0]].qmpstatus = "paused"                  # a paused guest
+        backend.state.vms[running[1]].config["lock"] = "backup"             # a locked one
+        backend.state.vms[stopped[0]].created_at = time.time()              # too new for pvestatd
+        backend._set_status(backend.state.vms[stopped[1]], "running")       # changed since the last tick
+        backend.set_node_online("pve3", False)
+        backend.offline_since["pve3"] = time.time() - 3600                  # RRD data gone: unknown
+    for tokenid in (FULL, AUDIT100):
+        expected, got = _both(backend, tokenid, rtype)
+        assert got == expected
+    statuses = {e.get("status") for e in _both(backend, FULL, "vm")[1]}
+    assert {"running", "stopped", "paused", "unknown"} <= statuses
+
+
+def test_config_changes_show_at_once(backend: Backend, client: Client) -> None:
+    vmid = vms_by(backend, running=False)[0]
+    node = backend.state.vms[vmid].node
+    encoder = ResourceEncoder(backend)
+    token = next(iter(backend.state.tokens.values()))
+
+    def entry() -> dict[str, Any]:
+        with backend.mu:
+            data = json.loads(encoder.encode(token, "vm"))["data"]
+        return next(e for e in data if e["vmid"] == vmid)
+
+    def used() -> int:
+        with backend.mu:
+            data = json.loads(encoder.encode(token, "storage"))["data"]
+        return next(e["disk"] for e in data if e["id"] == f"storage/{node}/local-lvm")
+
+    before = entry()
+    used_before = used()
+    client.ok("PUT", f"/nodes/{node}/qemu/{vmid}/config", {"name": "renamed-vm", "memory": "3072", "cores": 3})
+    status, _ = client.run("PUT", f"/nodes/{node}/qemu/{vmid}/resize", {"disk": "scsi0", "size": "+1G"})
+    assert status == "OK"
+    after = entry()
+    assert after["name"] == "renamed-vm" and after["maxmem"] == 3072 * 1024**2 and after["maxcpu"] == 3
+    assert after["maxdisk"] == before["maxdisk"] + 1024**3
+    assert used() == used_before + 1024**3                   # the storage's usage follows too
+
+
+def test_containers_are_listed_as_lxc(backend: Backend, client: Client) -> None:
+    with backend.mu:
+        backend.state.containers[300] = Container.generate(300, "pve2", running=True)
+        backend.state.containers[301] = Container.generate(301, "pve1", running=False)
+    data = client.get("/cluster/resources", {"type": "vm"})
+    lxc = {e["vmid"]: e for e in data if e["type"] == "lxc"}
+    assert set(lxc) == {300, 301}
+    assert lxc[300]["id"] == "lxc/300" and lxc[300]["node"] == "pve2" and lxc[300]["status"] == "running"
+    assert lxc[300]["uptime"] > 0 and lxc[300]["maxmem"] == 512 * 1024**2 and lxc[300]["maxdisk"] == 8 * 1024**3
+    assert lxc[301]["status"] == "stopped" and lxc[301]["cpu"] == 0
+    assert [e["vmid"] for e in data] == sorted(e["vmid"] for e in data)
+    assert [c["vmid"] for c in client.get("/nodes/pve2/lxc")] == [300]
+    assert client.get("/nodes/pve1/qemu") and all(v["vmid"] != 301 for v in client.get("/nodes/pve1/qemu"))

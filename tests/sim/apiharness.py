@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ from pvectl.sim import wire
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import State, generate_state
 from pvectl.sim.routes import Api
+from pvectl.sim.schema import Schema
 
 FULL = "admin@pve!full"
 FULL_SECRET = "3f1c2b8e-0000-4000-8000-00000000f001"
@@ -132,6 +135,17 @@ def make_state() -> State:
     for i, node in enumerate(state.nodes.values(), start=1):
         node.ip = f"10.0.0.{i}"
     return state
+
+
+@contextmanager
+def scaled(schema: Schema, time_scale: float) -> Iterator[tuple[Client, Backend]]:
+    """A client (full rights) on a fresh backend whose PVE seconds last `time_scale` wall seconds."""
+    b = Backend(make_state(), time_scale=time_scale)
+    b.add_token(FULL, FULL_SECRET)
+    try:
+        yield Client(Api(b, schema), auth(FULL, FULL_SECRET)), b
+    finally:
+        b.close()
 
 
 def vms_by(backend: Backend, *, running: bool | None = None, template: bool = False,

@@ -10,10 +10,9 @@ import urllib.parse
 from collections.abc import Iterator
 
 import pytest
-from apiharness import FULL, FULL_SECRET, Client, auth, make_state, wait_until
+from apiharness import Client, scaled, wait_until
 
 from pvectl.sim.backend import Backend
-from pvectl.sim.routes import Api
 from pvectl.sim.schema import Schema
 
 TIMEOUT_100 = "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout"
@@ -70,10 +69,8 @@ def test_lock_property_without_flock_fails_power_tasks(client: Client, backend: 
 @pytest.fixture
 def slow(schema: Schema) -> Iterator[tuple[Client, Backend]]:
     """time_scale 0.1: a 10 s flock wait is a full second, time enough to release the lock."""
-    b = Backend(make_state(), time_scale=0.1)
-    b.add_token(FULL, FULL_SECRET)
-    yield Client(Api(b, schema), auth(FULL, FULL_SECRET)), b
-    b.close()
+    with scaled(schema, 0.1) as pair:
+        yield pair
 
 
 def test_waiting_task_gets_the_lock(slow: tuple[Client, Backend]) -> None:

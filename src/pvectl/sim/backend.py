@@ -486,8 +486,12 @@ class Backend:
         return "\n".join(lines) + "\n"
 
     def digest(self, vm: VM) -> str:
-        # QemuServer.pm::parse_vm_config: SHA1 of the raw config file (pve-semantics §7.1)
-        return hashlib.sha1(self.render_config(vm.config, vm.pending, vm.pending_delete).encode()).hexdigest()
+        # QemuServer.pm::parse_vm_config: SHA1 of the raw config file (pve-semantics §7.1); write_vm_config
+        # puts every snapshot's `[name]` section after the current config and [PENDING]
+        raw = self.render_config(vm.config, vm.pending, vm.pending_delete)
+        for name in sorted(vm.snapshots):
+            raw += f"\n[{name}]\n" + self.render_config(vm.snapshots[name], {}, [])
+        return hashlib.sha1(raw.encode()).hexdigest()
 
     # ------------------------------------------------------------------ read endpoints
     def version(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 from . import wire
 from .backend import ApiFail, Backend, Caller
 from .schema import ParamError, Schema, decode_urlencoded
+from .snapshots import SnapshotRoutes, Snapshots
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]
 
@@ -57,7 +58,10 @@ def error_response(status: int, message: str, errors: dict[str, str] | None = No
     return wire.Response(status, reason, json.dumps(body, separators=(",", ":")).encode(), list(JSON_HEADERS))
 
 
-class Api:
+_ROUTES.update(SnapshotRoutes.ROUTES)
+
+
+class Api(SnapshotRoutes):
     def __init__(self, backend: Backend, schema: Schema | None = None) -> None:
         self.backend = backend
         self.schema = schema or Schema.load()
@@ -263,9 +267,12 @@ class Api:
     def vm_config(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
         self.backend.check(caller.token, f"/vms/{p['vmid']}", "VM.Audit")
         if p.get("current") and p.get("snapshot"):
-            raise ApiFail("Parameter verification failed.", 400,
-                          {"current": "option conflicts with option 'snapshot'"})
+            # API2/Qemu.pm::vm_config raises the same error for both parameters
+            msg = "cannot use 'snapshot' parameter with 'current'"
+            raise ApiFail("Parameter verification failed.", 400, {"snapshot": msg, "current": msg})
         with self.backend.mu:
+            if p.get("snapshot"):
+                return Snapshots(self.backend).section(p["node"], p["vmid"], p["snapshot"], with_digest=True)
             return self.backend.vm_config(p["node"], p["vmid"], current=bool(p.get("current")))
 
     @route("PUT", "/nodes/{node}/qemu/{vmid}/config")

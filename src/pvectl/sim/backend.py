@@ -22,7 +22,6 @@ from typing import Any
 from .models import (
     GIB,
     MIB,
-    ROLES,
     VM,
     Node,
     State,
@@ -347,6 +346,9 @@ class Backend:
         # same newid on the same node then finds "config file already exists"
         self._reserved: set[int] = set()
         self._version = 0                   # bumped on every state change (response caching)
+        from .access import Access
+
+        self.access = Access(self)          # users, tickets and CSRF tokens (password logins)
         for node in state.nodes.values():
             if not node.online:
                 self.offline_since[node.name] = time.time()
@@ -369,14 +371,10 @@ class Backend:
     # ------------------------------------------------------------------ tokens and ACLs
     def add_token(self, tokenid: str, secret: str, *, privs: dict[str, list[str]] | None = None) -> None:
         """privs: ACL path -> privileges or role names; None gives Administrator on `/`."""
-        acl: dict[str, list[str]] = {}
-        for path, names in (privs if privs is not None else {"/": ["Administrator"]}).items():
-            expanded: list[str] = []
-            for name in names:
-                expanded.extend(ROLES.get(name, (name,)))
-            acl[path.rstrip("/") or "/"] = sorted(set(expanded))
+        from .access import expand_acl
+
         with self.mu:
-            self.state.tokens[tokenid] = Token(tokenid, secret, acl)
+            self.state.tokens[tokenid] = Token(tokenid, secret, expand_acl(privs))
 
     def authenticate(self, header: str | None) -> Token | None | bool:
         """None: no credentials at all (401 `No ticket`); False: bad token (401

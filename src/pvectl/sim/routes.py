@@ -19,6 +19,7 @@ from typing import Any
 from . import wire
 from .backend import ApiFail, Backend, Caller
 from .schema import ParamError, Schema, decode_urlencoded
+from .access import AccessRoutes
 from .snapshots import SnapshotRoutes, Snapshots
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]
@@ -59,9 +60,10 @@ def error_response(status: int, message: str, errors: dict[str, str] | None = No
 
 
 _ROUTES.update(SnapshotRoutes.ROUTES)
+_ROUTES.update(AccessRoutes.ROUTES)
 
 
-class Api(SnapshotRoutes):
+class Api(SnapshotRoutes, AccessRoutes):
     def __init__(self, backend: Backend, schema: Schema | None = None) -> None:
         self.backend = backend
         self.schema = schema or Schema.load()
@@ -76,14 +78,11 @@ class Api(SnapshotRoutes):
         rel = urllib.parse.unquote(path[len("/api2/json"):]) or "/"
         if len(rel) > 1:
             rel = rel.rstrip("/")
-        token = b.authenticate(request.headers.get("authorization"))
-        if token is None and "pveauthcookie" in request.headers.get("cookie", "").lower():
-            token = False
-        if not token:
-            # No JSON body for /api2/json 401s, and every one waits 3 s (row 11)
-            reason = "No ticket" if token is None else "Authentication failed!"
-            return wire.Response(401, reason, b"", [], delay=b.scale(3))
         method = request.method.upper()
+        # ticket (cookie) or API token, CSRF on writes with a ticket; 401s wait 3 s (row 11, access.py)
+        token = b.access.authenticate(request.headers, method, rel)
+        if isinstance(token, wire.Response):
+            return token
         found = self.schema.match(method, rel)
         handler_name = _ROUTES.get((method, found[0].path)) if found else None
         if found is None or handler_name is None:

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=3, help="number of nodes, pve1..pveN (default 3)")
     p.add_argument("--vms", type=int, default=12, help="number of VMs (default 12)")
     p.add_argument("--templates", type=int, default=2, help="number of templates (default 2)")
-    p.add_argument("--state-dir", metavar="DIR", help="keep CA, token, config and state.json here "
+    p.add_argument("--state-dir", metavar="DIR", help="keep CA, token, users, config and state.json here "
                    "(default: a temporary directory, removed on exit)")
     p.add_argument("--time-scale", type=float, default=0.05,
                    help="task durations relative to a real cluster (default 0.05; 0 = instant)")

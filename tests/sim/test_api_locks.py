@@ -6,6 +6,7 @@ Spec: pve-semantics §3.2 (VM is locked: SYNC or TASK), §3.3 (flock timeouts, `
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Iterator
 
@@ -16,10 +17,11 @@ from pvectl.sim.backend import Backend
 from pvectl.sim.schema import Schema
 
 TIMEOUT_100 = "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout"
+TIMEOUT_103 = "can't lock file '/var/lock/qemu-server/lock-103.conf' - got timeout"
 
 
 def test_held_flock_makes_stop_time_out(client: Client, backend: Backend) -> None:
-    backend.hold_lock(100)
+    backend.hold_lock(100, kind="")              # the flock itself, no config lock
     status, lines = client.run("POST", "/nodes/pve1/qemu/100/status/stop")
     assert status == TIMEOUT_100
     assert lines == ["trying to acquire lock...", f"TASK ERROR: {TIMEOUT_100}"]
@@ -64,6 +66,35 @@ def test_lock_property_without_flock_fails_power_tasks(client: Client, backend: 
     assert status == "VM is locked (migrate)"
     # a stopped VM's stop returns before the lock check (row 3)
     assert client.run("POST", "/nodes/pve1/qemu/103/status/stop")[0] == "OK"
+
+
+def test_backup_lock_fails_at_the_config_check_not_the_flock(slow: tuple[Client, Backend]) -> None:
+    # vzdump sets `lock: backup` under a short flock and releases it (AbstractConfig.pm::set_lock): the
+    # next operation gets the flock at once and fails at check_lock, without "trying to acquire lock..."
+    client, backend = slow
+    backend.hold_lock(103)                       # stopped VM 103
+    backend.hold_lock(100)                       # running VM 100
+    for method, path, params in (("POST", "103/status/start", {}), ("DELETE", "103", {}),
+                                 ("PUT", "103/resize", {"disk": "scsi0", "size": "+1G"}),
+                                 ("POST", "100/status/stop", {}), ("POST", "103/snapshot", {"snapname": "s1"})):
+        status, lines = client.run(method, f"/nodes/pve1/qemu/{path}", params)
+        assert (status, lines) == ("VM is locked (backup)", ["TASK ERROR: VM is locked (backup)"]), path
+    # QemuServer.pm::vm_start: with a backup running, a start of the running guest only resumes it
+    assert client.run("POST", "/nodes/pve1/qemu/100/status/start")[0] == "OK"
+    backend.release_lock(103)
+    backend.release_lock(100)
+    assert "lock" not in client.get("/nodes/pve1/qemu/103/config")
+    assert client.run("POST", "/nodes/pve1/qemu/103/status/start")[0] == "OK"
+
+
+def test_held_flock_times_out_after_ten_pve_seconds(slow: tuple[Client, Backend]) -> None:
+    client, backend = slow
+    backend.hold_lock(103, kind="")
+    started = time.monotonic()
+    status, lines = client.run("POST", "/nodes/pve1/qemu/103/status/start")
+    assert time.monotonic() - started >= backend.scale(10) * 0.9       # lock_config's 10 s, scaled
+    assert (status, lines) == (TIMEOUT_103, ["trying to acquire lock...", f"TASK ERROR: {TIMEOUT_103}"])
+    backend.release_lock(103)
 
 
 @pytest.fixture

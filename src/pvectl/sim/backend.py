@@ -981,6 +981,8 @@ class Backend:
             with ctx.config_lock(vmid, timeout=10):
                 with self.mu:
                     vm = self._worker_config(node, vmid)
+                    if vm.config.get("lock") == "backup" and vm.status == "running":
+                        return      # QemuServer.pm::vm_start: a backup runs, the guest is just resumed
                     if vm.config.get("lock") and vm.config["lock"] != "suspended":
                         raise TaskError(f"VM is locked ({vm.config['lock']})")
                     if vm.status == "running":
@@ -1797,8 +1799,13 @@ class Backend:
             self.changed()
 
     def hold_lock(self, vmid: int, *, seconds: float | None = None, kind: str = "backup") -> str:
-        """A hung task: holds the VM's flock (and config lock `kind`) until released or stopped.
-        Returns once the flock is held (or the task ended without getting it)."""
+        """A hung task (a `vzdump` task that runs until released or stopped). With a `kind`, it sets
+        the config lock as vzdump does (AbstractConfig.pm::set_lock: flock, check_lock, write `lock:
+        <kind>`, flock released), so other operations fail at their check_lock with `VM is locked
+        (<kind>)`; at the end it removes the lock again under the flock (remove_lock). With `kind=""`
+        it holds the VM's flock itself for the whole time: other operations wait for it and fail
+        with `can't lock file ... - got timeout` after their timeout (10 s for most).
+        Returns once the lock is set or the flock is held (or the task ended without either)."""
         with self.mu:
             vm = self.state.vms.get(vmid)
             if vm is None:
@@ -1807,28 +1814,38 @@ class Backend:
         release = threading.Event()
         acquired = threading.Event()
 
+        def hang(ctx: TaskContext) -> None:
+            ctx.log(f"INFO: starting new backup job: vzdump {vmid} --mode snapshot --storage local")
+            ctx.log(f"INFO: Starting Backup of VM {vmid} (qemu)")
+            deadline = None if seconds is None else time.monotonic() + self.scale(seconds)
+            while not release.is_set():
+                ctx.check_interrupt()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                release.wait(0.02)
+
         def worker(ctx: TaskContext) -> None:
-            with ctx.config_lock(vmid, timeout=10):
-                acquired.set()
-                with self.mu:
-                    if kind:
-                        self.state.vms[vmid].config["lock"] = kind
+            if not kind:
+                with ctx.config_lock(vmid, timeout=10):
+                    acquired.set()
+                    hang(ctx)
+                ctx.log(f"INFO: Finished Backup of VM {vmid}")
+                return
+            with ctx.config_lock(vmid, timeout=10), self.mu:
+                vm = self._worker_config(node, vmid)
+                if vm.config.get("lock"):
+                    raise TaskError(f"VM is locked ({vm.config['lock']})")
+                vm.config["lock"] = kind
+                self.changed()
+            acquired.set()
+            try:
+                hang(ctx)
+            finally:
+                with ctx.config_lock(vmid, timeout=10), self.mu:
+                    v = self.state.vms.get(vmid)
+                    if v is not None and v.config.get("lock") == kind:
+                        v.config.pop("lock")
                         self.changed()
-                ctx.log(f"INFO: starting new backup job: vzdump {vmid} --mode snapshot --storage local")
-                ctx.log(f"INFO: Starting Backup of VM {vmid} (qemu)")
-                try:
-                    deadline = None if seconds is None else time.monotonic() + self.scale(seconds)
-                    while not release.is_set():
-                        ctx.check_interrupt()
-                        if deadline is not None and time.monotonic() >= deadline:
-                            break
-                        release.wait(0.02)
-                finally:
-                    with self.mu:
-                        v = self.state.vms.get(vmid)
-                        if v is not None and kind and v.config.get("lock") == kind:
-                            v.config.pop("lock")
-                            self.changed()
             ctx.log(f"INFO: Finished Backup of VM {vmid}")
 
         upid = self.engine.start(node, "vzdump", str(vmid), "root@pam", worker)

@@ -1240,12 +1240,16 @@ class Backend:
             src = self.load_config(node, vmid)
             if src.pending:
                 ctx.log(f"found pending changes for '{','.join(sorted(src.pending))}', discarding for clone")
-            newvm = VM(vmid=newid, node=node, config={"lock": "clone"}, created_at=time.time(),
-                       status_changed_at=time.time())
+            # Qemu.pm::clone_vm writes "# qmclone temporary file\nlock: clone\n" first; parse_vm_config
+            # reads `#` lines as the description
+            newvm = VM(vmid=newid, node=node, config={"lock": "clone", "description": " qmclone temporary file\n"},
+                       created_at=time.time(), status_changed_at=time.time())
             self.state.vms[newid] = newvm
             self.changed()
             src_conf = dict(src.config)
             drives = self.vm_drives(src)
+            # `$newconf`: every other key (new MACs, smbios uuid, vmgenid, name), written with each disk
+            newconf = self._clone_config(src_conf, {k for k, _, _ in drives}, name, description)
         allocated: list[tuple[str, str]] = []     # (node, volid) to free on failure
         new_disks: dict[str, str] = {}
         try:
@@ -1287,9 +1291,9 @@ class Backend:
                     new_disks[key] = new_volid
                 # the new config is rewritten after each disk, still with `lock: clone` (§4.3)
                 with self.mu:
-                    vm = self.state.vms[newid]
                     _, src_opts = parse_prop(str(src_conf[key]))
-                    vm.config[key] = ",".join([new_disks[key]] + [f"{k}={v}" for k, v in src_opts.items()])
+                    newconf[key] = ",".join([new_disks[key]] + [f"{k}={v}" for k, v in src_opts.items()])
+                    self.state.vms[newid].config = {"lock": "clone", **newconf}
                     self.changed()
         except (TaskError, LockTimeout, Interrupted) as exc:
             with self.mu:
@@ -1301,29 +1305,8 @@ class Backend:
             msg = str(exc)
             raise TaskError(msg if msg.startswith("clone failed") else f"clone failed: {msg}") from None
         with self.mu:
-            conf: dict[str, Any] = {}
-            for key, value in src_conf.items():
-                if key in CLONE_SKIP or key.startswith("unused"):
-                    continue
-                conf[key] = value
-            conf.update({k: self.state.vms[newid].config[k] for k in new_disks})
-            conf["name"] = name
-            if description is not None:
-                conf["description"] = description
-            for key in list(conf):
-                if key.startswith("net") and key[3:].isdigit():
-                    model, opts = parse_prop(str(conf[key]))
-                    model_name = next((m for m in NET_MODELS if m in opts), model or "virtio")
-                    opts.pop(model_name, None)
-                    conf[key] = ",".join([f"{model_name}={random_mac(self.rng)}"] + [f"{k}={v}" for k, v in opts.items()])
-            if "smbios1" in conf:
-                _, opts = parse_prop(str(conf["smbios1"]))
-                opts["uuid"] = _uuid4(self.rng)
-                conf["smbios1"] = ",".join(f"{k}={v}" for k, v in opts.items())
-            if "vmgenid" in conf:
-                conf["vmgenid"] = _uuid4(self.rng)
             vm = self.state.vms[newid]
-            vm.config = conf
+            vm.config = newconf          # `delete $newconf->{lock}`, the final write
             vm.guest_ip = f"10.20.{(newid // 250) % 250}.{newid % 250 + 2}"
             if target is not None:
                 vm.node = target      # the config is moved to the target node at the end (§4.3)
@@ -1332,6 +1315,32 @@ class Backend:
                     v.node = target
                     self.state.volumes[f"{target}/{v.volid}"] = v
             self.changed()
+
+    def _clone_config(self, src_conf: dict[str, Any], drive_keys: set[str], name: str,
+                      description: str | None) -> dict[str, Any]:
+        """Qemu.pm::clone_vm `$newconf` without the disks still to clone: snapshot keys, unused disks
+        and `template` dropped, new MACs, a new smbios uuid and vmgenid, the name (§4.3)."""
+        conf: dict[str, Any] = {}
+        for key, value in src_conf.items():
+            if key in CLONE_SKIP or key.startswith("unused") or key in drive_keys:
+                continue
+            conf[key] = value
+        conf["name"] = name
+        if description is not None:
+            conf["description"] = description
+        for key in list(conf):
+            if key.startswith("net") and key[3:].isdigit():
+                model, opts = parse_prop(str(conf[key]))
+                model_name = next((m for m in NET_MODELS if m in opts), model or "virtio")
+                opts.pop(model_name, None)
+                conf[key] = ",".join([f"{model_name}={random_mac(self.rng)}"] + [f"{k}={v}" for k, v in opts.items()])
+        if "smbios1" in conf:
+            _, opts = parse_prop(str(conf["smbios1"]))
+            opts["uuid"] = _uuid4(self.rng)
+            conf["smbios1"] = ",".join(f"{k}={v}" for k, v in opts.items())
+        if "vmgenid" in conf:
+            conf["vmgenid"] = _uuid4(self.rng)
+        return conf
 
     def _copy_progress(self, ctx: TaskContext, drive: str, size: int, running: bool, bwlimit: int | None,
                        storage: Storage, node: str) -> None:

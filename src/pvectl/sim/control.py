@@ -19,6 +19,7 @@ to a `Cluster` method:
     POST   /_sim/drop-next                         {"count", "method", "path", "node"}
     POST   /_sim/faults/clear                      {"node": null}
     POST   /_sim/vms/{vmid}/hold-lock              {"seconds": null, "kind": "backup"} -> {"upid"}
+                                                   (a kind sets `lock: <kind>`; "" holds the flock)
     POST   /_sim/vms/{vmid}/release-lock
     POST   /_sim/fail-task                         {"type", "message", "times"}
     POST   /_sim/tokens                            {"tokenid", "secret"?, "privs"?} -> {"tokenid", "secret"}

@@ -257,3 +257,45 @@ def test_locks_while_tasks_run(slow: tuple[Client, Backend]) -> None:
     upid = client.ok("DELETE", f"{VM}/103/snapshot/s1")
     assert seen(upid) == ["snapshot-delete"] and client.wait(upid)["exitstatus"] == "OK"
     assert "lock" not in client.get(f"{VM}/103/config")
+
+
+def test_clone_from_a_snapshot(client: Client, backend: Backend) -> None:
+    # API2/Qemu.pm::clone_vm with snapname: the snapshot's section is the source (`$oldconf`)
+    r = client.fail("POST", f"{VM}/103/clone", {"newid": 310, "snapname": "nope"})
+    assert (r.status, r.reason) == (500, "snapshot 'nope' does not exist")
+    assert snap(client, 103, "golden")[0] == "OK"
+    cores = backend.state.vms[103].config["cores"]
+    assert client.ok("PUT", f"{VM}/103/config", {"cores": cores * 2}) is None
+    # a linked clone of a normal VM works from a snapshot on LVM-thin (`clone => { base => 1, snap => 1 }`)
+    status, log = client.run("POST", f"{VM}/103/clone", {"newid": 310, "snapname": "golden", "full": 0,
+                                                           "name": "from-golden"})
+    assert status == "OK", log
+    assert "create linked clone of drive scsi0 (local-lvm:vm-103-disk-0)" in log
+    conf = client.get(f"{VM}/310/config")
+    assert conf["cores"] == cores and conf["name"] == "from-golden"
+    assert not {"parent", "snaptime", "snapstate"} & set(conf)
+    # a full clone (the default for a normal VM) copies the snapshot with qemu-img
+    status, log = client.run("POST", f"{VM}/103/clone", {"newid": 311, "snapname": "golden"})
+    assert status == "OK" and client.get(f"{VM}/311/config")["cores"] == cores
+    # pve-storage Plugin.pm: a qcow2 file on NFS can be snapshotted but not linked-cloned from a snapshot
+    _add_disk(backend, 106, "scsi1", Storage("nas", "nfs", "images", True, 2048 * GIB), "106/vm-106-disk-1.qcow2")
+    assert snap(client, 106, "s1")[0] == "OK"
+    r = client.fail("POST", f"{VM}/106/clone", {"newid": 312, "snapname": "s1", "full": 0})
+    assert (r.status, r.reason) == (500, "Linked clone feature is not supported for a snapshot of "
+                                         "'nas:106/vm-106-disk-1.qcow2' (scsi1)")
+
+
+def test_destroying_a_vm_removes_its_snapshots(client: Client, backend: Backend) -> None:
+    assert snap(client, 100, "live", vmstate=1)[0] == "OK"
+    assert snap(client, 100, "disks")[0] == "OK"
+    assert client.run("POST", f"{VM}/100/status/stop")[0] == "OK"
+    status, log = client.run("DELETE", f"{VM}/100")
+    assert status == "OK"
+    # LvmThinPlugin.pm::free_image drops the snapshot LVs before the volume; QemuServer.pm::destroy_vm
+    # frees the snapshots' vmstate volumes after the config's disks
+    assert log == ['  Logical volume "vm-100-cloudinit" successfully removed.',
+                   '  Logical volume "snap_vm-100-disk-0_disks" successfully removed.',
+                   '  Logical volume "snap_vm-100-disk-0_live" successfully removed.',
+                   '  Logical volume "vm-100-disk-0" successfully removed.',
+                   '  Logical volume "vm-100-state-live" successfully removed.', "TASK OK"]
+    assert not [v for v in backend.state.volumes.values() if v.vmid == 100]

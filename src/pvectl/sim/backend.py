@@ -1096,6 +1096,8 @@ class Backend:
         if vm.status == "running":
             raise ApiFail(f"VM {vmid} is running - destroy failed")
         skiplock = bool(params.get("skiplock"))
+        from .snapshots import snapshot_lv_removals, snapshot_volids
+
         purge = bool(params.get("purge"))
         unreferenced = bool(params.get("destroy-unreferenced-disks"))
 
@@ -1115,6 +1117,9 @@ class Backend:
                             if "base-" in volid and self._linked_users(volid):
                                 raise TaskError(f"base volume '{volid}' is still in use by linked cloned")
                     referenced = [volid for _, volid, _ in self.vm_drives(vm)]
+                    # QemuServer.pm::destroy_vm: then every snapshot's vmstate volume, then pending disks
+                    referenced += [v for v in snapshot_volids(vm) if v not in referenced]
+                    snapshots, vm.snapshots = vm.snapshots, {}
                     for key in vm.pending:
                         if is_drive_key(key):
                             pvol = parse_prop(str(vm.pending[key]))[0]
@@ -1126,6 +1131,8 @@ class Backend:
                     self.changed()
                 for volid in referenced:
                     ctx.sleep(0.3)
+                    for line in snapshot_lv_removals(snapshots, volid, self._plugintype(volid)):
+                        ctx.log(line)
                     self._free_volume(ctx, node, volid)
                 if unreferenced:
                     with self.mu:
@@ -1140,6 +1147,10 @@ class Backend:
                     self.changed()
 
         return self.engine.start(node, "qmdestroy", str(vmid), caller.userid, worker)
+
+    def _plugintype(self, volid: str) -> str:
+        storage = self.state.storages.get(volid.split(":", 1)[0])
+        return storage.plugintype if storage else ""
 
     def _linked_users(self, base_volid: str) -> list[int]:
         # pve-storage Plugin.pm::volume_is_base_and_used: any volume whose parent is this base
@@ -1174,6 +1185,10 @@ class Backend:
         src = self.load_config(node, vmid)
         self.check_lock(src)
         running = src.status == "running"
+        from .snapshots import LINKED_FROM_SNAPSHOT, linked_clone_source
+
+        snapname = params.get("snapname")
+        src_conf = linked_clone_source(src, snapname)      # `$oldconf`: the snapshot's section with snapname
         full = bool(params["full"]) if "full" in params else not src.is_template
         storage_id = params.get("storage")
         if not full:
@@ -1194,15 +1209,19 @@ class Backend:
                 raise param_fail({"storage": f"storage '{storage_id}' does not support vm images"})
             if target is not None and not st.shared:
                 raise ApiFail(f"can't clone to non-shared storage '{storage_id}'")
-        drives = self.vm_drives(src)
+        drives = self.vm_drives(src, src_conf)
         if target is not None:
             for key, volid, _ in drives:
                 if not self.state.storages[volid.split(":", 1)[0]].shared:
                     raise ApiFail(f"can't clone VM to node '{target}' (VM uses local storage)")
         for key, volid, _ in drives:
-            if key.startswith("unused"):
+            if key.startswith("unused") or full or "cloudinit" in volid:
                 continue
-            if not full and "cloudinit" not in volid and not volid.split(":", 1)[1].startswith("base-"):
+            # volume_has_feature('clone'): from a base volume, or from a snapshot on LVM-thin/RBD
+            if snapname:
+                if self.state.storages[volid.split(":", 1)[0]].plugintype not in LINKED_FROM_SNAPSHOT:
+                    raise ApiFail(f"Linked clone feature is not supported for a snapshot of '{volid}' ({key})")
+            elif not volid.split(":", 1)[1].startswith("base-"):
                 raise ApiFail(f"Linked clone feature is not supported for '{volid}' ({key})")
         existing = self.state.vms.get(newid)
         if (existing is not None and existing.node == node) or newid in self._reserved:
@@ -1217,7 +1236,7 @@ class Backend:
             try:
                 with ctx.config_lock(vmid, shared=not running, timeout=1), ctx.config_lock(newid, timeout=1):
                     self._clone_work(ctx, node, vmid, newid, target, full, storage_id, name, description, bwlimit,
-                                     running)
+                                     running, snapname)
             finally:
                 with self.mu:
                     self._reserved.discard(newid)
@@ -1228,7 +1247,7 @@ class Backend:
 
     def _clone_work(self, ctx: TaskContext, node: str, vmid: int, newid: int, target: str | None, full: bool,
                     storage_id: str | None, name: str, description: str | None, bwlimit: int | None,
-                    running: bool) -> None:
+                    running: bool, snapname: str | None = None) -> None:
         ctx.log(f"creating a clone of VM {vmid} with ID {newid}")
         with self.mu:
             self._reserved.discard(newid)
@@ -1246,8 +1265,10 @@ class Backend:
                        created_at=time.time(), status_changed_at=time.time())
             self.state.vms[newid] = newvm
             self.changed()
-            src_conf = dict(src.config)
-            drives = self.vm_drives(src)
+            from .snapshots import linked_clone_source
+
+            src_conf = dict(linked_clone_source(src, snapname))
+            drives = self.vm_drives(src, src_conf)
             # `$newconf`: every other key (new MACs, smbios uuid, vmgenid, name), written with each disk
             newconf = self._clone_config(src_conf, {k for k, _, _ in drives}, name, description)
         allocated: list[tuple[str, str]] = []     # (node, volid) to free on failure
@@ -1287,7 +1308,8 @@ class Backend:
                     ctx.sleep(0.2)
                     new_disks[key] = new_volid
                 else:
-                    self._copy_progress(ctx, key, size, running, bwlimit, dst_storage, node)
+                    # QemuServer.pm::clone_disk: qemu-img reads a snapshot, drive-mirror only the live disk
+                    self._copy_progress(ctx, key, size, running and not snapname, bwlimit, dst_storage, node)
                     new_disks[key] = new_volid
                 # the new config is rewritten after each disk, still with `lock: clone` (§4.3)
                 with self.mu:

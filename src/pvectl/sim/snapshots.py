@@ -83,6 +83,16 @@ def snapshot_volids(vm: VM) -> list[str]:
     return [str(s["vmstate"]) for s in vm.snapshots.values() if s.get("vmstate")]
 
 
+def snapshot_lv_removals(snapshots: dict[str, dict[str, Any]], volid: str, plugintype: str) -> list[str]:
+    """LvmThinPlugin.pm::free_image removes the volume's snapshot LVs (`snap_<volname>_<snap>`) first."""
+    if plugintype != "lvmthin":
+        return []
+    volname = volid.split(":", 1)[1]
+    return [f'  Logical volume "snap_{volname}_{name}" successfully removed.'
+            for name, section in sorted(snapshots.items())
+            if any(v == volid for _, v, _ in snapshot_drives(section))]
+
+
 def _locked(vm: VM) -> None:
     # AbstractConfig.pm::check_lock: `die $class->guest_type() . " is locked ($conf->{lock})\n"`
     if vm.config.get("lock"):
@@ -213,7 +223,7 @@ class Snapshots:
                 # QemuConfig.pm::__snapshot_create_vol_snapshot; LvmThinPlugin.pm `lvcreate -n snap_...`
                 ctx.log(f"snapshotting 'drive-{key}' ({volid})")
                 ctx.sleep(0.5)
-                if self._plugintype(volid) == "lvmthin":
+                if self.b._plugintype(volid) == "lvmthin":
                     ctx.log(f'  Logical volume "snap_{volid.split(":", 1)[1]}_{snapname}" created.')
             # AbstractConfig.pm::__snapshot_commit
             with ctx.config_lock(vmid, timeout=10), b.mu:
@@ -286,10 +296,6 @@ class Snapshots:
                 ctx.log(f"{render_bytes(_SAVEVM_RATE * second)} in {render_duration(second)}")
         ctx.log(f"completed saving the VM state in {render_duration(seconds)}, saved {render_bytes(total)}")
 
-    def _plugintype(self, volid: str) -> str:
-        storage = self.b.state.storages.get(volid.split(":", 1)[0])
-        return storage.plugintype if storage else ""
-
     def _free_vmstate(self, ctx: TaskContext, node: str, volid: str) -> None:
         b = self.b
         with b.mu:
@@ -328,7 +334,7 @@ class Snapshots:
                     b.changed()
             for key, volid, _ in drives:
                 ctx.sleep(0.5)
-                if self._plugintype(volid) == "lvmthin":
+                if self.b._plugintype(volid) == "lvmthin":
                     ctx.log(f'  Logical volume "snap_{volid.split(":", 1)[1]}_{snapname}" successfully removed.')
                 with b.mu:
                     vm.snapshots[snapname].pop(key, None)
@@ -376,7 +382,7 @@ class Snapshots:
             for key, volid, _ in drives:
                 # LvmThinPlugin.pm::volume_snapshot_rollback: lvremove the volume, lvcreate it from the snapshot
                 ctx.sleep(0.5)
-                if self._plugintype(volid) == "lvmthin":
+                if self.b._plugintype(volid) == "lvmthin":
                     volname = volid.split(":", 1)[1]
                     ctx.log(f'  Logical volume "{volname}" successfully removed.')
                     ctx.log(f'  Logical volume "{volname}" created.')

@@ -7,6 +7,7 @@ tests wait for tasks by polling the task status endpoint, never by timing anythi
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -121,6 +122,21 @@ class Client:
         upid = self.ok(method, path, params, **kw)
         st = self.wait(upid)
         return st["exitstatus"], self.log(upid)
+
+
+TS = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (.*)$")
+DURATION = re.compile(r"\(duration \d\d:\d\d:\d\d\)")
+
+
+def migration_log(lines: list[str]) -> list[str]:
+    """The log without timestamps; asserts every line but the final TASK line has one (§2.2)."""
+    out = []
+    for line in lines[:-1]:
+        m = TS.match(line)
+        assert m, line
+        out.append(DURATION.sub("(duration D)", m.group(1)))
+    assert lines[-1].startswith("TASK ")
+    return out + [lines[-1]]
 
 
 def wait_until(cond: Any, what: str = "condition") -> None:

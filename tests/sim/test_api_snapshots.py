@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from apiharness import Client, auth, scaled, wait_until
+from apiharness import Client, auth, migration_log, scaled, wait_until
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import GIB, State, Storage, Volume
@@ -299,3 +299,22 @@ def test_destroying_a_vm_removes_its_snapshots(client: Client, backend: Backend)
                    '  Logical volume "vm-100-disk-0" successfully removed.',
                    '  Logical volume "vm-100-state-live" successfully removed.', "TASK OK"]
     assert not [v for v in backend.state.volumes.values() if v.vmid == 100]
+
+
+def test_snapshots_on_local_storage_block_migration(client: Client, backend: Backend) -> None:
+    # QemuMigrate.pm::scan_local_volumes: "we cannot migrate snapshots on local storage" (LVM-thin here)
+    assert snap(client, 103, "s1")[0] == "OK"
+    status, lines = client.run("POST", f"{VM}/103/migrate", {"target": "pve2"})
+    assert status == "migration aborted"
+    text = migration_log(lines)
+    assert "can't migrate local disk 'local-lvm:vm-103-disk-0': non-migratable snapshot exists" in text
+    assert backend.state.vms[103].node == "pve1" and "lock" not in backend.state.vms[103].config
+    # a running VM: storage migration with snapshots is refused as such
+    assert snap(client, 100, "live", vmstate=1)[0] == "OK"
+    status, lines = client.run("POST", f"{VM}/100/migrate", {"target": "pve2", "online": 1,
+                                                              "with-local-disks": 1})
+    text = migration_log(lines)
+    assert status == "migration aborted"
+    assert "found local disk 'local-lvm:vm-100-state-live' (referenced by snapshot(s))" in text
+    assert ("can't migrate local disk 'local-lvm:vm-100-disk-0': online storage migration not possible if "
+            "non-replicated snapshot exists") in text

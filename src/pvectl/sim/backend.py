@@ -1696,6 +1696,9 @@ class Backend:
                     online = False
                 local = [(k, v, o) for k, v, o in self.vm_drives(vm)
                          if not self.state.storages[v.split(":", 1)[0]].shared]
+                from .snapshots import migration_scan
+
+                snapshot_only, scan_errors = migration_scan(self, vm, [v for _, v, _ in local], online)
                 mem = memory_mib(vm.config) * MIB
                 vm.config["lock"] = "migrate"
                 self.changed()
@@ -1703,10 +1706,14 @@ class Backend:
             try:
                 for key, volid, _ in local:
                     log(f"found local disk '{volid}' ({'attached' if not key.startswith('unused') else 'unused'})")
+                for volid in snapshot_only:
+                    log(f"found local disk '{volid}' (referenced by snapshot(s))")
                 if online and local and not with_local:
                     for key, volid, _ in local:
-                        log(f"can't migrate local disk '{volid}': can't live migrate attached local disks "
-                            "without with-local-disks option")
+                        scan_errors[volid] = "can't live migrate attached local disks without with-local-disks option"
+                if scan_errors:
+                    for volid, err in scan_errors.items():
+                        log(f"can't migrate local disk '{volid}': {err}")
                     log("ERROR: Problem found while scanning volumes - can't migrate VM - check log")
                     log("aborting phase 1 - cleanup resources")
                     abort("Problem found while scanning volumes - can't migrate VM - check log")

@@ -93,6 +93,27 @@ def snapshot_lv_removals(snapshots: dict[str, dict[str, Any]], volid: str, plugi
             if any(v == volid for _, v, _ in snapshot_drives(section))]
 
 
+def migration_scan(b: Backend, vm: VM, local: list[str], online: bool) -> tuple[list[str], dict[str, str]]:
+    """QemuMigrate.pm::scan_local_volumes for snapshots: the local vmstate volumes only snapshots
+    reference, and the local disks a snapshot makes unmigratable: a running VM's (no replication here),
+    or any not on ZFS nor a qcow2 file (`we cannot migrate snapshots on local storage`)."""
+    snapshot_only = []
+    for volid in snapshot_volids(vm):
+        storage = b.state.storages.get(volid.split(":", 1)[0])
+        if storage is not None and not storage.shared and volid not in local:
+            snapshot_only.append(volid)
+    in_snapshots = {v for section in vm.snapshots.values() for _, v, _ in snapshot_drives(section)}
+    errors: dict[str, str] = {}
+    for volid in local:
+        if volid not in in_snapshots:
+            continue
+        if online:
+            errors[volid] = "online storage migration not possible if non-replicated snapshot exists"
+        elif not (b._plugintype(volid) == "zfspool" or _volume_format(volid.split(":", 1)[1]) == "qcow2"):
+            errors[volid] = "non-migratable snapshot exists"
+    return snapshot_only, errors
+
+
 def _locked(vm: VM) -> None:
     # AbstractConfig.pm::check_lock: `die $class->guest_type() . " is locked ($conf->{lock})\n"`
     if vm.config.get("lock"):

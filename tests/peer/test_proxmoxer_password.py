@@ -48,6 +48,10 @@ def test_password_login_reads_and_writes(sim: Cluster) -> None:
     upid = vm.snapshot("before_change").delete()
     status = Tasks.blocking_status(prox, upid, timeout=30, polling_interval=0.05)
     assert status is not None and status["exitstatus"] == "OK", status
+    # a write for another node is proxied with the cookie and the CSRF token (tickets are cluster-wide)
+    other = next(v["vmid"] for v in prox.nodes("pve2").qemu.get())
+    assert prox.nodes("pve2").qemu(other).config.put(description="via pve1") is None
+    assert sim.backend.state.vms[other].config["description"] == "via pve1"
 
 
 def test_csrf_token_is_what_makes_writes_pass(sim: Cluster) -> None:

@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pvectl.sim import wire
@@ -137,6 +138,14 @@ def migration_log(lines: list[str]) -> list[str]:
         out.append(DURATION.sub("(duration D)", m.group(1)))
     assert lines[-1].startswith("TASK ")
     return out + [lines[-1]]
+
+
+def recorded(name: str) -> list[dict[str, Any]]:
+    """The examples of a recorded real response in the shared spec/fixtures/errors (beside the repo)."""
+    here = Path(__file__).resolve().parents[2]
+    found = [p for p in (here.parent / "shared", Path("/work/shared")) if (p / "spec/fixtures/errors").is_dir()]
+    assert found, f"spec/fixtures/errors not found beside {here}: the shared/ folder is needed"
+    return json.loads((found[0] / "spec/fixtures/errors" / name).read_text())["examples"]
 
 
 def wait_until(cond: Any, what: str = "condition") -> None:

@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Iterator
 
 import pytest
-from apiharness import Client, scaled, wait_until
+from apiharness import Client, recorded, scaled, wait_until
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.schema import Schema
@@ -95,6 +95,24 @@ def test_held_flock_times_out_after_ten_pve_seconds(slow: tuple[Client, Backend]
     assert time.monotonic() - started >= backend.scale(10) * 0.9       # lock_config's 10 s, scaled
     assert (status, lines) == (TIMEOUT_103, ["trying to acquire lock...", f"TASK ERROR: {TIMEOUT_103}"])
     backend.release_lock(103)
+
+
+def test_answers_match_recorded_pve_errors(client: Client, backend: Backend) -> None:
+    # spec/fixtures/errors: a PUT /config while the flock is held (PVE 8.1, recorded) ...
+    flock = next(e["response"] for e in recorded("500_cant_lock_file_timeout.json")
+                 if e.get("request", {}).get("method") == "PUT")
+    backend.hold_lock(101, kind="")
+    r = client.fail("PUT", "/nodes/pve2/qemu/101/config", {"memory": 4096})
+    assert (r.status, r.reason) == (flock["status"], flock["reason"])
+    backend.release_lock(101)
+    # ... and on a VM whose clone is still running (`lock: clone`, source-derived)
+    locked = next(e["response"] for e in recorded("500_vm_locked.json") if e["kind"] == "source-derived")
+    upid = client.ok("POST", "/nodes/pve1/qemu/103/clone", {"newid": 301, "bwlimit": 1024})
+    wait_until(lambda: client.call("GET", "/nodes/pve1/qemu/301/config").status == 200, "temporary config")
+    r = client.fail("PUT", "/nodes/pve1/qemu/301/config", {"memory": 4096})
+    assert (r.status, r.reason, r.json["data"]) == (locked["status"], locked["reason"], locked["body"]["data"])
+    client.ok("DELETE", f"/nodes/pve1/tasks/{urllib.parse.quote(upid, safe='')}")
+    client.wait(upid)
 
 
 @pytest.fixture

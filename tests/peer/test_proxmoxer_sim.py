@@ -9,7 +9,6 @@ bodies correctly, so the values that the seed's `curl -d` mangles (`net0`, `ipco
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import urllib.parse
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from simpeer import served
 from proxmoxer import ProxmoxAPI, ResourceException
 from proxmoxer.tools import Tasks
 
@@ -27,17 +27,12 @@ SSH_KEYS = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAWlPlNrcsOKVfZarkZ6VIy+D0oi3eNTn/rkTMsZc+DT ops@pvectl"
 )
 GIB = 1024**3
-_PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Cluster]:
-    saved = {k: os.environ.pop(k) for k in _PROXY_VARS if k in os.environ}
-    try:
-        with Cluster(nodes=3, vms=12, templates=2, time_scale=0.02, bind="127.0.0.1", port=0) as c:
-            yield c
-    finally:
-        os.environ.update(saved)
+    with served(nodes=3, vms=12, templates=2, time_scale=0.02) as c:
+        yield c
 
 
 def connect(sim: Cluster, node: str = "pve1") -> ProxmoxAPI:

@@ -7,15 +7,20 @@ tests wait for tasks by polling the task status endpoint, never by timing anythi
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pvectl.sim import wire
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import State, generate_state
 from pvectl.sim.routes import Api
+from pvectl.sim.schema import Schema
 
 FULL = "admin@pve!full"
 FULL_SECRET = "3f1c2b8e-0000-4000-8000-00000000f001"
@@ -120,6 +125,29 @@ class Client:
         return st["exitstatus"], self.log(upid)
 
 
+TS = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (.*)$")
+DURATION = re.compile(r"\(duration \d\d:\d\d:\d\d\)")
+
+
+def migration_log(lines: list[str]) -> list[str]:
+    """The log without timestamps; asserts every line but the final TASK line has one (§2.2)."""
+    out = []
+    for line in lines[:-1]:
+        m = TS.match(line)
+        assert m, line
+        out.append(DURATION.sub("(duration D)", m.group(1)))
+    assert lines[-1].startswith("TASK ")
+    return out + [lines[-1]]
+
+
+def recorded(name: str) -> list[dict[str, Any]]:
+    """The examples of a recorded real response in the shared spec/fixtures/errors (beside the repo)."""
+    here = Path(__file__).resolve().parents[2]
+    found = [p for p in (here.parent / "shared", Path("/work/shared")) if (p / "spec/fixtures/errors").is_dir()]
+    assert found, f"spec/fixtures/errors not found beside {here}: the shared/ folder is needed"
+    return json.loads((found[0] / "spec/fixtures/errors" / name).read_text())["examples"]
+
+
 def wait_until(cond: Any, what: str = "condition") -> None:
     deadline = time.monotonic() + DEADLINE
     while not cond():
@@ -132,6 +160,17 @@ def make_state() -> State:
     for i, node in enumerate(state.nodes.values(), start=1):
         node.ip = f"10.0.0.{i}"
     return state
+
+
+@contextmanager
+def scaled(schema: Schema, time_scale: float) -> Iterator[tuple[Client, Backend]]:
+    """A client (full rights) on a fresh backend whose PVE seconds last `time_scale` wall seconds."""
+    b = Backend(make_state(), time_scale=time_scale)
+    b.add_token(FULL, FULL_SECRET)
+    try:
+        yield Client(Api(b, schema), auth(FULL, FULL_SECRET)), b
+    finally:
+        b.close()
 
 
 def vms_by(backend: Backend, *, running: bool | None = None, template: bool = False,

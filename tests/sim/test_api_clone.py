@@ -215,3 +215,37 @@ def test_stop_running_clone(client: Client, backend: Backend) -> None:
     # the newid is free again
     status, _ = client.run("POST", "/nodes/pve1/qemu/9000/clone", {"newid": 300})
     assert status == "OK"
+
+
+# ---------------------------------------------------------------- the new config while the clone runs (§4.3)
+def test_clone_in_flight_shows_the_temporary_config(client: Client, backend: Backend) -> None:
+    # Qemu.pm::clone_vm writes "# qmclone temporary file\nlock: clone\n" before the first disk;
+    # parse_vm_config turns the comment into the description. 103 keeps only scsi0 here, copied slowly.
+    backend.state.vms[103].config.pop("ide2")
+    upid = client.ok("POST", "/nodes/pve1/qemu/103/clone", {"newid": 301, "name": "slow", "bwlimit": 1024})
+    wait_until(lambda: config_or_none(client, "pve1", 301) is not None, "temporary config")
+    during = client.get("/nodes/pve1/qemu/301/config")
+    assert set(during) == {"lock", "description", "digest"}
+    assert (during["lock"], during["description"]) == ("clone", " qmclone temporary file\n")
+    assert re.fullmatch(r"[0-9a-f]{40}", during["digest"])
+    # pvestatd names a VM without `name` "VM <vmid>"; the lock comes from the config (Cluster.pm::resources)
+    def entry() -> dict:
+        return next(e for e in client.get("/cluster/resources", {"type": "vm"}) if e["vmid"] == 301)
+    wait_until(lambda: entry()["status"] != "unknown", "first pvestatd round")
+    assert (entry()["name"], entry()["lock"], entry()["status"]) == ("VM 301", "clone", "stopped")
+    client.ok("DELETE", f"/nodes/pve1/tasks/{urllib.parse.quote(upid, safe='')}")
+    assert client.wait(upid)["exitstatus"] == "clone failed: interrupted by signal"
+    assert config_or_none(client, "pve1", 301) is None
+
+
+def test_clone_config_is_rewritten_after_each_disk(client: Client, backend: Backend) -> None:
+    src = backend.state.vms[103].config
+    # disks in sorted order: ide2 (cloud-init, quick), then scsi0 (slow)
+    upid = client.ok("POST", "/nodes/pve1/qemu/103/clone", {"newid": 302, "name": "half", "bwlimit": 1024})
+    wait_until(lambda: "ide2" in (config_or_none(client, "pve1", 302) or {}), "first disk written")
+    during = client.get("/nodes/pve1/qemu/302/config")
+    assert during["lock"] == "clone" and during["name"] == "half" and "scsi0" not in during
+    assert during["ide2"].startswith("local-lvm:vm-302-cloudinit,") and during["cores"] == src["cores"]
+    assert "description" not in during and during["net0"] != src["net0"]
+    client.ok("DELETE", f"/nodes/pve1/tasks/{urllib.parse.quote(upid, safe='')}")
+    client.wait(upid)

@@ -8,24 +8,10 @@ from __future__ import annotations
 
 import re
 
-from apiharness import Client, wait_until
+from apiharness import Client, migration_log as body, wait_until
 from testkit import move_to_shared
 
 from pvectl.sim.backend import Backend
-
-TS = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (.*)$")
-DURATION = re.compile(r"\(duration \d\d:\d\d:\d\d\)")
-
-
-def body(lines: list[str]) -> list[str]:
-    """The log without timestamps; asserts every line but the final TASK line has one (§2.2)."""
-    out = []
-    for line in lines[:-1]:
-        m = TS.match(line)
-        assert m, line
-        out.append(DURATION.sub("(duration D)", m.group(1)))
-    assert lines[-1].startswith("TASK ")
-    return out + [lines[-1]]
 
 
 # ---------------------------------------------------------------- SYNC errors (row 9)

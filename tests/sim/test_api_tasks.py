@@ -10,10 +10,9 @@ import urllib.parse
 from collections.abc import Iterator
 
 import pytest
-from apiharness import FULL, FULL_SECRET, Client, auth, make_state, wait_until
+from apiharness import Client, scaled, wait_until
 
 from pvectl.sim.backend import Backend
-from pvectl.sim.routes import Api
 from pvectl.sim.schema import Schema
 
 
@@ -85,10 +84,8 @@ def test_injected_failure(client: Client, backend: Backend) -> None:
 @pytest.fixture
 def statd(schema: Schema) -> Iterator[tuple[Client, Backend]]:
     """time_scale 0.2: the 10 s pvestatd period is 2 s, a linked clone takes a fraction of that."""
-    b = Backend(make_state(), time_scale=0.2)
-    b.add_token(FULL, FULL_SECRET)
-    yield Client(Api(b, schema), auth(FULL, FULL_SECRET)), b
-    b.close()
+    with scaled(schema, 0.2) as pair:
+        yield pair
 
 
 def test_new_vm_is_unknown_until_first_tick(statd: tuple[Client, Backend], schema: Schema) -> None:

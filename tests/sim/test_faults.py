@@ -236,6 +236,26 @@ def test_control_api_locks_tasks_resources_tokens_save(sim: Cluster) -> None:
     assert code == 200 and path.is_file() and "vms" in json.loads(path.read_text())
 
 
+def test_control_api_flock_hold_and_users(sim: Cluster) -> None:
+    # "kind": "" holds the flock itself and sets no config lock
+    code, _, body = _call(sim, "/_sim/vms/103/hold-lock", method="POST", body={"kind": ""})
+    assert code == 200 and "lock" not in sim.backend.state.vms[103].config
+    assert sim.backend.locks.is_locked("pve1", 103)
+    assert _call(sim, "/_sim/vms/103/release-lock", method="POST", body={})[0] == 200
+    assert not sim.backend.locks.is_locked("pve1", 103)
+    code, _, body = _call(sim, "/_sim/users", method="POST", body={"userid": "ops@pve", "privs": {"/": ["PVEAuditor"]}})
+    user = json.loads(body)["data"]
+    assert code == 200 and user["userid"] == "ops@pve" and len(user["password"]) >= 16
+    assert _call(sim, "/_sim/users", method="POST", body={"userid": "root@pam!t"})[0] == 400
+    conn = _conn(sim)
+    form = f"username=ops%40pve&password={user['password']}"
+    conn.request("POST", "/api2/json/access/ticket", body=form,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = conn.getresponse()
+    assert r.status == 200 and json.loads(r.read())["data"]["username"] == "ops@pve"
+    conn.close()
+
+
 # -- files and persistence --------------------------------------------------------------------
 
 

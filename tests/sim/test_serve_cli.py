@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,34 @@ def test_time_scale_zero_is_allowed(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_users_file_and_password_login(served: tuple[subprocess.Popen[str], Path, str]) -> None:
+    proc, sd, line = served
+    users = sd / "users"
+    assert os.stat(users).st_mode & 0o777 == 0o600
+    (entry,) = users.read_text().splitlines()
+    userid, _, password = entry.partition(":")
+    assert userid == "root@pam" and len(password) >= 16
+    cfg = yaml.safe_load((sd / "cluster-config.yaml").read_text())
+    node = cfg["cluster"]["nodes"][0]
+    ctx = ssl.create_default_context(cafile=cfg["tls"]["ca_file"])
+    conn = http.client.HTTPSConnection(node["host"], node["port"], timeout=20, context=ctx)
+    body = urllib.parse.urlencode({"username": userid, "password": password})
+    conn.request("POST", "/api2/json/access/ticket", body=body,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert json.loads(resp.read())["data"]["ticket"].startswith("PVE:root@pam:")
+    conn.close()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    # a restart on the same state dir keeps the password, like the token
+    again = _start("--nodes", "2", "--vms", "3", "--templates", "1", "--bind", "127.0.0.1", "--port", "0",
+                   "--state-dir", str(sd))
+    try:
+        assert again.stdout is not None and again.stdout.readline().startswith("ready ")
+        assert users.read_text() == entry + "\n"
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(30)

@@ -22,7 +22,6 @@ from typing import Any
 from .models import (
     GIB,
     MIB,
-    ROLES,
     VM,
     Node,
     State,
@@ -347,6 +346,9 @@ class Backend:
         # same newid on the same node then finds "config file already exists"
         self._reserved: set[int] = set()
         self._version = 0                   # bumped on every state change (response caching)
+        from .access import Access
+
+        self.access = Access(self)          # users, tickets and CSRF tokens (password logins)
         for node in state.nodes.values():
             if not node.online:
                 self.offline_since[node.name] = time.time()
@@ -369,14 +371,10 @@ class Backend:
     # ------------------------------------------------------------------ tokens and ACLs
     def add_token(self, tokenid: str, secret: str, *, privs: dict[str, list[str]] | None = None) -> None:
         """privs: ACL path -> privileges or role names; None gives Administrator on `/`."""
-        acl: dict[str, list[str]] = {}
-        for path, names in (privs if privs is not None else {"/": ["Administrator"]}).items():
-            expanded: list[str] = []
-            for name in names:
-                expanded.extend(ROLES.get(name, (name,)))
-            acl[path.rstrip("/") or "/"] = sorted(set(expanded))
+        from .access import expand_acl
+
         with self.mu:
-            self.state.tokens[tokenid] = Token(tokenid, secret, acl)
+            self.state.tokens[tokenid] = Token(tokenid, secret, expand_acl(privs))
 
     def authenticate(self, header: str | None) -> Token | None | bool:
         """None: no credentials at all (401 `No ticket`); False: bad token (401
@@ -486,8 +484,12 @@ class Backend:
         return "\n".join(lines) + "\n"
 
     def digest(self, vm: VM) -> str:
-        # QemuServer.pm::parse_vm_config: SHA1 of the raw config file (pve-semantics §7.1)
-        return hashlib.sha1(self.render_config(vm.config, vm.pending, vm.pending_delete).encode()).hexdigest()
+        # QemuServer.pm::parse_vm_config: SHA1 of the raw config file (pve-semantics §7.1); write_vm_config
+        # puts every snapshot's `[name]` section after the current config and [PENDING]
+        raw = self.render_config(vm.config, vm.pending, vm.pending_delete)
+        for name in sorted(vm.snapshots):
+            raw += f"\n[{name}]\n" + self.render_config(vm.snapshots[name], {}, [])
+        return hashlib.sha1(raw.encode()).hexdigest()
 
     # ------------------------------------------------------------------ read endpoints
     def version(self) -> dict[str, Any]:
@@ -992,6 +994,8 @@ class Backend:
             with ctx.config_lock(vmid, timeout=10):
                 with self.mu:
                     vm = self._worker_config(node, vmid)
+                    if vm.config.get("lock") == "backup" and vm.status == "running":
+                        return      # QemuServer.pm::vm_start: a backup runs, the guest is just resumed
                     if vm.config.get("lock") and vm.config["lock"] != "suspended":
                         raise TaskError(f"VM is locked ({vm.config['lock']})")
                     if vm.status == "running":
@@ -1105,6 +1109,8 @@ class Backend:
         if vm.status == "running":
             raise ApiFail(f"VM {vmid} is running - destroy failed")
         skiplock = bool(params.get("skiplock"))
+        from .snapshots import snapshot_lv_removals, snapshot_volids
+
         purge = bool(params.get("purge"))
         unreferenced = bool(params.get("destroy-unreferenced-disks"))
 
@@ -1124,6 +1130,9 @@ class Backend:
                             if "base-" in volid and self._linked_users(volid):
                                 raise TaskError(f"base volume '{volid}' is still in use by linked cloned")
                     referenced = [volid for _, volid, _ in self.vm_drives(vm)]
+                    # QemuServer.pm::destroy_vm: then every snapshot's vmstate volume, then pending disks
+                    referenced += [v for v in snapshot_volids(vm) if v not in referenced]
+                    snapshots, vm.snapshots = vm.snapshots, {}
                     for key in vm.pending:
                         if is_drive_key(key):
                             pvol = parse_prop(str(vm.pending[key]))[0]
@@ -1135,6 +1144,8 @@ class Backend:
                     self.changed()
                 for volid in referenced:
                     ctx.sleep(0.3)
+                    for line in snapshot_lv_removals(snapshots, volid, self._plugintype(volid)):
+                        ctx.log(line)
                     self._free_volume(ctx, node, volid)
                 if unreferenced:
                     with self.mu:
@@ -1149,6 +1160,10 @@ class Backend:
                     self.changed()
 
         return self.engine.start(node, "qmdestroy", str(vmid), caller.userid, worker)
+
+    def _plugintype(self, volid: str) -> str:
+        storage = self.state.storages.get(volid.split(":", 1)[0])
+        return storage.plugintype if storage else ""
 
     def _linked_users(self, base_volid: str) -> list[int]:
         # pve-storage Plugin.pm::volume_is_base_and_used: any volume whose parent is this base
@@ -1183,6 +1198,10 @@ class Backend:
         src = self.load_config(node, vmid)
         self.check_lock(src)
         running = src.status == "running"
+        from .snapshots import LINKED_FROM_SNAPSHOT, linked_clone_source
+
+        snapname = params.get("snapname")
+        src_conf = linked_clone_source(src, snapname)      # `$oldconf`: the snapshot's section with snapname
         full = bool(params["full"]) if "full" in params else not src.is_template
         storage_id = params.get("storage")
         if not full:
@@ -1203,15 +1222,19 @@ class Backend:
                 raise param_fail({"storage": f"storage '{storage_id}' does not support vm images"})
             if target is not None and not st.shared:
                 raise ApiFail(f"can't clone to non-shared storage '{storage_id}'")
-        drives = self.vm_drives(src)
+        drives = self.vm_drives(src, src_conf)
         if target is not None:
             for key, volid, _ in drives:
                 if not self.state.storages[volid.split(":", 1)[0]].shared:
                     raise ApiFail(f"can't clone VM to node '{target}' (VM uses local storage)")
         for key, volid, _ in drives:
-            if key.startswith("unused"):
+            if key.startswith("unused") or full or "cloudinit" in volid:
                 continue
-            if not full and "cloudinit" not in volid and not volid.split(":", 1)[1].startswith("base-"):
+            # volume_has_feature('clone'): from a base volume, or from a snapshot on LVM-thin/RBD
+            if snapname:
+                if self.state.storages[volid.split(":", 1)[0]].plugintype not in LINKED_FROM_SNAPSHOT:
+                    raise ApiFail(f"Linked clone feature is not supported for a snapshot of '{volid}' ({key})")
+            elif not volid.split(":", 1)[1].startswith("base-"):
                 raise ApiFail(f"Linked clone feature is not supported for '{volid}' ({key})")
         existing = self.state.vms.get(newid)
         if (existing is not None and existing.node == node) or newid in self._reserved:
@@ -1226,7 +1249,7 @@ class Backend:
             try:
                 with ctx.config_lock(vmid, shared=not running, timeout=1), ctx.config_lock(newid, timeout=1):
                     self._clone_work(ctx, node, vmid, newid, target, full, storage_id, name, description, bwlimit,
-                                     running)
+                                     running, snapname)
             finally:
                 with self.mu:
                     self._reserved.discard(newid)
@@ -1237,7 +1260,7 @@ class Backend:
 
     def _clone_work(self, ctx: TaskContext, node: str, vmid: int, newid: int, target: str | None, full: bool,
                     storage_id: str | None, name: str, description: str | None, bwlimit: int | None,
-                    running: bool) -> None:
+                    running: bool, snapname: str | None = None) -> None:
         ctx.log(f"creating a clone of VM {vmid} with ID {newid}")
         with self.mu:
             self._reserved.discard(newid)
@@ -1249,12 +1272,18 @@ class Backend:
             src = self.load_config(node, vmid)
             if src.pending:
                 ctx.log(f"found pending changes for '{','.join(sorted(src.pending))}', discarding for clone")
-            newvm = VM(vmid=newid, node=node, config={"lock": "clone"}, created_at=time.time(),
-                       status_changed_at=time.time())
+            # Qemu.pm::clone_vm writes "# qmclone temporary file\nlock: clone\n" first; parse_vm_config
+            # reads `#` lines as the description
+            newvm = VM(vmid=newid, node=node, config={"lock": "clone", "description": " qmclone temporary file\n"},
+                       created_at=time.time(), status_changed_at=time.time())
             self.state.vms[newid] = newvm
             self.changed()
-            src_conf = dict(src.config)
-            drives = self.vm_drives(src)
+            from .snapshots import linked_clone_source
+
+            src_conf = dict(linked_clone_source(src, snapname))
+            drives = self.vm_drives(src, src_conf)
+            # `$newconf`: every other key (new MACs, smbios uuid, vmgenid, name), written with each disk
+            newconf = self._clone_config(src_conf, {k for k, _, _ in drives}, name, description)
         allocated: list[tuple[str, str]] = []     # (node, volid) to free on failure
         new_disks: dict[str, str] = {}
         try:
@@ -1292,13 +1321,14 @@ class Backend:
                     ctx.sleep(0.2)
                     new_disks[key] = new_volid
                 else:
-                    self._copy_progress(ctx, key, size, running, bwlimit, dst_storage, node)
+                    # QemuServer.pm::clone_disk: qemu-img reads a snapshot, drive-mirror only the live disk
+                    self._copy_progress(ctx, key, size, running and not snapname, bwlimit, dst_storage, node)
                     new_disks[key] = new_volid
                 # the new config is rewritten after each disk, still with `lock: clone` (§4.3)
                 with self.mu:
-                    vm = self.state.vms[newid]
                     _, src_opts = parse_prop(str(src_conf[key]))
-                    vm.config[key] = ",".join([new_disks[key]] + [f"{k}={v}" for k, v in src_opts.items()])
+                    newconf[key] = ",".join([new_disks[key]] + [f"{k}={v}" for k, v in src_opts.items()])
+                    self.state.vms[newid].config = {"lock": "clone", **newconf}
                     self.changed()
         except (TaskError, LockTimeout, Interrupted) as exc:
             with self.mu:
@@ -1310,29 +1340,8 @@ class Backend:
             msg = str(exc)
             raise TaskError(msg if msg.startswith("clone failed") else f"clone failed: {msg}") from None
         with self.mu:
-            conf: dict[str, Any] = {}
-            for key, value in src_conf.items():
-                if key in CLONE_SKIP or key.startswith("unused"):
-                    continue
-                conf[key] = value
-            conf.update({k: self.state.vms[newid].config[k] for k in new_disks})
-            conf["name"] = name
-            if description is not None:
-                conf["description"] = description
-            for key in list(conf):
-                if key.startswith("net") and key[3:].isdigit():
-                    model, opts = parse_prop(str(conf[key]))
-                    model_name = next((m for m in NET_MODELS if m in opts), model or "virtio")
-                    opts.pop(model_name, None)
-                    conf[key] = ",".join([f"{model_name}={random_mac(self.rng)}"] + [f"{k}={v}" for k, v in opts.items()])
-            if "smbios1" in conf:
-                _, opts = parse_prop(str(conf["smbios1"]))
-                opts["uuid"] = _uuid4(self.rng)
-                conf["smbios1"] = ",".join(f"{k}={v}" for k, v in opts.items())
-            if "vmgenid" in conf:
-                conf["vmgenid"] = _uuid4(self.rng)
             vm = self.state.vms[newid]
-            vm.config = conf
+            vm.config = newconf          # `delete $newconf->{lock}`, the final write
             vm.guest_ip = f"10.20.{(newid // 250) % 250}.{newid % 250 + 2}"
             if target is not None:
                 vm.node = target      # the config is moved to the target node at the end (§4.3)
@@ -1341,6 +1350,32 @@ class Backend:
                     v.node = target
                     self.state.volumes[f"{target}/{v.volid}"] = v
             self.changed()
+
+    def _clone_config(self, src_conf: dict[str, Any], drive_keys: set[str], name: str,
+                      description: str | None) -> dict[str, Any]:
+        """Qemu.pm::clone_vm `$newconf` without the disks still to clone: snapshot keys, unused disks
+        and `template` dropped, new MACs, a new smbios uuid and vmgenid, the name (§4.3)."""
+        conf: dict[str, Any] = {}
+        for key, value in src_conf.items():
+            if key in CLONE_SKIP or key.startswith("unused") or key in drive_keys:
+                continue
+            conf[key] = value
+        conf["name"] = name
+        if description is not None:
+            conf["description"] = description
+        for key in list(conf):
+            if key.startswith("net") and key[3:].isdigit():
+                model, opts = parse_prop(str(conf[key]))
+                model_name = next((m for m in NET_MODELS if m in opts), model or "virtio")
+                opts.pop(model_name, None)
+                conf[key] = ",".join([f"{model_name}={random_mac(self.rng)}"] + [f"{k}={v}" for k, v in opts.items()])
+        if "smbios1" in conf:
+            _, opts = parse_prop(str(conf["smbios1"]))
+            opts["uuid"] = _uuid4(self.rng)
+            conf["smbios1"] = ",".join(f"{k}={v}" for k, v in opts.items())
+        if "vmgenid" in conf:
+            conf["vmgenid"] = _uuid4(self.rng)
+        return conf
 
     def _copy_progress(self, ctx: TaskContext, drive: str, size: int, running: bool, bwlimit: int | None,
                        storage: Storage, node: str) -> None:
@@ -1674,6 +1709,9 @@ class Backend:
                     online = False
                 local = [(k, v, o) for k, v, o in self.vm_drives(vm)
                          if not self.state.storages[v.split(":", 1)[0]].shared]
+                from .snapshots import migration_scan
+
+                snapshot_only, scan_errors = migration_scan(self, vm, [v for _, v, _ in local], online)
                 mem = memory_mib(vm.config) * MIB
                 vm.config["lock"] = "migrate"
                 self.changed()
@@ -1681,10 +1719,14 @@ class Backend:
             try:
                 for key, volid, _ in local:
                     log(f"found local disk '{volid}' ({'attached' if not key.startswith('unused') else 'unused'})")
+                for volid in snapshot_only:
+                    log(f"found local disk '{volid}' (referenced by snapshot(s))")
                 if online and local and not with_local:
                     for key, volid, _ in local:
-                        log(f"can't migrate local disk '{volid}': can't live migrate attached local disks "
-                            "without with-local-disks option")
+                        scan_errors[volid] = "can't live migrate attached local disks without with-local-disks option"
+                if scan_errors:
+                    for volid, err in scan_errors.items():
+                        log(f"can't migrate local disk '{volid}': {err}")
                     log("ERROR: Problem found while scanning volumes - can't migrate VM - check log")
                     log("aborting phase 1 - cleanup resources")
                     abort("Problem found while scanning volumes - can't migrate VM - check log")
@@ -1808,8 +1850,13 @@ class Backend:
             self.changed()
 
     def hold_lock(self, vmid: int, *, seconds: float | None = None, kind: str = "backup") -> str:
-        """A hung task: holds the VM's flock (and config lock `kind`) until released or stopped.
-        Returns once the flock is held (or the task ended without getting it)."""
+        """A hung task (a `vzdump` task that runs until released or stopped). With a `kind`, it sets
+        the config lock as vzdump does (AbstractConfig.pm::set_lock: flock, check_lock, write `lock:
+        <kind>`, flock released), so other operations fail at their check_lock with `VM is locked
+        (<kind>)`; at the end it removes the lock again under the flock (remove_lock). With `kind=""`
+        it holds the VM's flock itself for the whole time: other operations wait for it and fail
+        with `can't lock file ... - got timeout` after their timeout (10 s for most).
+        Returns once the lock is set or the flock is held (or the task ended without either)."""
         with self.mu:
             vm = self.state.vms.get(vmid)
             if vm is None:
@@ -1818,28 +1865,38 @@ class Backend:
         release = threading.Event()
         acquired = threading.Event()
 
+        def hang(ctx: TaskContext) -> None:
+            ctx.log(f"INFO: starting new backup job: vzdump {vmid} --mode snapshot --storage local")
+            ctx.log(f"INFO: Starting Backup of VM {vmid} (qemu)")
+            deadline = None if seconds is None else time.monotonic() + self.scale(seconds)
+            while not release.is_set():
+                ctx.check_interrupt()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                release.wait(0.02)
+
         def worker(ctx: TaskContext) -> None:
-            with ctx.config_lock(vmid, timeout=10):
-                acquired.set()
-                with self.mu:
-                    if kind:
-                        self.state.vms[vmid].config["lock"] = kind
+            if not kind:
+                with ctx.config_lock(vmid, timeout=10):
+                    acquired.set()
+                    hang(ctx)
+                ctx.log(f"INFO: Finished Backup of VM {vmid}")
+                return
+            with ctx.config_lock(vmid, timeout=10), self.mu:
+                vm = self._worker_config(node, vmid)
+                if vm.config.get("lock"):
+                    raise TaskError(f"VM is locked ({vm.config['lock']})")
+                vm.config["lock"] = kind
+                self.changed()
+            acquired.set()
+            try:
+                hang(ctx)
+            finally:
+                with ctx.config_lock(vmid, timeout=10), self.mu:
+                    v = self.state.vms.get(vmid)
+                    if v is not None and v.config.get("lock") == kind:
+                        v.config.pop("lock")
                         self.changed()
-                ctx.log(f"INFO: starting new backup job: vzdump {vmid} --mode snapshot --storage local")
-                ctx.log(f"INFO: Starting Backup of VM {vmid} (qemu)")
-                try:
-                    deadline = None if seconds is None else time.monotonic() + self.scale(seconds)
-                    while not release.is_set():
-                        ctx.check_interrupt()
-                        if deadline is not None and time.monotonic() >= deadline:
-                            break
-                        release.wait(0.02)
-                finally:
-                    with self.mu:
-                        v = self.state.vms.get(vmid)
-                        if v is not None and kind and v.config.get("lock") == kind:
-                            v.config.pop("lock")
-                            self.changed()
             ctx.log(f"INFO: Finished Backup of VM {vmid}")
 
         upid = self.engine.start(node, "vzdump", str(vmid), "root@pam", worker)

@@ -14,14 +14,17 @@ Only loopback (127.0.0.0/8) is ever bound or contacted.
 
 Files written into `state_dir` (a temporary directory when None, removed on stop):
 `cluster-config.yaml`, `pve-root-ca.pem` (+ `priv/pve-root-ca.key`), `nodes/<node>/pve-ssl.{pem,key}`,
-`token` (line 1 the token id, line 2 the secret, mode 0600 - the seed's `pass` entry layout), and
-`state.json` on stop / `save_state()`. A `state.json` found there is loaded instead of generating.
+`token` (line 1 the token id, line 2 the secret, mode 0600 - the seed's `pass` entry layout), `users`
+(one `user@realm:password` line per user who can log in with `POST /access/ticket`, mode 0600: `root@pam`
+with a generated password, kept across restarts), and `state.json` on stop / `save_state()`. A
+`state.json` found there is loaded instead of generating.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from .models import State
 
 TOKEN_ID = "root@pam!pvectl"
+ROOT_USER = "root@pam"
 DEFAULT_PORT = 8006
 
 
@@ -99,6 +103,7 @@ class Cluster:
         self._backend: Backend | None = None
         self._faults: Faults | None = None
         self._token_secret: str | None = None
+        self._users: dict[str, str] | None = None
         self._lock = threading.RLock()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -166,7 +171,12 @@ class Cluster:
         self._token_secret = secret
         server.api = self._make_api(self._backend)
 
+        self._users = self._users_for()
+        for userid, password in self._users.items():
+            self._backend.access.add_user(userid, password)
+
         self._write_token(secret)
+        self._write_secret_file(self.users_path, "".join(f"{u}:{p}\n" for u, p in self._users.items()))
         self._write_config()
         server.start()
 
@@ -244,13 +254,28 @@ class Cluster:
             return str(tok.secret)
         return str(uuid.uuid4())
 
+    def _users_for(self) -> dict[str, str]:
+        # Users listed in an existing `users` file keep their passwords; root@pam always exists.
+        users: dict[str, str] = {}
+        uf = self.users_path
+        if uf.is_file():
+            for line in uf.read_text(encoding="utf-8").splitlines():
+                userid, sep, password = line.strip().partition(":")
+                if sep and userid and password:
+                    users[userid] = password
+        users.setdefault(ROOT_USER, secrets.token_urlsafe(18))
+        return users
+
     def _write_token(self, secret: str) -> None:
-        path = self.token_path
-        tmp = path.with_name("token.tmp")
+        self._write_secret_file(self.token_path, f"{TOKEN_ID}\n{secret}\n")
+
+    @staticmethod
+    def _write_secret_file(path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
         tmp.unlink(missing_ok=True)          # a stale one may have another mode
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{TOKEN_ID}\n{secret}\n")
+            f.write(text)
         os.replace(tmp, path)
 
     def _write_config(self) -> None:
@@ -301,6 +326,29 @@ class Cluster:
     @property
     def token_path(self) -> Path:
         return self.state_dir / "token"
+
+    @property
+    def users_path(self) -> Path:
+        return self.state_dir / "users"
+
+    @property
+    def user(self) -> str:
+        """The user who can log in with a password (`POST /access/ticket`, proxmoxer's `password=`)."""
+        return ROOT_USER
+
+    @property
+    def password(self) -> str:
+        if self._users is None:
+            raise RuntimeError("the simulated cluster is not running")
+        return self._users[ROOT_USER]
+
+    def add_user(self, userid: str, password: str | None = None, *,
+                 privs: dict[str, list[str]] | None = None) -> str:
+        """Add a user who can log in with a password (Administrator on `/` when `privs` is None);
+        returns the password."""
+        password = password or secrets.token_urlsafe(18)
+        self.backend.access.add_user(userid, password, privs=privs)
+        return password
 
     @property
     def token_id(self) -> str:

@@ -19,9 +19,11 @@ to a `Cluster` method:
     POST   /_sim/drop-next                         {"count", "method", "path", "node"}
     POST   /_sim/faults/clear                      {"node": null}
     POST   /_sim/vms/{vmid}/hold-lock              {"seconds": null, "kind": "backup"} -> {"upid"}
+                                                   (a kind sets `lock: <kind>`; "" holds the flock)
     POST   /_sim/vms/{vmid}/release-lock
     POST   /_sim/fail-task                         {"type", "message", "times"}
     POST   /_sim/tokens                            {"tokenid", "secret"?, "privs"?} -> {"tokenid", "secret"}
+    POST   /_sim/users                             {"userid", "password"?, "privs"?} -> {"userid", "password"}
     POST   /_sim/save                              -> {"path"}
 
 Answers are `{"data": ...}`; errors `{"error": "..."}` with 400 (bad input) or 404 (unknown route,
@@ -81,6 +83,7 @@ class ControlApi:
              lambda p: (c.release_lock(int(p["vmid"])), None)),
             ("POST", re.compile(r"/_sim/fail-task"), self._fail_task),
             ("POST", re.compile(r"/_sim/tokens"), self._add_token),
+            ("POST", re.compile(r"/_sim/users"), self._add_user),
             ("POST", re.compile(r"/_sim/save"), lambda p: ({"path": str(c.save_state())}, None)),
         ]
 
@@ -185,8 +188,10 @@ class ControlApi:
 
     def _hold_lock(self, p: dict[str, Any]) -> tuple[Any, After]:
         seconds = p.get("seconds")
+        # "kind": "" holds the flock itself; a missing kind is a backup
+        kind = "backup" if p.get("kind") is None else str(p["kind"])
         upid = self.cluster.hold_lock(int(p["vmid"]), seconds=None if seconds in (None, "") else float(seconds),
-                                      kind=str(p.get("kind") or "backup"))
+                                      kind=kind)
         return {"upid": upid}, None
 
     def _fail_task(self, p: dict[str, Any]) -> tuple[Any, After]:
@@ -204,6 +209,17 @@ class ControlApi:
             raise ValueError("privs must be an object {acl_path: [privilege, ...]}")
         secret = self.cluster.add_token(str(tokenid), _opt_str(p, "secret"), privs=privs)
         return {"tokenid": tokenid, "secret": secret}, None
+
+
+    def _add_user(self, p: dict[str, Any]) -> tuple[Any, After]:
+        userid = p.get("userid")
+        if not userid or "@" not in str(userid) or "!" in str(userid) or ":" in str(userid):
+            raise ValueError("userid must look like user@realm")
+        privs = p.get("privs")
+        if privs is not None and not isinstance(privs, dict):
+            raise ValueError("privs must be an object {acl_path: [privilege, ...]}")
+        password = self.cluster.add_user(str(userid), _opt_str(p, "password"), privs=privs)
+        return {"userid": userid, "password": password}, None
 
 
 def _opt_str(p: dict[str, Any], key: str) -> str | None:

@@ -177,6 +177,8 @@ class VM:
     created_at: float = 0.0
     status_changed_at: float = 0.0   # for pvestatd's lag in /cluster/resources
     prev_status: str = "stopped"
+    # snapshot name -> its config section (`[name]` in the config file; pve-guest-common AbstractConfig.pm)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "config" and not isinstance(value, ConfigDict):

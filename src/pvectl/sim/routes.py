@@ -19,6 +19,8 @@ from . import readers, wire
 from .backend import ApiFail, Backend, Caller
 from .resources import ResourceEncoder
 from .schema import ParamError, Schema, decode_urlencoded
+from .access import AccessRoutes
+from .snapshots import SnapshotRoutes, Snapshots
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]
 
@@ -57,7 +59,11 @@ def error_response(status: int, message: str, errors: dict[str, str] | None = No
     return wire.Response(status, reason, json.dumps(body, separators=(",", ":")).encode(), list(JSON_HEADERS))
 
 
-class Api:
+_ROUTES.update(SnapshotRoutes.ROUTES)
+_ROUTES.update(AccessRoutes.ROUTES)
+
+
+class Api(SnapshotRoutes, AccessRoutes):
     def __init__(self, backend: Backend, schema: Schema | None = None) -> None:
         self.backend = backend
         self.schema = schema or Schema.load()
@@ -72,14 +78,11 @@ class Api:
         rel = urllib.parse.unquote(path[len("/api2/json"):]) or "/"
         if len(rel) > 1:
             rel = rel.rstrip("/")
-        token = b.authenticate(request.headers.get("authorization"))
-        if token is None and "pveauthcookie" in request.headers.get("cookie", "").lower():
-            token = False
-        if not token:
-            # No JSON body for /api2/json 401s, and every one waits 3 s (row 11)
-            reason = "No ticket" if token is None else "Authentication failed!"
-            return wire.Response(401, reason, b"", [], delay=b.scale(3))
         method = request.method.upper()
+        # ticket (cookie) or API token, CSRF on writes with a ticket; 401s wait 3 s (row 11, access.py)
+        token = b.access.authenticate(request.headers, method, rel)
+        if isinstance(token, wire.Response):
+            return token
         found = self.schema.match(method, rel)
         handler_name = _ROUTES.get((method, found[0].path)) if found else None
         if found is not None and handler_name is None and readers.serves(method, found[0].path):
@@ -260,9 +263,12 @@ class Api:
     def vm_config(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
         self.backend.check(caller.token, f"/vms/{p['vmid']}", "VM.Audit")
         if p.get("current") and p.get("snapshot"):
-            raise ApiFail("Parameter verification failed.", 400,
-                          {"current": "option conflicts with option 'snapshot'"})
+            # API2/Qemu.pm::vm_config raises the same error for both parameters
+            msg = "cannot use 'snapshot' parameter with 'current'"
+            raise ApiFail("Parameter verification failed.", 400, {"snapshot": msg, "current": msg})
         with self.backend.mu:
+            if p.get("snapshot"):
+                return Snapshots(self.backend).section(p["node"], p["vmid"], p["snapshot"], with_digest=True)
             return self.backend.vm_config(p["node"], p["vmid"], current=bool(p.get("current")))
 
     @route("PUT", "/nodes/{node}/qemu/{vmid}/config")

@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--templates", type=int, default=2, help="number of templates (default 2)")
     p.add_argument("--containers", type=int, default=0, help="number of LXC containers, listed and read "
                    "only (default 0)")
-    p.add_argument("--state-dir", metavar="DIR", help="keep CA, token, config and state.json here "
+    p.add_argument("--state-dir", metavar="DIR", help="keep CA, token, users, config and state.json here "
                    "(default: a temporary directory, removed on exit)")
     p.add_argument("--time-scale", type=float, default=0.05,
                    help="task durations relative to a real cluster (default 0.05; 0 = instant)")

@@ -153,9 +153,25 @@ def _free_port() -> int:
     return port
 
 
+_opened: list[Transport] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_transports() -> Any:
+    """Every Transport a test opens is closed after it (its pooled connections are sockets)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+def opened(t: Transport) -> Transport:
+    _opened.append(t)
+    return t
+
+
 def make(nodes: list[Node], tls: Tls, **kw: Any) -> Transport:
     kw.setdefault("backoff", 0.01)
-    return Transport(nodes, tls=tls, auth=lambda: AUTH, **kw)
+    return opened(Transport(nodes, tls=tls, auth=lambda: AUTH, **kw))
 
 
 def ca_tls(pki: dict[str, Any]) -> Tls:
@@ -234,13 +250,13 @@ def test_insecure_warns_once_per_transport(server: FakePVE) -> None:
 
 
 def test_insecure_warning_default_goes_to_stderr(server: FakePVE, capsys: pytest.CaptureFixture[str]) -> None:
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=Tls(insecure=True))
+    t = opened(Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=Tls(insecure=True)))
     t.get("/version")
     assert capsys.readouterr().err.startswith("pvectl: warning: TLS verification is disabled")
 
 
 def test_system_store_rejects_private_ca(server: FakePVE) -> None:
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=None)
+    t = opened(Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=None))
     with pytest.raises(TlsError):
         t.get("/version")
 
@@ -438,7 +454,7 @@ def test_auth_callable_is_called_lazily_once(server: FakePVE, pki: dict[str, Any
         calls.append(1)
         return AUTH
 
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=ca_tls(pki), auth=auth)
+    t = opened(Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=ca_tls(pki), auth=auth))
     assert calls == []
     t.get("/version")
     t.get("/version")

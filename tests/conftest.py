@@ -3,6 +3,8 @@ touch the real ~/.local/state/pvectl/audit.jsonl or ~/.cache/pvectl."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,11 @@ def _private_state_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     monkeypatch.setenv("PVECTL_AUDIT_LOG", str(Path(base) / "audit.jsonl"))
     monkeypatch.setenv("XDG_STATE_HOME", str(Path(base) / "state"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(Path(base) / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Unclosed sockets, files and threads warn only when collected: collect after every test so a
+    leak fails the test that made it (ResourceWarning is an error, see pyproject.toml)."""
+    yield
+    gc.collect()

@@ -569,12 +569,12 @@ class Transport:
 
     def _roundtrip(self, n: Node, method: str, url: str, body: bytes | None,
                    timeout: float) -> tuple[int, str, bytes, float]:
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        auth = self._header()  # before connecting: an unreadable token must not leave a socket open
         conn = self._take(n, method != "GET")
         reused = conn is not None
         if conn is None:
             conn = self._connect(n, timeout)  # raises _ConnectFailed / TlsError
-        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
-        auth = self._header()
         if auth:
             headers["Authorization"] = auth
         if body is not None:

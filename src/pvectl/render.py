@@ -1,6 +1,9 @@
 """Output: table (on a TTY, with rich), json (the default when stdout is not a TTY), yaml.
 
-rich is imported only when a table goes to a terminal; json and yaml output never load it.
+rich is imported only when a small table goes to a terminal; json and yaml output never load it.
+Large outputs stay fast: a table of more than RICH_MAX_ROWS rows is written as plain aligned rows
+(rich spends about 0.6 ms per row fitting cells), and a JSON list is written one compact element per
+line with the C encoder (`indent` makes `json` fall back to its pure-Python encoder).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ if TYPE_CHECKING:
 
 GIB = 1024**3
 MIB = 1024**2
+# Above this many rows a terminal table is plain aligned rows with a bold header, not a rich Table:
+# 100 rows take rich ~0.08 s, 10,000 rows ~6 s.
+RICH_MAX_ROWS = 100
 
 
 def human_bytes(n: int | None) -> str:
@@ -53,9 +59,7 @@ def emit(data: Any, fmt: str, *, columns: Sequence[Column] | None = None, title:
     """Write `data` (a dict, or a list of dicts for tables) in the chosen format."""
     out = out or sys.stdout
     if fmt == "json":
-        import json
-
-        out.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        out.write(to_json(data))
     elif fmt == "yaml":
         import yaml
 
@@ -66,11 +70,23 @@ def emit(data: Any, fmt: str, *, columns: Sequence[Column] | None = None, title:
         table(rows, cols, title=title, out=out)
 
 
+def to_json(data: Any) -> str:
+    """JSON text ending in a newline. A list is one compact element per line (readable, greppable,
+    and encoded by the C encoder: fast for 10,000 VMs); anything else is indented by 2."""
+    import json
+
+    if isinstance(data, list) and data:
+        dump = json.JSONEncoder(default=str).encode
+        return "[\n  " + ",\n  ".join(map(dump, data)) + "\n]\n"
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: str | None = None,
           out: TextIO | None = None) -> None:
     out = out or sys.stdout
     cells = [[c.fmt(r.get(c.key)) for c in columns] for r in rows]
-    if out.isatty():
+    terminal = out.isatty()
+    if terminal and len(cells) <= RICH_MAX_ROWS:
         from rich.console import Console
         from rich.table import Table
 
@@ -85,9 +101,16 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, title: s
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     if title:
         out.write(title + "\n")
-    out.write("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip() + "\n")
-    for r in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    header = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
+    out.write((f"\x1b[1m{header}\x1b[0m" if terminal and _bold_allowed() else header) + "\n")
+    out.write("".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n" for r in cells))
+
+
+def _bold_allowed() -> bool:
+    """As rich decides: no escape sequences with NO_COLOR set or TERM=dumb."""
+    import os
+
+    return "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def kv(data: dict[str, Any], *, out: TextIO | None = None) -> None:

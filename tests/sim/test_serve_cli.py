@@ -23,6 +23,14 @@ def _start(*args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _reap(proc: subprocess.Popen[str]) -> None:
+    """Kill the server if it still runs, wait for it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    with proc:   # Popen.__exit__ closes stdout/stderr and waits
+        pass
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:
     sd = tmp_path / "state"
@@ -33,9 +41,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:
         line = proc.stdout.readline()   # blocks until ready (or EOF if it died)
         yield proc, sd, line
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
+        _reap(proc)
 
 
 def test_ready_line_files_and_sigterm(served: tuple[subprocess.Popen[str], Path, str]) -> None:
@@ -130,8 +136,7 @@ def test_time_scale_zero_is_allowed(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _reap(proc)
 
 
 def test_users_file_and_password_login(served: tuple[subprocess.Popen[str], Path, str]) -> None:
@@ -163,3 +168,4 @@ def test_users_file_and_password_login(served: tuple[subprocess.Popen[str], Path
     finally:
         again.send_signal(signal.SIGTERM)
         again.wait(30)
+        _reap(again)

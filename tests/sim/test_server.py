@@ -225,6 +225,7 @@ def test_idle_keep_alive_connection_is_closed_by_the_server() -> None:
         assert conn.sock is not None
         conn.sock.settimeout(10)
         assert conn.sock.recv(1) == b""   # EOF once the idle timeout passed
+        conn.close()
 
 
 # -- the worker pool --------------------------------------------------------------------------

@@ -153,22 +153,25 @@ def _free_port() -> int:
     return port
 
 
-_made: list[Transport] = []
+_opened: list[Transport] = []
 
 
 @pytest.fixture(autouse=True)
 def _close_transports() -> Any:
-    """Every Transport a test makes is closed after it (no connection left for the GC to find)."""
+    """Every Transport a test opens is closed after it (its pooled connections are sockets)."""
     yield
-    while _made:
-        _made.pop().close()
+    while _opened:
+        _opened.pop().close()
+
+
+def opened(t: Transport) -> Transport:
+    _opened.append(t)
+    return t
 
 
 def make(nodes: list[Node], tls: Tls, **kw: Any) -> Transport:
     kw.setdefault("backoff", 0.01)
-    t = Transport(nodes, tls=tls, auth=lambda: AUTH, **kw)
-    _made.append(t)
-    return t
+    return opened(Transport(nodes, tls=tls, auth=lambda: AUTH, **kw))
 
 
 def ca_tls(pki: dict[str, Any]) -> Tls:
@@ -253,7 +256,7 @@ def test_insecure_warning_default_goes_to_stderr(server: FakePVE, capsys: pytest
 
 
 def test_system_store_rejects_private_ca(server: FakePVE) -> None:
-    t = Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=None)
+    t = opened(Transport([Node(name="pve1", host="127.0.0.1", port=server.port)], tls=None))
     with pytest.raises(TlsError):
         t.get("/version")
 

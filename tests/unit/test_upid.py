@@ -81,3 +81,58 @@ def test_roundtrip(node: str, pid: int, pstart: int, starttime: int, type_: str,
     assert s.startswith("UPID:") and s.endswith(":") and len(s.split(":")) == 9
     v = Upid.parse(s)
     assert v == u and str(v) == s and is_upid(s)
+
+
+GOOD = "UPID:pve1:000c1a2b:03b4c5d6:66f1e2d3:qmclone:9000:root@pam:"   # lower-case hex is valid
+
+
+@pytest.mark.parametrize("field,value,expect", [
+    ("starttime", "66F1E2D", "8 hex digits"),
+    ("id", "9000/1", "no ':', '/' or spaces"),
+    ("user", "root pam", "a user id"),
+    ("pstart", "03B4C5D6A7", "8-9 hex digits"),
+    ("node", "pve_1", "a node name"),
+])
+def test_each_field_is_named_in_the_error(field: str, value: str, expect: str) -> None:
+    # the fields before the bad one are valid lower-case hex: only the bad field is blamed
+    parts = GOOD.split(":")
+    parts[["", "node", "pid", "pstart", "starttime", "type", "id", "user"].index(field)] = value
+    text = ":".join(parts)
+    with pytest.raises(ValueError) as ei:
+        Upid.parse(text)
+    assert str(ei.value) == f"not a UPID: {text!r}: {field} {value!r} is not {expect}"
+
+
+def test_nine_segments_without_the_trailing_colon_is_refused() -> None:
+    text = "UPID:pve1:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:x"
+    with pytest.raises(ValueError, match=r"has 9 ':'-separated segments, expected 9 \(.*with a trailing colon\)$"):
+        Upid.parse(text)
+
+
+def test_long_text_is_shortened_in_the_error_at_120_characters() -> None:
+    exact = "X" * 120
+    with pytest.raises(ValueError) as ei:
+        Upid.parse(exact)
+    assert str(ei.value) == f"not a UPID: {exact!r} does not start with 'UPID:'"
+    longer = "X" * 121
+    with pytest.raises(ValueError) as ei:
+        Upid.parse(longer)
+    assert str(ei.value) == f"not a UPID: {'X' * 117 + '...'!r} does not start with 'UPID:'"
+
+
+def test_field_limits_on_construction() -> None:
+    Upid("pve1", 0xFFFFFFFF, 0xFFFFFFFFF, 0xFFFFFFFF, "qmstart", "", "root@pam")   # the largest valid values
+    with pytest.raises(ValueError, match=r"^invalid UPID fields: pid 4294967296, pstart 68719476736, "
+                                         r"starttime 4294967296$"):
+        Upid("pve1", 0x100000000, 0x1000000000, 0x100000000, "qmstart", "", "root@pam")
+    with pytest.raises(ValueError, match=r"^invalid UPID fields: node 'pve 1', id 'a:b', user 'x/y'$"):
+        Upid("pve 1", 1, 1, 1, "qmstart", "a:b", "x/y")
+    with pytest.raises(ValueError, match=r"^invalid UPID fields: node 1, pstart '1'$"):
+        Upid(1, 1, "1", 1, "qmstart", "", "root@pam")  # type: ignore[arg-type]
+
+
+def test_hash_follows_the_fields() -> None:
+    a, b = Upid.parse(EXAMPLE), Upid.parse(EXAMPLE.lower().replace("upid", "UPID"))
+    assert a == b and hash(a) == hash(b)
+    other = Upid(a.node, a.pid + 1, a.pstart, a.starttime, a.type, a.id, a.user)
+    assert other != a and hash(other) != hash(a)

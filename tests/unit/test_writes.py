@@ -291,7 +291,8 @@ def test_audit_clean_params_and_read(tmp_path: Path) -> None:
         "pvectl vm set web cipassword=<hidden> --password=<hidden> 'description=a b'"
     for i in range(3):
         audit.record(cluster="lab", token_id=TOKEN_ID, command=f"pvectl vm start {i}", event="write", result="ok")
-    (tmp_path / "audit.jsonl").open("a").write("not json\n")
+    with (tmp_path / "audit.jsonl").open("a") as audit_file:
+        audit_file.write("not json\n")
     assert [e["command"] for e in audit.read()] == ["pvectl vm start 0", "pvectl vm start 1", "pvectl vm start 2"]
     assert [e["command"] for e in audit.read(limit=2)] == ["pvectl vm start 2"]   # the last 2 lines, one bad
 

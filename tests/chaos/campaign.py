@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pvectl.sim.cluster import Cluster as SimCluster
-from pvectl.sim.routes import Api
 
-from .history import History, OpRecord, RecordingApi, TaskState
+from .history import History, OpRecord, TaskState, recording_sim
 from .injector import INJECTOR_TOKEN, Injector
 from .invariants import DEADLINE_MARGIN, Violation, check_all
 from .ops import Env, OpSpec, choose, run_cli, run_lib
@@ -56,45 +55,36 @@ def run_campaign(seed: int, ops: int = 40, *, clients: int = 3, time_budget: flo
     """Run `ops` operations (fewer if `time_budget` seconds pass first) and check the invariants."""
     own_dir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="pvectl-chaos-")) if workdir is None else workdir
-    recorder: list[RecordingApi] = []
-
-    def api_factory(backend: Any) -> RecordingApi:
-        rec = RecordingApi(Api(backend))
-        recorder.append(rec)
-        return rec
-
     t0 = time.monotonic()
     saved_audit = os.environ.get("PVECTL_AUDIT_LOG")
     os.environ["PVECTL_AUDIT_LOG"] = str(work / "audit.jsonl")   # the library clients' audit log
-    sim = SimCluster(nodes=3, vms=10, templates=2, bind="127.0.0.1", port=0, time_scale=time_scale,
-                     seed=seed, api_factory=api_factory).start()
     try:
-        env = Env(sim, work, work / "audit.jsonl", margin)
-        history = History(injector_tokens=frozenset({INJECTOR_TOKEN}))
-        history.initial_vms = env.vms()
-        injector = Injector(env, seed, mean_interval=mean_fault_interval)
-        injector.start()
-        try:
-            _run_ops(env, history, seed, ops, clients, t0, time_budget, progress)
-        finally:
-            injector.stop()
-        _settle(sim)
-        history.final_vms = env.vms()
-        history.tasks = _tasks(sim)
-        history.received = list(recorder[0].received)
-        history.audit = _read_audit(env.audit_path)
-        violations = check_all(history, margin=margin)
-        outcomes = Counter(_outcome(op) for op in history.ops)
-        return Report(seed, len(history.ops), time.monotonic() - t0, injector.counts, outcomes, violations,
-                      history, len(history.received))
+        with recording_sim(nodes=3, vms=10, templates=2, time_scale=time_scale, seed=seed) as (sim, recorder):
+            env = Env(sim, work, work / "audit.jsonl", margin)
+            history = History(injector_tokens=frozenset({INJECTOR_TOKEN}))
+            history.initial_vms = env.vms()
+            injector = Injector(env, seed, mean_interval=mean_fault_interval)
+            injector.start()
+            try:
+                _run_ops(env, history, seed, ops, clients, t0, time_budget, progress)
+            finally:
+                injector.stop()
+            _settle(sim)
+            history.final_vms = env.vms()
+            history.tasks = _tasks(sim)
+            history.received = list(recorder.received)
+            history.audit = _read_audit(env.audit_path)
     finally:
-        sim.stop()
         if saved_audit is None:
             os.environ.pop("PVECTL_AUDIT_LOG", None)
         else:
             os.environ["PVECTL_AUDIT_LOG"] = saved_audit
         if own_dir:
             shutil.rmtree(work, ignore_errors=True)
+    violations = check_all(history, margin=margin)
+    outcomes = Counter(_outcome(op) for op in history.ops)
+    return Report(seed, len(history.ops), time.monotonic() - t0, injector.counts, outcomes, violations,
+                  history, len(history.received))
 
 
 def _outcome(op: OpRecord) -> str:

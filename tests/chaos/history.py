@@ -11,6 +11,8 @@ import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +140,22 @@ class RecordingApi:
                                           _params(request), token_of(request.headers.get("authorization")),
                                           result.status, upid))
         return result
+
+
+@contextmanager
+def recording_sim(**options: Any) -> Iterator[tuple[Any, RecordingApi]]:
+    """An in-process simulated cluster on 127.0.0.1 whose API records what it carries out."""
+    from pvectl.sim.cluster import Cluster
+    from pvectl.sim.routes import Api
+
+    recorders: list[RecordingApi] = []
+
+    def factory(backend: Any) -> RecordingApi:
+        recorders.append(RecordingApi(Api(backend)))
+        return recorders[-1]
+
+    with Cluster(bind="127.0.0.1", port=0, api_factory=factory, **options) as sim:
+        yield sim, recorders[0]
 
 
 def token_of(authorization: str | None) -> str | None:

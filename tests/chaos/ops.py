@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +47,8 @@ class Env:
     retry_candidates: list[OpRecord] = field(default_factory=list)
 
     def new_token(self, op_id: int) -> tuple[str, str]:
-        tokenid, secret = f"root@pam!op{op_id}", str(uuid.uuid4())
-        self.sim.add_token(tokenid, secret)
-        return tokenid, secret
+        tokenid = f"root@pam!op{op_id}"
+        return tokenid, self.sim.add_token(tokenid)
 
     def vms(self) -> dict[int, VmState]:
         backend = self.sim.backend

@@ -7,27 +7,18 @@ import http.client
 import json
 import ssl
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from pvectl.sim.cluster import Cluster
-from pvectl.sim.routes import Api
 
-from .history import RecordingApi
+from .history import RecordingApi, recording_sim
 
 
 @pytest.fixture
 def sim() -> Iterator[tuple[Cluster, list[RecordingApi]]]:
-    recorders: list[RecordingApi] = []
-
-    def factory(backend: Any) -> RecordingApi:
-        recorders.append(RecordingApi(Api(backend)))
-        return recorders[-1]
-
-    with Cluster(nodes=2, vms=4, templates=1, bind="127.0.0.1", port=0, time_scale=0.01,
-                 api_factory=factory) as c:
-        yield c, recorders
+    with recording_sim(nodes=2, vms=4, templates=1, time_scale=0.01) as (c, recorder):
+        yield c, [recorder]
 
 
 def _call(c: Cluster, method: str, path: str, body: bytes | None = None, node: str = "pve1") -> tuple[int, bytes]:

@@ -420,8 +420,11 @@ class Cluster:
         else:
             data = backend.state.to_json()
         target.parent.mkdir(parents=True, exist_ok=True)
+        # the state holds the token secret: created 0600 (like `token`), never readable by others
         tmp = target.with_name(target.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        tmp.unlink(missing_ok=True)          # a stale one may have another mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, separators=(",", ":"))
         os.replace(tmp, target)
 

@@ -1,13 +1,24 @@
 """Every test runs with its own audit log, state and cache directories: nothing a test does may
-touch the real ~/.local/state/pvectl/audit.jsonl or ~/.cache/pvectl."""
+touch the real ~/.local/state/pvectl/audit.jsonl or ~/.cache/pvectl.
+
+Every API token secret the suite makes carries the session's canary marker (canary.py); a test
+fails when the marker shows up in its captured output, logs, exception report or in output it
+read from capsys or a child process, and the session fails when a file left in the temporary
+directories holds it (other than an owner-only secret store).
+"""
 
 from __future__ import annotations
 
 import gc
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import canary
 import pytest
+
+_leaks: list[str] = []          # where the marker was seen during the current test
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +35,78 @@ def _collect_garbage_after_each_test() -> Iterator[None]:
     leak fails the test that made it (ResourceWarning is an error, see pyproject.toml)."""
     yield
     gc.collect()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _canary_secrets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The simulator's token secrets carry the marker; at the end, no file may hold it in the open."""
+    import pvectl.sim.cluster as sim_cluster
+
+    real_uuid = sim_cluster.uuid
+    sim_cluster.uuid = canary.CanaryUuid  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sim_cluster.uuid = real_uuid
+    leaked = canary.leaky_files([tmp_path_factory.getbasetemp()])
+    if leaked:
+        pytest.fail("the canary token secret was written to files that are not owner-only secret stores:\n  "
+                    + "\n  ".join(leaked), pytrace=False)
+
+
+def _watch(where: str, *texts: Any) -> None:
+    if any(canary.contains(t) for t in texts):
+        _leaks.append(where)
+
+
+def _patch_output_readers() -> None:
+    """Output a test reads itself (capsys, child processes) never reaches the report: check it here."""
+    from _pytest.capture import CaptureFixture
+
+    read = CaptureFixture.readouterr
+
+    def readouterr(self: Any) -> Any:
+        result = read(self)
+        _watch("output read with capsys/capfd", result.out, result.err)
+        return result
+
+    communicate = subprocess.Popen.communicate
+
+    def communicate_watched(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> Any:
+        out, err = communicate(self, *args, **kwargs)
+        if _runs_pvectl(self.args):   # `pass show` and `curl -v` print the secret: that is their job
+            _watch(f"output of {self.args!r}"[:200], out, err)
+        return out, err
+
+    CaptureFixture.readouterr = readouterr  # type: ignore[method-assign]
+    subprocess.Popen.communicate = communicate_watched  # type: ignore[method-assign]
+
+
+def _runs_pvectl(args: Any) -> bool:
+    """`pvectl ...`, `python -m pvectl[.sim] ...`."""
+    words = str(args).split() if isinstance(args, (str, bytes)) else [str(w) for w in args]
+    if words and Path(words[0]).name == "pvectl":
+        return True
+    return len(words) > 2 and words[1] == "-m" and words[2].split(".")[0] == "pvectl"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _patch_output_readers()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    where = list(_leaks)
+    _leaks.clear()
+    # sections accumulate over setup/call/teardown: each phase checks its own
+    where += [title for title, content in report.sections
+              if title.endswith(" " + report.when) and canary.contains(content)]
+    if report.longrepr is not None and canary.contains(report.longreprtext):
+        where.append("the failure report (exception or assertion)")
+    if where:
+        report.outcome = "failed"
+        report.longrepr = "the canary token secret leaked into: " + "; ".join(sorted(set(where)))
+        report.sections = [(title, "<hidden: holds the canary secret>" if canary.contains(content) else content)
+                           for title, content in report.sections]

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from canary import canary_token_file
 
 PASS_PATH = "proxmox/api-token"
 READY_TIMEOUT = 60.0
@@ -152,6 +153,7 @@ def _read_ready_line(proc: subprocess.Popen[str], timeout: float) -> str:
 @pytest.fixture(scope="session")
 def sim_process() -> Iterator[SimProcess]:
     state_dir = Path(tempfile.mkdtemp(prefix="pvectl-e2e-sim-"))
+    canary_token_file(state_dir / "token")   # the simulator keeps the secret of a token file it finds
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     argv = [sys.executable, "-m", "pvectl.sim", "--bind", "127.0.0.1", "--port", "0",
             "--state-dir", str(state_dir), "--time-scale", "0.02"]

@@ -17,6 +17,7 @@ to a `Cluster` method:
     POST   /_sim/nodes/{node}/resources            {"mem_total", "mem_used", "cpu", "maxcpu"}
     POST   /_sim/fail-next                         {"count", "status", "message", "method", "path", "node"}
     POST   /_sim/drop-next                         {"count", "method", "path", "node"}
+    POST   /_sim/drop-answer-next                  {"count", "method", "path", "node"}  (carried out, no answer)
     POST   /_sim/faults/clear                      {"node": null}
     POST   /_sim/vms/{vmid}/hold-lock              {"seconds": null, "kind": "backup"} -> {"upid"}
                                                    (a kind sets `lock: <kind>`; "" holds the flock)
@@ -77,6 +78,7 @@ class ControlApi:
             ("POST", re.compile(rf"/_sim/nodes/{n}/resources"), self._resources),
             ("POST", re.compile(r"/_sim/fail-next"), self._fail_next),
             ("POST", re.compile(r"/_sim/drop-next"), self._drop_next),
+            ("POST", re.compile(r"/_sim/drop-answer-next"), self._drop_answer_next),
             ("POST", re.compile(r"/_sim/faults/clear"), lambda p: (c.clear_faults(_opt_str(p, "node")), None)),
             ("POST", re.compile(r"/_sim/vms/(?P<vmid>\d+)/hold-lock"), self._hold_lock),
             ("POST", re.compile(r"/_sim/vms/(?P<vmid>\d+)/release-lock"),
@@ -185,6 +187,14 @@ class ControlApi:
         self.cluster.drop_next(int(p.get("count", 1)), method=_opt_str(p, "method"),
                                path=_opt_str(p, "path"), node=node)
         return self.cluster.faults.snapshot()["drop_next"], None
+
+    def _drop_answer_next(self, p: dict[str, Any]) -> tuple[Any, After]:
+        node = _opt_str(p, "node")
+        if node is not None:
+            self._check_node(node)
+        self.cluster.faults.drop_answer_next(int(p.get("count", 1)), method=_opt_str(p, "method"),
+                                             path=_opt_str(p, "path"), node=node)
+        return self.cluster.faults.snapshot()["drop_answer_next"], None
 
     def _hold_lock(self, p: dict[str, Any]) -> tuple[Any, After]:
         seconds = p.get("seconds")

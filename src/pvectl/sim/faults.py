@@ -9,6 +9,8 @@
 - fail the next N requests matching method and/or a path regex, with a status and PVE message,
   formatted like real errors (reason = first line, body `{"data":null,"message":"<msg>\\n"}`).
 - drop the next N requests: the connection is closed without an answer.
+- drop the answer of the next N requests: the request is carried out, then the connection is closed
+  before the answer is written (the client cannot know whether its write happened).
 
 Faults apply to the listener that receives a request, including requests relayed from another
 node. The control API (`/_sim/...`) is never affected. All methods are thread-safe.
@@ -55,6 +57,12 @@ class _Rule:
         return d
 
 
+def _drop_rule(count: int, method: str | None, path: str | None, node: str | None) -> _Rule:
+    if count < 1:
+        raise ValueError("count must be >= 1")
+    return _Rule(count, node, method.upper() if method else None, re.compile(path) if path else None)
+
+
 # Statuses whose real answers carry no body: 401 (`AnyEvent.pm`, json format), and AnyEvent::HTTP's
 # own 59x codes relayed by `proxy_request`.
 _EMPTY_BODY = frozenset({401, 595, 596, 597, 598, 599})
@@ -78,6 +86,7 @@ class Faults:
         self._hung: dict[str, float | None] = {}   # node -> monotonic deadline (None = until unhang)
         self._fail: list[_Rule] = []
         self._drop: list[_Rule] = []
+        self._drop_answer: list[_Rule] = []
         self._held: dict[str, int] = {}             # node -> requests held by a hang right now
 
     # -- listener up/down ---------------------------------------------------------------------
@@ -187,11 +196,17 @@ class Faults:
     def drop_next(self, count: int = 1, *, method: str | None = None, path: str | None = None,
                   node: str | None = None) -> None:
         """Close the connection of the next `count` matching requests without answering."""
-        if count < 1:
-            raise ValueError("count must be >= 1")
-        rule = _Rule(count, node, method.upper() if method else None, re.compile(path) if path else None)
         with self._lock:
-            self._drop.append(rule)
+            self._drop.append(_drop_rule(count, method, path, node))
+
+    def drop_answer_next(self, count: int = 1, *, method: str | None = None, path: str | None = None,
+                         node: str | None = None) -> None:
+        """Carry out the next `count` matching requests, then close the connection without the answer."""
+        with self._lock:
+            self._drop_answer.append(_drop_rule(count, method, path, node))
+
+    def take_drop_answer(self, node: str, method: str, path: str) -> bool:
+        return self._take(self._drop_answer, node, method, path) is not None
 
     def take_drop(self, node: str, method: str, path: str) -> bool:
         return self._take(self._drop, node, method, path) is not None
@@ -222,11 +237,13 @@ class Faults:
                 self._hung.clear()
                 self._fail.clear()
                 self._drop.clear()
+                self._drop_answer.clear()
             else:
                 self._slow.pop(node, None)
                 self._hung.pop(node, None)
                 self._fail[:] = [r for r in self._fail if r.node != node]
                 self._drop[:] = [r for r in self._drop if r.node != node]
+                self._drop_answer[:] = [r for r in self._drop_answer if r.node != node]
             self._cond.notify_all()
 
     def snapshot(self) -> dict[str, Any]:
@@ -237,5 +254,6 @@ class Faults:
                 "hung": {n: (None if d is None else round(max(0.0, d - now), 3)) for n, d in self._hung.items()},
                 "fail_next": [r.describe() for r in self._fail],
                 "drop_next": [r.describe() for r in self._drop],
+                "drop_answer_next": [r.describe() for r in self._drop_answer],
                 "held": {n: c for n, c in self._held.items() if c},
             }

@@ -743,6 +743,9 @@ class SimServer:
                 if latency > 0:
                     time.sleep(latency)   # a slow node: the worker is busy for longer
                 result = self._handle(lst.name, request)
+                if (faults is not None and not isinstance(result, wire.ProxyTo)
+                        and faults.take_drop_answer(lst.name, request.method, request.path)):
+                    return None   # carried out, answer lost (a connection dropped mid-response)
                 if isinstance(result, wire.ProxyTo) and self.proxy_holds_worker:
                     target = result.node
                     return self.relay(target, request, accept_gzip=accept_gzip), target

@@ -1,0 +1,336 @@
+"""The invariants of a chaos run, each a pure function of a `History` that returns the violations.
+
+- duplicate-name: two VMs carry a name pvectl was asked to make;
+- vmid-claimed-twice: two commands report the same VMID created with no successful delete between;
+- lost-vm: a VM is gone and no command that reported success (or the delete's UPID) removed it;
+- outcome: a command failed without a typed error, with an undocumented exit code, with a traceback
+  or `internal error`, without the UPID on exit 4, or ran past its deadline by more than the margin;
+- state-not-reported: a command that failed or was interrupted does not name a VM it made;
+- double-write: one command's write reached the cluster twice although the first was carried out;
+- audit: the audit log disagrees with what the cluster carried out (writes, UPIDs, task results).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .history import History, OpRecord, Received
+
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3, 4, 5})   # DESIGN §3
+INTERRUPTED_EXIT = 130
+DEADLINE_MARGIN = 3.0     # seconds past --timeout still accepted (process start-up, last answer)
+_CLONE_PATH = re.compile(r"^/nodes/[^/]+/qemu/\d+/clone$")
+_VM_PATH = re.compile(r"^/nodes/[^/]+/qemu/(\d+)$")
+_NOTHING_MADE = re.compile(r"nothing (was )?created", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    detail: str
+    op_id: int | None = None
+
+    def __str__(self) -> str:
+        where = f" [op {self.op_id}]" if self.op_id is not None else ""
+        return f"{self.kind}{where}: {self.detail}"
+
+
+def check_all(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Violation]:
+    checks: list[Callable[[History], list[Violation]]] = [
+        check_duplicate_names, check_vmid_claims, check_lost_vms,
+        lambda hist: check_outcomes(hist, margin=margin), check_state_reported, check_double_writes,
+        check_audit,
+    ]
+    out: list[Violation] = []
+    for check in checks:
+        out.extend(check(h))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ names
+def check_duplicate_names(h: History) -> list[Violation]:
+    """One violation per name, with the most VMs ever seen holding it at once."""
+    worst: dict[str, set[int]] = {}
+    views = [vms for _, vms in h.snapshots] + [h.final_vms]
+    for vms in views:
+        by_name: dict[str, set[int]] = defaultdict(set)
+        for vm in vms.values():
+            if vm.name and vm.name.startswith(h.name_prefix):
+                by_name[vm.name].add(vm.vmid)
+        for name, ids in by_name.items():
+            if len(ids) > 1 and len(ids) > len(worst.get(name, ())):
+                worst[name] = ids
+    out: list[Violation] = []
+    for name, ids in sorted(worst.items()):
+        makers = sorted({op.op_id for op in h.ops if name in op.names})
+        out.append(Violation("duplicate-name", f"VMs {sorted(ids)} are all named {name!r} "
+                             f"(asked for by ops {makers})"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- VMIDs
+def created_claims(op: OpRecord) -> list[tuple[int, str]]:
+    """(vmid, name) of every VM a command reports as `created`."""
+    items: Iterable[Any]
+    r = op.result
+    if isinstance(r, dict) and isinstance(r.get("results"), list):
+        items = r["results"]
+    elif isinstance(r, list):
+        items = r
+    else:
+        items = [r]
+    return [(int(i["vmid"]), str(i.get("name"))) for i in items
+            if isinstance(i, dict) and i.get("result") == "created" and isinstance(i.get("vmid"), int)]
+
+
+def _deletes_carried_out(h: History) -> Counter[int]:
+    """VMID -> how many destroys the cluster carried out for it (whatever the command reported)."""
+    out: Counter[int] = Counter()
+    for r in h.received:
+        m = _VM_PATH.match(r.path)
+        if r.method == "DELETE" and r.ok and m:
+            task = h.tasks.get(r.upid or "")
+            if task is None or task.exitstatus in (None, "OK"):
+                out[int(m.group(1))] += 1
+    return out
+
+
+def check_vmid_claims(h: History) -> list[Violation]:
+    claims: dict[int, list[tuple[OpRecord, str]]] = defaultdict(list)
+    for op in h.ops:
+        for vmid, name in created_claims(op):
+            claims[vmid].append((op, name))
+    deletes = _deletes_carried_out(h)
+    out: list[Violation] = []
+    for vmid, cl in claims.items():
+        if len(cl) > deletes[vmid] + 1:
+            out.append(Violation("vmid-claimed-twice", f"VM {vmid} reported created by ops "
+                                 f"{[op.op_id for op, _ in cl]} ({[n for _, n in cl]}) with "
+                                 f"{deletes[vmid]} delete(s) between", cl[-1][0].op_id))
+        op, name = cl[-1]
+        vm = h.final_vms.get(vmid)
+        if vm is not None and vm.name is not None and vm.name != name and not deletes[vmid]:
+            out.append(Violation("vmid-claimed-twice", f"op reports VM {vmid} created as {name!r}, "
+                                 f"but VM {vmid} is {vm.name!r}", op.op_id))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ lost
+def _ops_by_token(h: History) -> dict[str, OpRecord]:
+    return {op.token: op for op in h.ops}
+
+
+def clone_vmids_made(h: History) -> dict[int, Received]:
+    """VMID -> the clone request that made it (the clone task ended OK, or is still running)."""
+    made: dict[int, Received] = {}
+    for r in h.received:
+        if r.method == "POST" and r.ok and _CLONE_PATH.match(r.path) and "newid" in r.params:
+            task = h.tasks.get(r.upid or "")
+            if task is None or task.status != "stopped" or task.exitstatus == "OK" \
+                    or (task.exitstatus or "").startswith("WARNINGS"):
+                made[int(r.params["newid"])] = r
+    return made
+
+
+def check_lost_vms(h: History) -> list[Violation]:
+    existed: set[int] = {v for v, vm in h.initial_vms.items() if not vm.template}
+    for _, vms in h.snapshots:
+        existed.update(v for v, vm in vms.items() if not vm.template)
+    existed.update(clone_vmids_made(h))
+    by_token = _ops_by_token(h)
+    accounted: set[int] = set()
+    unreported: dict[int, OpRecord] = {}
+    for r in h.received:
+        m = _VM_PATH.match(r.path)
+        if r.method != "DELETE" or not r.ok or not m:
+            continue
+        vmid = int(m.group(1))
+        op = by_token.get(r.token or "")
+        if op is None or op.exit_code == 0 or (r.upid and r.upid in op.output):
+            accounted.add(vmid)
+        else:
+            unreported[vmid] = op
+    out: list[Violation] = []
+    for vmid in sorted(existed - set(h.final_vms) - accounted):
+        op = unreported.get(vmid)
+        how = (f"deleted by {op.summary()} which exited {op.exit_code} without the task's UPID"
+               if op else "no command deleted it")
+        out.append(Violation("lost-vm", f"VM {vmid} is gone: {how}", op.op_id if op else None))
+    return out
+
+
+# -------------------------------------------------------------------------------------- outcomes
+def error_object(op: OpRecord) -> dict[str, Any] | None:
+    """The `{"error": {...}}` a failed CLI command prints: all of stdout, or one line of either stream."""
+    candidates = [op.stdout] + [ln for ln in (op.stdout + "\n" + op.stderr).splitlines()
+                                if ln.lstrip().startswith("{") and '"error"' in ln]
+    for text in candidates:
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+            return doc["error"]
+    return None
+
+
+def has_typed_report(op: OpRecord) -> bool:
+    if op.error_type:
+        return True
+    err = error_object(op)
+    if err is not None and err.get("type") and err.get("message"):
+        return True
+    # bulk commands report per VM: a result list where each failed item carries its error
+    return isinstance(op.result, (dict, list)) and bool(op.result)
+
+
+def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Violation]:
+    out: list[Violation] = []
+    for op in h.ops:
+        v = lambda kind, detail, op=op: out.append(Violation(kind, f"{op.summary()}: {detail}", op.op_id))  # noqa: E731
+        if op.untyped:
+            v("untyped-error", op.untyped.strip().splitlines()[-1])
+        if "Traceback (most recent call last)" in op.output:
+            v("traceback", "printed a traceback")
+        if "internal error" in op.output.lower():
+            v("internal-error", _first_line_with(op.output, "internal error"))
+        if op.killed:
+            v("hang", f"still running {op.elapsed:.1f} s after start (deadline {op.deadline} s): killed")
+        elif op.deadline is not None and op.elapsed > op.deadline + margin:
+            v("late", f"ended after {op.elapsed:.1f} s, deadline {op.deadline} s + {margin} s margin")
+        if op.killed or op.exit_code is None:
+            continue
+        allowed = DOCUMENTED_EXIT_CODES | ({INTERRUPTED_EXIT} if op.interrupted else set())
+        if op.exit_code not in allowed:
+            v("exit-code", f"exit {op.exit_code}")
+        if op.exit_code not in (0, INTERRUPTED_EXIT) and not has_typed_report(op):
+            v("untyped-error", f"exit {op.exit_code} without a typed error: {op.output.strip()[-200:]!r}")
+        if op.exit_code == 4 and "UPID:" not in op.output:
+            v("exit-4-without-upid", "still running at the deadline but no UPID to resume with")
+    return out
+
+
+def _first_line_with(text: str, needle: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if needle in ln.lower()), needle)
+
+
+_PROGRESS = re.compile(r"^pvectl: [^\s:]+ \[\d+\]: ")
+
+
+def report_text(op: OpRecord) -> str:
+    """What a command reported when it ended: stdout, and stderr without its progress lines (which
+    name VMs as the work goes on, not what was left at the end) unless they say FAILED or name a UPID."""
+    keep = [ln for ln in op.stderr.splitlines()
+            if not _PROGRESS.match(ln) or "FAILED" in ln or "UPID:" in ln]
+    return op.stdout + "\n" + "\n".join(keep)
+
+
+def _item_for(op: OpRecord, name: str) -> str | None:
+    """The JSON text of a bulk result's item for VM `name`, if the result has items."""
+    r = op.result
+    items = r.get("results") if isinstance(r, dict) else r if isinstance(r, list) else None
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if isinstance(item, dict) and item.get("name") == name:
+            return json.dumps(item)
+    return None
+
+
+def check_state_reported(h: History) -> list[Violation]:
+    """A command that did not succeed reports every task it started (by UPID, or the VM its clone
+    made by VMID), and never says "nothing was created" about a VM its clone made."""
+    by_token = _ops_by_token(h)
+    alive = set(h.final_vms) | {v for _, vms in h.snapshots for v in vms}
+    made = {id(r): vmid for vmid, r in clone_vmids_made(h).items()}
+    out: list[Violation] = []
+    for r in h.received:
+        op = by_token.get(r.token or "")
+        if op is None or op.exit_code == 0 or op.killed or not (r.is_write and r.ok and r.upid):
+            continue
+        text = report_text(op)
+        vmid = made.get(id(r))
+        if vmid is not None:
+            if vmid not in alive:
+                continue
+            said = r.upid in text or re.search(rf"(?<![\d:]){vmid}(?![\d:])", text) is not None
+            item = _item_for(op, str(r.params.get("name")))
+            if not said:
+                out.append(Violation("state-not-reported", f"{op.summary()} exited {op.exit_code} but does not "
+                                     f"report VM {vmid} that its clone made", op.op_id))
+            elif _NOTHING_MADE.search(item if item is not None else text):
+                out.append(Violation("state-not-reported", f"{op.summary()} says nothing was created, but "
+                                     f"its clone made VM {vmid}", op.op_id))
+        elif r.upid not in text:
+            out.append(Violation("state-not-reported", f"{op.summary()} exited {op.exit_code} but does not "
+                                 f"report task {r.upid} it started ({r.method} {r.path})", op.op_id))
+    return out
+
+
+# --------------------------------------------------------------------------------------- writes
+def check_double_writes(h: History) -> list[Violation]:
+    groups: dict[tuple[Any, ...], list[Received]] = defaultdict(list)
+    for r in h.received:
+        if r.is_write and r.token and r.token not in h.injector_tokens:
+            groups[r.identity()].append(r)
+    by_token = _ops_by_token(h)
+    out: list[Violation] = []
+    for ident, rs in groups.items():
+        if len(rs) > 1 and any(r.ok for r in rs[:-1]):
+            op = by_token.get(rs[0].token or "")
+            out.append(Violation("double-write", f"{rs[0].method} {rs[0].path} {dict(ident[3])} carried out "
+                                 f"{len(rs)} times (statuses {[r.status for r in rs]})"
+                                 + (f" by {op.summary()}" if op else ""), op.op_id if op else None))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- audit
+def check_audit(h: History) -> list[Violation]:
+    by_token = _ops_by_token(h)
+    got: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    upids: set[str] = set()
+    for r in h.received:
+        if r.is_write and r.ok and r.token and r.token not in h.injector_tokens:
+            got[r.token][(r.method, r.path)] += 1
+            if r.upid:
+                upids.add(r.upid)
+    audited: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    audited_ok: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    out: list[Violation] = []
+
+    def op_id(token: str) -> int | None:
+        op = by_token.get(token)
+        return op.op_id if op else None
+
+    for line in h.audit:
+        token = str(line.get("token_id"))
+        if line.get("event") == "write":
+            key = (str(line.get("method")), str(line.get("path")))
+            audited[token][key] += 1
+            if line.get("result") in ("ok", "task started"):
+                audited_ok[token][key] += 1
+            upid = line.get("upid")
+            if upid and upid not in upids:
+                out.append(Violation("audit", f"audit names task {upid} that no carried-out write started",
+                                     op_id(token)))
+        elif line.get("event") == "task":
+            upid = str(line.get("upid"))
+            task = h.tasks.get(upid)
+            if task is not None and task.status == "stopped" and task.exitstatus != line.get("result"):
+                out.append(Violation("audit", f"audit says task {upid} ended {line.get('result')!r}, "
+                                     f"the cluster says {task.exitstatus!r}", op_id(token)))
+    for token in sorted(set(got) | set(audited_ok)):
+        for key in sorted(set(got[token]) | set(audited_ok[token])):
+            n_got, n_aud, n_ok = got[token][key], audited[token][key], audited_ok[token][key]
+            if n_got > n_aud:
+                out.append(Violation("audit", f"{key[0]} {key[1]} carried out {n_got} time(s) for {token}, "
+                                     f"audited {n_aud} time(s)", op_id(token)))
+            if n_ok > n_got:
+                out.append(Violation("audit", f"audit says {key[0]} {key[1]} succeeded {n_ok} time(s) for "
+                                     f"{token}, the cluster carried it out {n_got} time(s)", op_id(token)))
+    return out

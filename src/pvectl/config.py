@@ -61,11 +61,13 @@ VMID_MIN, VMID_MAX = 100, 999_999_999  # pve-common JSONSchema `pve-vmid`
 class Node(_Record):
     """One cluster node. `host` is what pvectl connects to (and checks the certificate against)."""
 
-    __slots__ = ("name", "host", "port")
-    _defaults = {"port": DEFAULT_PORT}
+    __slots__ = ("name", "host", "port", "ssh_host", "ssh_port")
+    _defaults = {"port": DEFAULT_PORT, "ssh_host": None, "ssh_port": None}
     name: str
     host: str
     port: int
+    ssh_host: str | None     # where `ssh` goes (task diagnose); default: `host`
+    ssh_port: int | None     # default: the ssh configuration's
 
     @property
     def address(self) -> str:
@@ -585,7 +587,7 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
     seen: dict[str, int] = {}
     for i, nn in enumerate(nlist.value):
         k = f"{p}cluster.nodes[{i}]"
-        nm = v.mapping(nn, k, ("name", "host", "port"))
+        nm = v.mapping(nn, k, ("name", "host", "port", "ssh_host", "ssh_port"))
         nname = v.string(nm, "name", f"{k}.name", required=True, parent=nn)
         if not re.match(_NODE_NAME, nname):
             v.fail(nm["name"][1], f"{k}.name", f"not a valid node name: {nname!r} (letters, digits, '-')")
@@ -597,7 +599,9 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
             v.fail(nm["host"][1], f"{k}.host",
                    f"expected a host name or IP address (no scheme, path or port), got {host!r}")
         port = v.integer(nm, "port", f"{k}.port", 1, 65535, DEFAULT_PORT)
-        nodes.append({"name": nname, "host": host, "port": port})
+        nodes.append({"name": nname, "host": host, "port": port,
+                      "ssh_host": v.string(nm, "ssh_host", f"{k}.ssh_host"),
+                      "ssh_port": v.integer(nm, "ssh_port", f"{k}.ssh_port", 1, 65535, None)})
 
     # credentials
     cr = v.section(m, "credentials", f"{p}credentials", ("pass_path", "ssh_user", "token_id", "token_file"))

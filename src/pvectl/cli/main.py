@@ -86,7 +86,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "cluster": ("status",), "node": ("list", "status"),
     "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set",
            "migrate"),
-    "task": ("status", "wait", "log", "list"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
+    "task": ("status", "wait", "log", "list", "diagnose"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
     "sim": ("serve",),
 }
 _VALUE_OPTIONS = frozenset({"--config", "--cluster", "-o", "--output", "--timeout"})
@@ -275,6 +275,10 @@ def _task_group(g: Any, sub: Any) -> None:
     p.add_argument("--running", action="store_true", help="only running tasks")
     p.add_argument("--vm", help="only tasks of this VM")
     p.add_argument("--limit", type=int, default=50)
+    from .diagnose import add_arguments as _diagnose_arguments
+
+    _diagnose_arguments(sub(g, "diagnose", "why a task or VM is stuck: API and ssh evidence, a verdict, the "
+                            "next commands", _cmd("diagnose", "run")))
 
 
 class Context:

@@ -162,6 +162,7 @@ class State:
     tokens: dict[str, Token]
     tasks: list[TaskRecord] = field(default_factory=list)
     config_version: int = 3
+    datacenter: dict[str, Any] = field(default_factory=dict)   # datacenter.cfg (GET /cluster/options)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -173,6 +174,7 @@ class State:
             "vms": [asdict(v) for v in self.vms.values()],
             "tokens": [asdict(t) for t in self.tokens.values()],
             "tasks": [asdict(t) for t in self.tasks if t.status == "stopped"],
+            "datacenter": self.datacenter,
         }
 
     @classmethod
@@ -186,6 +188,7 @@ class State:
             vms={v["vmid"]: VM(**v) for v in d["vms"]},
             tokens={t["tokenid"]: Token(**t) for t in d["tokens"]},
             tasks=[TaskRecord(**t) for t in d.get("tasks", [])],
+            datacenter=d.get("datacenter", {}),
         )
 
 

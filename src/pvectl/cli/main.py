@@ -83,7 +83,7 @@ def _cmd(module: str, func: str) -> Handler:
 
 
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "cluster": ("status",), "node": ("list", "status"),
+    "cluster": ("status",), "node": ("list", "status", "drain"),
     "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set",
            "migrate"),
     "task": ("status", "wait", "log", "list", "diagnose"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
@@ -192,6 +192,10 @@ def _node_group(g: Any, sub: Any) -> None:
     sub(g, "list", "every node's cpu, memory and uptime (offline nodes included)", _cmd("reads", "node_list"))
     p = sub(g, "status", "one node's detailed status (all nodes without NODE)", _cmd("reads", "node_status"))
     p.add_argument("node", nargs="?", metavar="NODE")
+    from .drain import add_arguments as _drain_arguments
+
+    _drain_arguments(sub(g, "drain", "empty a node: a target per VM by the migration checks and free memory, "
+                         "then parallel migrations (--dry-run: the plan only)", _cmd("drain", "run")))
 
 
 def _vm_group(g: Any, sub: Any, wanted: Callable[[str], bool]) -> None:

@@ -352,8 +352,8 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
             m.outcome, m.detail = "skipped", "the deadline passed before it started"
             emit("done", m, None)
             return
-        fresh = {n.name: n.mem for n in cluster.nodes.list()}
-        why = ledger.reserve(m, fresh.get(m.target))
+        # memory as planned plus what landed or is in flight; `migrate` checks the fresh numbers too
+        why = ledger.reserve(m, None)
         if why:
             m.outcome, m.detail = "refused", why
             emit("done", m, None)
@@ -363,10 +363,16 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
         landed = False
         try:
             r = migrate(cluster, m.vmid, m.target, writer=writer, deadline=deadline,
-                        with_local_disks=m.with_local_disks, on_progress=lambda pr: emit("progress", m, pr))
+                        with_local_disks=m.with_local_disks, wait=False)
             m.upid = getattr(r, "upid", None)
-            landed = getattr(r, "outcome", None) == "done"
-            m.outcome = "moved" if landed else str(getattr(r, "outcome", "planned"))
+            if m.upid is None:                  # a dry run: nothing was sent
+                m.outcome = "planned"
+            else:
+                _wait(cluster, writer, m.upid, deadline, lambda pr: emit("progress", m, pr))
+                # where the VM is now: phase3 moved its config to the target (pve-semantics §9.2)
+                landed = cluster.vms.resolve(m.vmid).node == m.target
+                m.outcome = "moved" if landed else "failed"
+                m.detail = None if landed else "the task ended OK but the VM is not on the target"
         except TaskFailed as exc:
             m.outcome, m.upid = "failed", exc.upid
             m.detail = f"{exc.exitstatus}: {exc.log_tail[-1] if exc.log_tail else ''}".strip(": ")
@@ -390,6 +396,24 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
         res.remaining = [{"vmid": v.vmid, "name": v.name, "status": v.status}
                          for v in cluster.vms.list(node=p.node, templates=False) if v.status == "running"]
     return res
+
+
+# A drain waits for up to max_workers migrations at once; polling each at most every second keeps the
+# time from a task's end to the next migration short (one small GET per poll and task).
+_BACKOFF = (0.05, 1.5, 1.0)
+
+
+def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
+          on_progress: Callable[[Progress], None]) -> None:
+    from .tasks import Backoff, Task
+
+    first, factor, cap = _BACKOFF
+    try:
+        res = Task(cluster, upid).wait(deadline, on_progress=on_progress, backoff=Backoff(first, factor, cap))
+    except TaskFailed as exc:
+        writer.task_done(upid, exc.exitstatus)
+        raise
+    writer.task_done(upid, res.exitstatus)
 
 
 def drain(cluster: Cluster, node: str, *, writer: Writer, to: list[str] | None = None,

@@ -14,8 +14,8 @@ each, so one target alone cannot take them all). datacenter.cfg sets `max_worker
 (b) the seed's way, a bash loop with the seed's curl: for each VM, the seed's pre-migration resource
     check (GET /nodes/{target}/status for both targets; the one with more free memory is taken), the
     live-migration POST, then the seed's `poll_task` (every 5 s x time scale, the seed's interval at
-    this scale); one VM after the other. The token is read from the simulator's token file (`head -1` /
-    `tail -1`) where the seed runs `pass show`, for both ways alike.
+    this scale); one VM after the other. `pass show` is a shell function printing the simulator's token
+    file (pvectl reads the same file).
 (c) the lower bound at Proxmox's concurrency: the migration tasks' own durations (start to end, from
     the simulator's task engine, no polling) of run (a), packed onto `--workers` slots:
     max(longest task, sum of tasks / workers). The simulator gives each live migration its own
@@ -41,7 +41,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_provision import TaskTimes  # noqa: E402
+from bench_provision import SEED_SCRIPT, TaskTimes  # noqa: E402
 from bench_startup import pvectl_argv, record  # noqa: E402
 
 GIB = 1024**3
@@ -61,35 +61,21 @@ node_url() {
 __NODE_CASES__
   esac
 }
-auth() { echo "Authorization: PVEAPIToken=$(head -1 $TOKEN)=$(tail -1 $TOKEN)"; }
-
-poll_task() {
-  local node="$1" upid="$2" timeout="${3:-120}" interval="${4:-5}"
-  local elapsed=0
-  while [ "$elapsed" -lt "$timeout" ]; do
-    STATUS=$(curl -s --cacert "$CA" -H "$(auth)" "$(node_url $node)/api2/json/nodes/$node/tasks/$upid/status" \
-      | jq -r '.data.status')
-    if [ "$STATUS" = "stopped" ]; then
-      EXIT=$(curl -s --cacert "$CA" -H "$(auth)" "$(node_url $node)/api2/json/nodes/$node/tasks/$upid/status" \
-        | jq -r '.data.exitstatus')
-      if [ "$EXIT" = "OK" ]; then return 0; else echo "Task failed: $EXIT"; return 1; fi
-    fi
-    sleep "$interval"
-    elapsed=$((elapsed + 1))   # counted in polls: the interval is fractional here
-  done
-  echo "Task timed out after $elapsed polls (UPID: $upid)"
-  return 2
-}
-
+AUTH_PASS_PATH=proxmox/api-token
+pass() { cat "$TOKEN"; }   # stands in for `pass show PATH`: the token file holds the same two lines
+__POLL_TASK__
 free_mem() {   # the seed's pre-migration resource check
-  curl -s --cacert "$CA" -H "$(auth)" "$(node_url $1)/api2/json/nodes/$1/status" \
+  curl -s --cacert "$CA" \
+    -H "Authorization: PVEAPIToken=$(pass show $AUTH_PASS_PATH | head -1)=$(pass show $AUTH_PASS_PATH | tail -1)" \
+    "$(node_url $1)/api2/json/nodes/$1/status" \
     | jq -r '.data.memory.total - .data.memory.used'
 }
 
 for id in __VMIDS__; do
   A=$(free_mem pve2); B=$(free_mem pve3)
   if [ "$A" -ge "$B" ]; then T=pve2; else T=pve3; fi
-  UPID=$(curl -s --cacert "$CA" -X POST -H "$(auth)" -d "target=$T&online=1" \
+  UPID=$(curl -s --cacert "$CA" -X POST -d "target=$T&online=1" \
+    -H "Authorization: PVEAPIToken=$(pass show $AUTH_PASS_PATH | head -1)=$(pass show $AUTH_PASS_PATH | tail -1)" \
     "$(node_url pve1)/api2/json/nodes/pve1/qemu/$id/migrate" | jq -r '.data')
   case "$UPID" in UPID:*) ;; *) echo "migration of $id not started"; exit 1;; esac
   poll_task pve1 "$UPID" "$TIMEOUT" "$INTERVAL" || exit 1
@@ -159,7 +145,9 @@ def run_seed(time_scale: float, workers: int, root: Path) -> dict[str, Any]:
     sim, times = new_sim(time_scale, workers)
     try:
         cases = "\n".join(f'    {n}) echo "https://{h}:{p}";;' for n, (h, p) in sim.nodes.items())
-        script = SEED_LOOP
+        # the seed's poll_task exactly as the provisioning benchmark runs it
+        poll = SEED_SCRIPT[SEED_SCRIPT.index("poll_task() {"):SEED_SCRIPT.index("SSHKEYS=")]
+        script = SEED_LOOP.replace("__POLL_TASK__", poll)
         for k, v in {"__CA__": str(sim.ca_path), "__TOKEN__": str(sim.token_path),
                      "__INTERVAL__": f"{5 * time_scale:g}", "__TIMEOUT__": "600", "__NODE_CASES__": cases,
                      "__VMIDS__": " ".join(str(200 + i) for i in range(COUNT))}.items():

@@ -1,4 +1,4 @@
-"""`pvectl task diagnose UPID|VM` (library: pvectl.diagnose).
+"""`pvectl task diagnose UPID|VM` and `pvectl task stop UPID` (library: pvectl.diagnose).
 
 Prints the verdict on one line, the evidence under it and the exact next commands; changes nothing
 unless `--unlock --yes` and the verdict is a stale lock confirmed over ssh. Exit codes: 0 diagnosed
@@ -43,4 +43,18 @@ def run(ctx: Context) -> int:
         print("next (not run):")
         for cmd in d.next_commands:
             print(f"  {cmd}")
+    return 0
+
+
+def stop(ctx: Context) -> int:
+    """`task stop UPID --yes`: exit 0 stopped (or already stopped), 3 without --yes, 4 still running."""
+    from ..diagnose import stop_task
+    from .ops import deadline, writer
+
+    r = stop_task(ctx.cluster, ctx.args.upid, writer=writer(ctx), yes=ctx.args.yes, deadline=deadline(ctx))
+    if ctx.output == "table":
+        if r["outcome"] != "planned":
+            print(f"{r['upid']}: {r['outcome']} ({r.get('exitstatus')})")
+    else:
+        ctx.emit(r)
     return 0

@@ -86,7 +86,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "cluster": ("status",), "node": ("list", "status", "drain"),
     "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set",
            "migrate"),
-    "task": ("status", "wait", "log", "list", "diagnose"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
+    "task": ("status", "wait", "log", "list", "diagnose", "stop"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
     "sim": ("serve",),
 }
 _VALUE_OPTIONS = frozenset({"--config", "--cluster", "-o", "--output", "--timeout"})
@@ -283,6 +283,8 @@ def _task_group(g: Any, sub: Any) -> None:
 
     _diagnose_arguments(sub(g, "diagnose", "why a task or VM is stuck: API and ssh evidence, a verdict, the "
                             "next commands", _cmd("diagnose", "run")))
+    sub(g, "stop", "stop a running task (needs --yes; Proxmox sends SIGTERM, then SIGKILL)",
+        _cmd("diagnose", "stop")).add_argument("upid", metavar="UPID")
 
 
 class Context:

@@ -155,7 +155,9 @@ def _ssh_evidence(cluster: Cluster, ssh: Ssh, api: dict[str, Any]) -> dict[str, 
     pid = (api["task"] or {}).get("pid")
     script = sshmod.inspect_script(vmid=api["vmid"], pid=pid)
     res = ssh.run(host, [script], port=port)
-    out: dict[str, Any] = {"host": host, "connected": res.connected}
+    out: dict[str, Any] = {"host": host, "connected": res.connected,
+                           "login": " ".join((["-p", str(port or ssh.port)] if port or ssh.port else [])
+                                             + [f"{ssh.user}@{host}"])}
     if not res.connected:
         out["error"] = res.error()
         return out
@@ -184,9 +186,11 @@ def _verdict(api: dict[str, Any], remote: dict[str, Any] | None) -> Diagnosis:
                   evidence=ev, next_commands=nxt, api=api, ssh=remote)
     if task:
         usual = task.get("usual_seconds")
-        ev.append(f"task {task['type']} {task['status']}" + (f" ({task['exitstatus']})" if task.get("exitstatus") else "")
-                  + f", running for {_human(task['elapsed'])}" + (f" (usually {_human(usual)})" if usual else "")
-                  + f": {upid}")
+        if task["status"] == "running":
+            when = f"running for {_human(task['elapsed'])}" + (f" (usually {_human(usual)})" if usual else "")
+        else:
+            when = f"stopped ({task.get('exitstatus')}), started {_human(task['elapsed'])} ago"
+        ev.append(f"task {task['type']} {when}: {upid}")
         if api["log_tail"]:
             ev.append(f"last log line: {api['log_tail'][-1]}")
     ev.append(f"VM {vmid} lock: {lock or 'none'}" if vmid is not None else "no VM")
@@ -204,7 +208,7 @@ def _verdict(api: dict[str, Any], remote: dict[str, Any] | None) -> Diagnosis:
         d.verdict = "ssh-unreachable"
         d.summary = (f"cannot inspect {node} over ssh ({remote['error']}); from the API: {known}"
                      + (f", task {task['type']} {task['status']}" if task else ""))
-        nxt.append(f"ssh {remote['host']} true   # check ssh access (key, known_hosts, BatchMode)")
+        nxt.append(f"ssh {remote['login']} true   # check ssh access (key, known_hosts, BatchMode)")
         if upid and task["status"] == "running":
             nxt.append(f"pvectl task stop {upid}")
         return d
@@ -227,7 +231,7 @@ def _verdict(api: dict[str, Any], remote: dict[str, Any] | None) -> Diagnosis:
         d.verdict = "storage-hang"
         d.summary = (f"process {p['pid']} is in uninterruptible sleep (D, wchan {p['wchan']}): the storage it "
                      "waits for hangs; stopping the task will not help until the storage answers")
-        nxt.append(f"ssh {remote['host']} 'cat /proc/{p['pid']}/stack'   # where in the kernel it waits")
+        nxt.append(f"ssh {remote['login']} cat /proc/{p['pid']}/stack   # where in the kernel it waits")
         nxt.append("pvesm status   # on the node: which storage does not answer")
         if upid:
             nxt.append(f"pvectl task stop {upid}   # takes effect only once the storage answers")

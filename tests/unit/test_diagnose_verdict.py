@@ -22,7 +22,7 @@ def task(elapsed: int = 30, usual: float | None = 20.0, status: str = "running")
 
 
 def ssh(process: dict[str, Any] | None = None, holders: list[int] | None = None, **kw: Any) -> dict[str, Any]:
-    return {"host": "pve1", "connected": True, "process": process, "lock_holders": holders or [],
+    return {"host": "pve1", "login": "root@pve1", "connected": True, "process": process, "lock_holders": holders or [],
             "holder_processes": [], "config_lock": None} | kw
 
 
@@ -53,13 +53,15 @@ def test_d_state_wins_over_everything_else() -> None:
     proc = PROC | {"stat": "D", "wchan": "nfs_wait_bit_killable"}
     d = _verdict(api(task=task(), lock="backup", running_tasks=running), ssh(proc, [0x1234]))
     assert d.verdict == "storage-hang" and "nfs_wait_bit_killable" in d.summary
+    assert d.next_commands[0] == "ssh root@pve1 cat /proc/4660/stack   # where in the kernel it waits"
     holder = {"pid": 0x2222, "stat": "D+", "etime": "10:00", "wchan": "io_schedule", "cmd": f"task {VZDUMP}"}
     d = _verdict(api(lock="backup", running_tasks=running), ssh(None, [0x2222], holder_processes=[holder]))
     assert d.verdict == "storage-hang" and str(0x2222) in d.summary
 
 
 def test_unreachable_keeps_the_api_facts() -> None:
-    d = _verdict(api(lock="backup"), {"host": "pve1", "connected": False, "error": "Connection refused"})
+    d = _verdict(api(lock="backup"), {"host": "pve1", "login": "root@pve1", "connected": False,
+                                   "error": "Connection refused"})
     assert d.verdict == "ssh-unreachable" and "Connection refused" in d.summary and "locked (backup)" in d.summary
 
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import guards
-from .errors import GuardRefused, PvectlError, TaskFailed, TaskTimeout, UsageError
+from .errors import GuardRefused, NotFound, PvectlError, TaskFailed, TaskTimeout, UsageError
 from .tasks import Deadline
 
 if TYPE_CHECKING:
@@ -149,8 +149,13 @@ class _State:
         self.nodes = {n.name: n for n in cluster.nodes.list()}
 
 
-def _vm_facts(cluster: Cluster, vm: Any, quorate: bool) -> dict[str, Any]:
-    st = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+def _vm_status(cluster: Cluster, vm: Any) -> dict[str, Any]:
+    # live status, not /cluster/resources: pvestatd's view lags up to 10 s (pve-semantics §10.2)
+    return cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+
+
+def _vm_facts(cluster: Cluster, vm: Any, quorate: bool, st: dict[str, Any] | None = None) -> dict[str, Any]:
+    st = st if st is not None else _vm_status(cluster, vm)
     lock = st.get("lock")
     precondition = None
     if quorate and not lock:     # the endpoint refuses a locked VM or a cluster without quorum itself
@@ -210,8 +215,9 @@ def plan(cluster: Cluster, node: str, *, to: list[str] | None = None, include_st
     if not targets:
         raise GuardRefused(f"no other online node to drain {node} onto", "bring a node back (pvectl cluster status)")
     wanted = ("running", "stopped") if include_stopped else ("running",)
-    vms = [v for v in cluster.vms.list(node=node, templates=False) if v.status in wanted]
-    facts = {v.vmid: _vm_facts(cluster, v, state.quorate) for v in vms}
+    live = {v.vmid: (v, _vm_status(cluster, v)) for v in cluster.vms.list(node=node, templates=False)}
+    vms = [v for v, st in live.values() if st.get("status") in wanted]
+    facts = {v.vmid: _vm_facts(cluster, v, state.quorate, live[v.vmid][1]) for v in vms}
     used = {t: state.nodes[t].mem for t in targets if t in state.nodes and state.nodes[t].mem is not None}
     start_used = dict(used)
     moves: dict[int, Move] = {}
@@ -393,8 +399,8 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
             future.result()
     res = DrainResult(plan=p, parallel=parallel, seconds=time.monotonic() - started)
     if p.kind == "drain":
-        res.remaining = [{"vmid": v.vmid, "name": v.name, "status": v.status}
-                         for v in cluster.vms.list(node=p.node, templates=False) if v.status == "running"]
+        res.remaining = [{"vmid": v.vmid, "name": v.name, "status": "running"}
+                         for v in cluster.vms.list(node=p.node, templates=False) if _still_running(cluster, v)]
     return res
 
 
@@ -414,6 +420,13 @@ def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
         writer.task_done(upid, exc.exitstatus)
         raise
     writer.task_done(upid, res.exitstatus)
+
+
+def _still_running(cluster: Cluster, vm: Any) -> bool:
+    try:
+        return _vm_status(cluster, vm).get("status") == "running"
+    except NotFound:            # its config moved away between the two reads
+        return False
 
 
 def drain(cluster: Cluster, node: str, *, writer: Writer, to: list[str] | None = None,

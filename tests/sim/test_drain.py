@@ -236,3 +236,24 @@ def test_cli_migrate_auto(sim: SimCluster, capsys: pytest.CaptureFixture[str], m
     assert "target pve2" in err and sim.backend.state.vms[201].node == "pve2"
     rc, out, err = cli(sim, capsys, "-o", "table", "vm", "migrate", "300", "auto")
     assert rc == 3 and "hostpci0" in err and sim.backend.state.vms[300].node == "pve1"
+
+
+def test_cli_drain_ends_at_its_deadline_with_exit_4(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import json
+
+    from pvectl.cli.main import main
+
+    monkeypatch.setenv("PVECTL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    with SimCluster(nodes=3, vms=0, templates=0, bind="127.0.0.1", port=0, time_scale=0.5) as slow:
+        for i in range(4):
+            add_vm(slow, 200 + i, "pve1", 2)      # a live migration takes ~4 PVE s = 2 s here
+        started = time.monotonic()
+        rc = main(["--config", str(slow.config_path), "-o", "json", "--timeout", "1", "node", "drain", "pve1",
+                   "--yes", "--parallel", "2", "--plan-file", str(tmp_path / "p.json")])
+        took = time.monotonic() - started
+        out = json.loads(capsys.readouterr().out)
+    assert rc == 4 and took < 1 + 5
+    outcomes = sorted(m["outcome"] for m in out["moves"])
+    assert outcomes == ["skipped", "skipped", "timeout", "timeout"]
+    assert all(m["upid"] for m in out["moves"] if m["outcome"] == "timeout")

@@ -103,7 +103,8 @@ def _execute(ctx: Context, p: DrainPlan) -> int:
     _show_result(ctx, res, path)
     if res.ok:
         return 0
-    return 4 if any(m.outcome == "timeout" for m in p.moves) else 1
+    # the deadline passed: migrations still running (their UPIDs are listed) or not started
+    return 4 if any(m.outcome in ("timeout", "skipped") for m in p.moves) else 1
 
 
 def _gib(n: int | None) -> str:

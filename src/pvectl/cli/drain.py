@@ -80,24 +80,12 @@ def _execute(ctx: Context, p: DrainPlan) -> int:
     if p.kind == "drain":
         path = a.plan_file or f"drain-{p.node}-{time.strftime('%Y%m%dT%H%M%S')}.json"
         p.save(path)
-    total = len(p.movable)
-    done = [0]
-
-    def on_event(kind: str, m: Move, prog: Any) -> None:
-        if kind == "start":
-            sys.stderr.write(f"pvectl: VM {m.vmid} ({m.name}) {m.source} -> {m.target} {m.mode}: started\n")
-        elif kind == "done" and m.outcome != "unmovable":
-            done[0] += 1
-            took = f" in {m.seconds:.1f}s" if m.seconds is not None else ""
-            what = {"moved": f"moved{took}"}.get(m.outcome or "", f"{(m.outcome or '').upper()}: {m.detail}")
-            sys.stderr.write(f"pvectl: [{done[0]:>{len(str(total))}}/{total}] VM {m.vmid} ({m.name}) -> {m.target}: "
-                             f"{what}\n")
-        sys.stderr.flush()
-
+    show = _Progress(len(p.movable))
     try:
         res = execute(ctx.cluster, p, writer=writer(ctx), parallel=a.parallel, deadline=deadline(ctx),
-                      on_event=on_event)
+                      on_event=show)
     finally:
+        show.close()
         if path:
             p.save(path)
     _show_result(ctx, res, path)
@@ -105,6 +93,44 @@ def _execute(ctx: Context, p: DrainPlan) -> int:
         return 0
     # the deadline passed: migrations still running (their UPIDs are listed) or not started
     return 4 if any(m.outcome in ("timeout", "skipped") for m in p.moves) else 1
+
+
+class _Progress:
+    """Per VM on stderr: a bar while it moves on a terminal (rich), else a line when it starts and ends."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.bars: Any = None
+        self.ids: dict[int, Any] = {}
+        if sys.stderr.isatty():
+            from ..render import progress_bars
+
+            self.bars = progress_bars(sys.stderr)
+
+    def __call__(self, kind: str, m: Move, prog: Any) -> None:
+        label = f"VM {m.vmid} ({m.name}) -> {m.target}"
+        if kind == "start":
+            if self.bars is not None:
+                self.ids[m.vmid] = self.bars.add_task(label, total=100)
+            else:
+                sys.stderr.write(f"pvectl: {label} {m.mode}: started\n")
+        elif kind == "progress" and self.bars is not None and prog.fraction is not None and m.vmid in self.ids:
+            self.bars.update(self.ids[m.vmid], completed=prog.fraction * 100)
+        elif kind == "done" and m.outcome != "unmovable":
+            self.done += 1
+            took = f" in {m.seconds:.1f}s" if m.seconds is not None else ""
+            what = f"moved{took}" if m.outcome == "moved" else f"{(m.outcome or '').upper()}: {m.detail}"
+            if self.bars is not None and m.vmid in self.ids:
+                self.bars.update(self.ids[m.vmid], completed=100 if m.outcome == "moved" else None,
+                                 description=f"{label}: {what}")
+            elif self.bars is None:
+                sys.stderr.write(f"pvectl: [{self.done:>{len(str(self.total))}}/{self.total}] {label}: {what}\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
 
 
 def _gib(n: int | None) -> str:

@@ -216,12 +216,11 @@ def _verdict(api: dict[str, Any], remote: dict[str, Any] | None) -> Diagnosis:
     holders = remote.get("lock_holders") if remote else None
     if remote is not None:
         if task:
-            ev.append(f"process {task['pid']}: " + (f"{proc['stat']} {proc['etime']} wchan={proc['wchan']} {proc['cmd']}"
-                                                    if proc else "gone"))
+            ev.append(f"process {task['pid']}: " + (_ps_line(proc) if proc else "gone"))
         ev.append(f"lock file holders: {', '.join(map(str, holders)) if holders else 'none'}")
         for hp in remote.get("holder_processes") or []:
             if not proc or hp["pid"] != proc["pid"]:
-                ev.append(f"holder {hp['pid']}: {hp['stat']} {hp['etime']} wchan={hp['wchan']} {hp['cmd']}")
+                ev.append(f"holder {hp['pid']}: {_ps_line(hp)}")
         if remote.get("config_lock"):
             ev.append(f"qm config: lock: {remote['config_lock']}")
     d_state = [p for p in ([proc] if proc else []) + list(remote.get("holder_processes") or [] if remote else [])
@@ -316,6 +315,10 @@ def _unlock(cluster: Cluster, ssh: Ssh | None, d: Diagnosis, *, yes: bool) -> No
     d.unlocked = not st.get("lock")
     d.evidence.append(f"ran `qm unlock {d.vmid}` on {d.node}: lock is now {st.get('lock') or 'none'}")
     d.next_commands[:] = []
+
+
+def _ps_line(p: dict[str, Any]) -> str:
+    return f"{p['stat']} {p['etime']} wchan={p['wchan']} {p['cmd']}"
 
 
 def _human(seconds: float | None) -> str:

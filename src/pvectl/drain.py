@@ -383,7 +383,8 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
             m.outcome, m.upid = "failed", exc.upid
             m.detail = f"{exc.exitstatus}: {exc.log_tail[-1] if exc.log_tail else ''}".strip(": ")
         except TaskTimeout as exc:
-            m.outcome, m.upid, m.detail = "timeout", exc.upid, f"still running at the deadline: pvectl task wait {exc.upid}"
+            m.outcome, m.upid = "timeout", exc.upid
+            m.detail = f"still running at the deadline: pvectl task wait {exc.upid}"
         except GuardRefused as exc:
             m.outcome, m.detail = "refused", exc.message
         except PvectlError as exc:

@@ -86,7 +86,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "cluster": ("status",), "node": ("list", "status", "drain"),
     "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set",
            "migrate"),
-    "task": ("status", "wait", "log", "list", "diagnose", "stop"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
+    "task": ("status", "wait", "log", "list", "diagnose", "stop"), "audit": (), "template": ("list",),
+    "doctor": (), "demo": (),
     "sim": ("serve",),
 }
 _VALUE_OPTIONS = frozenset({"--config", "--cluster", "-o", "--output", "--timeout"})

@@ -64,11 +64,13 @@ MAX_CONFIG_BYTES = 1024 * 1024
 class Node(_Record):
     """One cluster node. `host` is what pvectl connects to (and checks the certificate against)."""
 
-    __slots__ = ("name", "host", "port")
-    _defaults = {"port": DEFAULT_PORT}
+    __slots__ = ("name", "host", "port", "ssh_host", "ssh_port")
+    _defaults = {"port": DEFAULT_PORT, "ssh_host": None, "ssh_port": None}
     name: str
     host: str
     port: int
+    ssh_host: str | None     # where `ssh` goes (task diagnose); default: `host`
+    ssh_port: int | None     # default: the ssh configuration's
 
     @property
     def address(self) -> str:
@@ -349,7 +351,8 @@ _OPT_STR = (str, type(None))
 _RANGE_SHAPE = ("optional", {"start": (int,), "end": (int,)})
 _CONFIG_SHAPE = {
     "path": _OPT_STR, "name": (str,), "clusters": [(str,)],
-    "nodes": ("non-empty", {"name": (str,), "host": (str,), "port": (int,)}),
+    "nodes": ("non-empty", {"name": (str,), "host": (str,), "port": (int,), "ssh_host": _OPT_STR,
+                            "ssh_port": (int, type(None))}),
     "credentials": {"pass_path": _OPT_STR, "ssh_user": (str,), "token_id": _OPT_STR, "token_file": _OPT_STR},
     "tls": {"ca_file": _OPT_STR, "fingerprints": ("mapping", (str,)), "insecure": (bool,)},
     "defaults": {"storage": _OPT_STR, "network_bridge": (str,)},

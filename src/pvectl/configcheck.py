@@ -115,7 +115,7 @@ class _V:
         return os.path.normpath(os.path.join(self.base_dir, v))
 
     def integer(self, m: dict[str, tuple[Any, Any]], name: str, key: str, lo: int, hi: int,
-                default: int) -> int:
+                default: int | None) -> int | None:
         if name not in m:
             return default
         node = m[name][1]
@@ -262,7 +262,7 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
     seen: dict[str, int] = {}
     for i, nn in enumerate(nlist.value):
         k = f"{p}cluster.nodes[{i}]"
-        nm = v.mapping(nn, k, ("name", "host", "port"))
+        nm = v.mapping(nn, k, ("name", "host", "port", "ssh_host", "ssh_port"))
         nname = v.string(nm, "name", f"{k}.name", required=True, parent=nn)
         if not re.match(_NODE_NAME, nname):
             v.fail(nm["name"][1], f"{k}.name", f"not a valid node name: {nname!r} (letters, digits, '-')")
@@ -272,7 +272,9 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
         host = v.string(nm, "host", f"{k}.host", required=True, parent=nn)
         host = _host(v, nm["host"][1], f"{k}.host", host)
         port = v.integer(nm, "port", f"{k}.port", 1, 65535, DEFAULT_PORT)
-        nodes.append({"name": nname, "host": host, "port": port})
+        nodes.append({"name": nname, "host": host, "port": port,
+                      "ssh_host": v.string(nm, "ssh_host", f"{k}.ssh_host"),
+                      "ssh_port": v.integer(nm, "ssh_port", f"{k}.ssh_port", 1, 65535, None)})
 
     # credentials
     cr = v.section(m, "credentials", f"{p}credentials", ("pass_path", "ssh_user", "token_id", "token_file"))

@@ -64,7 +64,20 @@ class NodeStatus(Record):
 
 class NodesApi:
     def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
         self._t = cluster.transport
+
+    def drain_plan(self, name: str, **options: Any) -> Any:
+        """Where each VM of the node would go (`drain.DrainPlan`); sends nothing."""
+        from .drain import plan
+
+        return plan(self._cluster, name, **options)
+
+    def drain(self, name: str, *, writer: Any, **options: Any) -> Any:
+        """Empty the node: plan per VM, migrate in parallel (`drain.DrainResult`; see `drain.drain`)."""
+        from .drain import drain
+
+        return drain(self._cluster, name, writer=writer, **options)
 
     def list(self) -> list[NodeSummary]:
         """Every member with cpu, memory and uptime from ONE cluster-wide call; offline nodes

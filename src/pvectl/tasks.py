@@ -292,6 +292,12 @@ class TasksApi:
     def get(self, upid: str | Upid) -> Task:
         return Task(self._cluster, upid)
 
+    def diagnose(self, ref: str | int, **options: Any) -> Any:
+        """Why a task or a VM is stuck: a `diagnose.Diagnosis` (options: see `diagnose.diagnose`)."""
+        from .diagnose import diagnose
+
+        return diagnose(self._cluster, ref, **options)
+
     def list(self, *, node: str | None = None, running: bool = False, vmid: int | None = None,
              limit: int = 50) -> list[TaskSummary]:
         """Tasks per node (GET /nodes/{node}/tasks; pve-semantics §1.3). `source=all` so running

@@ -47,6 +47,12 @@ STEPS: list[tuple[str, list[str], int]] = [
      ["vm", "shutdown", "demo-web"], 0),
     ("Now delete it, with its disks (purge=1, destroy-unreferenced-disks=1, as the seed does).",
      ["vm", "delete", "demo-web", "--yes"], 0),
+    ("Live-migrate web-01 to the node that passes every check with the most free memory after the move "
+     "(`auto`); its local disk is mirrored while it runs, and the progress comes from the task log.",
+     ["vm", "migrate", "web-01", "auto", "--with-local-disks"], 0),
+    ("Plan emptying pve3 for maintenance: each running VM gets a target by the same checks and by free "
+     "memory with a reserve; --dry-run stops at the plan (with --yes it runs max_workers migrations at once).",
+     ["node", "drain", "pve3", "--with-local-disks", "--dry-run"], 0),
     ("Every change above is in the audit log: who, what, the UPID and the result.",
      ["audit", "--limit", "8"], 0),
 ]

@@ -98,10 +98,11 @@ def _cmd(module: str, func: str) -> Handler:
 
 
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "cluster": ("status",), "node": ("list", "status"),
+    "cluster": ("status",), "node": ("list", "status", "drain"),
     "vm": ("list", "status", "clone", "start", "shutdown", "stop", "reboot", "delete", "resize", "set",
            "migrate"),
-    "task": ("status", "wait", "log", "list"), "audit": (), "template": ("list",), "doctor": (), "demo": (),
+    "task": ("status", "wait", "log", "list", "diagnose", "stop"), "audit": (), "template": ("list",),
+    "doctor": (), "demo": (),
     "sim": ("serve",),
 }
 _VALUE_OPTIONS = frozenset({"--config", "--cluster", "-o", "--output", "--timeout"})
@@ -207,6 +208,10 @@ def _node_group(g: Any, sub: Any) -> None:
     sub(g, "list", "every node's cpu, memory and uptime (offline nodes included)", _cmd("reads", "node_list"))
     p = sub(g, "status", "one node's detailed status (all nodes without NODE)", _cmd("reads", "node_status"))
     p.add_argument("node", nargs="?", metavar="NODE")
+    from .drain import add_arguments as _drain_arguments
+
+    _drain_arguments(sub(g, "drain", "empty a node: a target per VM by the migration checks and free memory, "
+                         "then parallel migrations (--dry-run: the plan only)", _cmd("drain", "run")))
 
 
 def _vm_group(g: Any, sub: Any, wanted: Callable[[str], bool]) -> None:
@@ -290,6 +295,12 @@ def _task_group(g: Any, sub: Any) -> None:
     p.add_argument("--running", action="store_true", help="only running tasks")
     p.add_argument("--vm", help="only tasks of this VM")
     p.add_argument("--limit", type=_count, default=50)
+    from .diagnose import add_arguments as _diagnose_arguments
+
+    _diagnose_arguments(sub(g, "diagnose", "why a task or VM is stuck: API and ssh evidence, a verdict, the "
+                            "next commands", _cmd("diagnose", "run")))
+    sub(g, "stop", "stop a running task (needs --yes; Proxmox sends SIGTERM, then SIGKILL)",
+        _cmd("diagnose", "stop")).add_argument("upid", metavar="UPID")
 
 
 class Context:

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 def add_arguments(p: Any) -> None:
     p.add_argument("vm", metavar="VM", help="VMID or unique name")
-    p.add_argument("target", metavar="TARGET", help="the node to move it to")
+    p.add_argument("target", metavar="TARGET", help="the node to move it to, or `auto`: the node that passes "
+                   "every check with the most free memory after the move")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--online", dest="online", action="store_const", const=True, default=None,
                       help="live migration (the default for a running VM)")
@@ -82,10 +83,16 @@ def run(ctx: Context) -> int:
     from .ops import deadline, writer
 
     a = ctx.args
-    label = f"VM {a.vm} -> {a.target}"
+    target = a.target
+    if target == "auto":
+        from ..drain import auto_target
+
+        target = auto_target(ctx.cluster, a.vm, online=a.online, with_local_disks=a.with_local_disks)
+        sys.stderr.write(f"pvectl: target {target}: it passes every check with the most free memory after the move\n")
+    label = f"VM {a.vm} -> {target}"
     try:
         with _Display(label) as display:
-            r = migrate(ctx.cluster, a.vm, a.target, writer=writer(ctx), deadline=deadline(ctx), online=a.online,
+            r = migrate(ctx.cluster, a.vm, target, writer=writer(ctx), deadline=deadline(ctx), online=a.online,
                         with_local_disks=a.with_local_disks, bwlimit=a.bwlimit, check_only=a.check,
                         wait=not a.no_wait, on_progress=display)
     except TaskFailed as exc:

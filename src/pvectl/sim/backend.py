@@ -1640,8 +1640,11 @@ class Backend:
                                 "is_unused": int(key.startswith("unused")), "is_attached": 1, "drivename": key,
                                 "replicate": 1, "shared": 0, "is_cloudinit": int(is_ci), "is_vmstate": 0,
                                 "is_tpmstate": 0, "referenced_in_config": 1})
+        from .devices import local_resources
+
         return {"running": int(vm.status == "running"), "allowed_nodes": allowed,
-                "not_allowed_nodes": not_allowed, "local_disks": local_disks, "local_resources": [],
+                "not_allowed_nodes": not_allowed, "local_disks": local_disks,
+                "local_resources": local_resources(vm.config, running=vm.status == "running"),
                 "mapped-resources": [], "mapped-resource-info": {}, "has-dbus-vmstate": 1}
 
     def _storage_on(self, sid: str, node: str) -> bool:
@@ -1707,6 +1710,13 @@ class Backend:
                     raise TaskError(f"VM is locked ({vm.config['lock']})")
                 if online and vm.status != "running":
                     online = False
+                from .devices import local_resources
+
+                # QemuMigrate.pm::prepare, before phase1 (`force`, root@pam only, would let a stopped one go)
+                blocking = local_resources(vm.config, running=online)
+            if blocking:
+                abort(f"can't migrate VM which uses local devices: {', '.join(blocking)}")
+            with self.mu:
                 local = [(k, v, o) for k, v, o in self.vm_drives(vm)
                          if not self.state.storages[v.split(":", 1)[0]].shared]
                 from .snapshots import migration_scan

@@ -26,6 +26,10 @@ to a `Cluster` method:
     POST   /_sim/tokens                            {"tokenid", "secret"?, "privs"?} -> {"tokenid", "secret"}
     POST   /_sim/users                             {"userid", "password"?, "privs"?} -> {"userid", "password"}
     POST   /_sim/save                              -> {"path"}
+    GET    /_sim/nodes/{node}/host                 processes, flock holders, configs (sim/host.py)
+    POST   /_sim/nodes/{node}/qm-unlock            {"vmid"}: `qm unlock` on that node
+    POST   /_sim/vms/{vmid}/set-lock               {"kind": "backup"}: `qm set --lock` (null clears)
+    POST   /_sim/tasks/stall                       {"upid", "stat": "D", "wchan"}: a hung worker
 
 Answers are `{"data": ...}`; errors `{"error": "..."}` with 400 (bad input) or 404 (unknown route,
 node or VM).
@@ -87,6 +91,24 @@ class ControlApi:
             ("POST", re.compile(r"/_sim/tokens"), self._add_token),
             ("POST", re.compile(r"/_sim/users"), self._add_user),
             ("POST", re.compile(r"/_sim/save"), lambda p: ({"path": str(c.save_state())}, None)),
+            *self._host_routes(n),
+        ]
+
+    def _host_routes(self, n: str) -> list[_Route]:
+        from .host import host_view
+
+        def view() -> Any:
+            return host_view(self.cluster.backend)
+        return [
+            ("GET", re.compile(rf"/_sim/nodes/{n}/host"),
+             lambda p: (view().summary(self._check_node(p["node"])), None)),
+            ("POST", re.compile(rf"/_sim/nodes/{n}/qm-unlock"),
+             lambda p: (view().qm_unlock(self._check_node(p["node"]), int(p["vmid"])), None)),
+            ("POST", re.compile(r"/_sim/vms/(?P<vmid>\d+)/set-lock"),
+             lambda p: (view().set_lock(int(p["vmid"]), _opt_str(p, "kind")), None)),
+            ("POST", re.compile(r"/_sim/tasks/stall"),
+             lambda p: (view().stall(str(p["upid"]), str(p.get("stat", "D")),
+                                     str(p.get("wchan") or "rpc_wait_bit_killable")), None)),
         ]
 
     def handle(self, local_node: str, request: wire.Request) -> tuple[wire.Response, After]:

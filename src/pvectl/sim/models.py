@@ -248,11 +248,8 @@ class State:
     tokens: dict[str, Token]
     tasks: list[TaskRecord] = field(default_factory=list)
     config_version: int = 3
-<<<<<<< HEAD
     containers: dict[int, Container] = field(default_factory=dict)
-=======
     datacenter: dict[str, Any] = field(default_factory=dict)   # datacenter.cfg (GET /cluster/options)
->>>>>>> drain
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -264,11 +261,8 @@ class State:
             "vms": [asdict(v) for v in self.vms.values()],
             "tokens": [asdict(t) for t in self.tokens.values()],
             "tasks": [asdict(t) for t in self.tasks if t.status == "stopped"],
-<<<<<<< HEAD
             "containers": [asdict(c) for c in self.containers.values()],
-=======
             "datacenter": self.datacenter,
->>>>>>> drain
         }
 
     @classmethod
@@ -282,11 +276,8 @@ class State:
             vms={v["vmid"]: VM(**v) for v in d["vms"]},
             tokens={t["tokenid"]: Token(**t) for t in d["tokens"]},
             tasks=[TaskRecord(**t) for t in d.get("tasks", [])],
-<<<<<<< HEAD
             containers={c["vmid"]: Container(**c) for c in d.get("containers", [])},
-=======
             datacenter=d.get("datacenter", {}),
->>>>>>> drain
         )
 
 

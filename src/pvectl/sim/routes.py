@@ -175,13 +175,6 @@ class Api(SnapshotRoutes, AccessRoutes):
         with self.backend.mu:
             return self.backend.nextid(p.get("vmid"))
 
-    @route("GET", "/cluster/options")
-    def cluster_options(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
-        # pve-manager API2/Cluster.pm::get_options: datacenter.cfg as stored, Sys.Audit on /
-        self.backend.check(caller.token, "/", "Sys.Audit")
-        with self.backend.mu:
-            return dict(self.backend.state.datacenter)
-
     @route("GET", "/nodes")
     def nodes(self, local: str, caller: Caller, p: dict[str, Any]) -> Any:
         with self.backend.mu:

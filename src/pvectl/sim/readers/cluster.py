@@ -20,8 +20,10 @@ from . import Ctx, reader
 @reader("/cluster/options")
 def options(ctx: Ctx) -> dict[str, Any]:
     # pve-manager API2/Cluster.pm::get_options reads datacenter.cfg; a fresh
-    # cluster's datacenter.cfg holds only `keyboard` (set by the installer), the rest are defaults
-    return {"keyboard": "en-us"}
+    # cluster's datacenter.cfg holds only `keyboard` (set by the installer), the rest are defaults;
+    # keys set in the simulated datacenter.cfg (e.g. `max_workers`) are returned as stored
+    with ctx.backend.mu:
+        return {"keyboard": "en-us", **ctx.backend.state.datacenter}
 
 
 @reader("/cluster/tasks")

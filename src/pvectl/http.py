@@ -357,12 +357,12 @@ class Transport:
 
     def _roundtrip(self, n: Node, method: str, url: str,
                    body: bytes | None) -> tuple[int, str, bytes, float]:
+        auth = self._header()  # first: a CredentialError must not leave a connection open
         conn = self._take(n)
         reused = conn is not None
         if conn is None:
             conn = self._connect(n)  # raises _ConnectFailed / TlsError
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
-        auth = self._header()
         if auth:
             headers["Authorization"] = auth
         if body is not None:

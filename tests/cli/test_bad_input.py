@@ -411,3 +411,25 @@ def test_an_unknown_node_is_a_usage_error_for_every_command(cli: Callable[..., R
     assert r.code == 2 and r.json["error"]["type"] == "UsageError"
     # found from the node list alone: no request ever names the unknown node
     assert not [q for q in sim.requests_log(since=since) if "pve9" in str(q)]
+
+
+def test_a_credential_error_opens_no_connection(cli: Callable[..., Run], sim: Any, tmp_path: Path,
+                                                variant_config: Callable[..., Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # the token is read before a connection is opened: nothing to leak or leave half-open
+    from pvectl import httpconn
+
+    opened: list[Any] = []
+    real_init = httpconn.Connection.__init__
+
+    def counting_init(self: Any, *a: Any, **kw: Any) -> None:
+        opened.append(a)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(httpconn.Connection, "__init__", counting_init)
+    token = tmp_path / "empty-token"
+    token.write_text(f"{sim.token_id}\n\n")
+    cfg = variant_config(sim.config_path, "empty.yaml", lambda d: d["credentials"].update(token_file=str(token)))
+    line = one_error_line(cli("--config", str(cfg), "-o", "table", "vm", "list"))
+    assert line.startswith(f"pvectl: error: empty secret in token_file {token}")
+    assert opened == []

@@ -339,3 +339,9 @@ def _load_or_config_error(text: str | bytes) -> None:
         assert e.message.startswith("f.yaml:") and "\n" not in e.message, e.message
         return
     assert cfg.nodes and all(isinstance(n.host, str) and isinstance(n.port, int) for n in cfg.nodes)
+
+
+def test_the_cap_holds_for_a_file_whose_size_is_not_known_in_advance() -> None:
+    # a character device reports size 0 and never ends: at most the cap (+1 byte) is read
+    with pytest.raises(ConfigError, match=r"^/dev/zero: the config file is 1.0 MiB; "):
+        load_config("/dev/zero", cache=False)

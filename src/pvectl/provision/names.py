@@ -93,7 +93,9 @@ class NameInFlight(TaskTimeout):
         super().__init__(first or "-", message=f"{what} ({listed}) is still running at the deadline; "
                                                f"nothing was created {for_}",
                          hint=(f"resume with: pvectl task wait {first}, then run the command again" if first else
-                               "run the command again once the clone is done (pvectl vm list)"))
+                               "run the command again once the clone is done (pvectl vm list); a `lock: clone` "
+                               "VM that no clone task makes any more is left from a failed clone: unlock "
+                               "(qm unlock ID) and delete it"))
         self.entries = entries
         self.upids = upids
 

@@ -213,3 +213,21 @@ def test_vmid_taken_meanwhile_by_the_same_name_is_not_cloned_again(sim: SimClust
     res = run(pvc, CloneSpec(TEMPLATE, "taken-1"), on_event=on_event)
     assert res.result == "exists" and res.vmid == taken[0]
     assert made(sim, "taken-1") == [taken[0]]
+
+
+def test_dry_run_rerun_prints_what_is_left_and_writes_nothing(sim: SimCluster, pvc: Cluster) -> None:
+    spec = CloneSpec(TEMPLATE, "half-3", cores=2, start=True, wait_ip=True)
+    sim.fail_next(1, status=500, message="got timeout", method="PUT", path=r"/qemu/\d+/config$")
+    with pytest.raises(ProvisionFailed) as ei:
+        run(pvc, spec)
+    vmid = ei.value.result.vmid
+    seq = sim.requests_log()[-1]["seq"]
+    out = io.StringIO()
+    res = provision(pvc, spec, deadline=Deadline(30), writer=Writer(pvc, "test", dry_run=True, out=out))
+    assert res.result == "exists" and res.vmid == vmid and res.steps == ["exists", "config", "start"]
+    assert res.state == "stopped"
+    text = out.getvalue()
+    assert f"/qemu/{vmid}/config" in text and f"/qemu/{vmid}/status/start" in text and "network-get-interfaces" in text
+    assert [e for e in sim.requests_log(since=seq) if e["method"] != "GET"] == []
+    with sim.backend.mu:
+        assert sim.backend.state.vms[vmid].status == "stopped"

@@ -228,8 +228,11 @@ def _finish_existing(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionR
             _resize(run, plan, res)
         if (spec.start or spec.wait_ip) and res.state == "stopped":
             _start(run, plan, res)
-            res.state = "running"
-        if spec.wait_ip:
+            res.state = res.state if run.dry_run else "running"
+        if spec.wait_ip and run.dry_run:
+            run.writer.out.write(f"# then poll GET /api2/json/nodes/{res.node}/qemu/{res.vmid}/agent/"
+                                 "network-get-interfaces until the guest reports an address\n")
+        elif spec.wait_ip:
             _wait_ip(run, plan, res)
     except _StepFailed as exc:
         _after_failure(run, plan, res, exc.step, exc.cause)

@@ -8,7 +8,10 @@ Spec: pve-semantics §4.3 (a clone in flight is `VM <id>` with `lock: clone` and
 from __future__ import annotations
 
 import io
+import json
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,6 +103,14 @@ def test_four_clients_same_name_make_one_vm(sim: SimCluster) -> None:
     assert outcomes == ["created", "exists", "exists", "exists"], [r.to_dict() for r in results.values()]
     assert {r.vmid for r in results.values()} == set(keep)
     assert len(clone_posts(sim)) >= 2          # the race did happen: more than one client posted
+    # every clone that lost the name was removed by its own client, and the audit log says so
+    with sim.backend.mu:
+        ok_clones = [r for r in sim.backend.engine.records() if ":qmclone:" in r.upid and r.exitstatus == "OK"]
+    deletes = [e for e in sim.requests_log() if e["method"] == "DELETE"]
+    assert len(deletes) == len(ok_clones) - 1
+    audit = [json.loads(ln) for ln in Path(os.environ["PVECTL_AUDIT_LOG"]).read_text().splitlines()]
+    assert len([a for a in audit if a["event"] == "write" and a["method"] == "DELETE"]) == len(deletes)
+    assert len([a for a in audit if a["event"] == "write" and a["path"].endswith("/clone")]) == len(clone_posts(sim))
 
 
 def test_two_bulk_runs_same_pattern_make_each_name_once(sim: SimCluster) -> None:

@@ -8,7 +8,10 @@ Spec: pve-semantics §4.3 (a clone in flight is `VM <id>` with `lock: clone` and
 from __future__ import annotations
 
 import io
+import json
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,6 +103,14 @@ def test_four_clients_same_name_make_one_vm(sim: SimCluster) -> None:
     assert outcomes == ["created", "exists", "exists", "exists"], [r.to_dict() for r in results.values()]
     assert {r.vmid for r in results.values()} == set(keep)
     assert len(clone_posts(sim)) >= 2          # the race did happen: more than one client posted
+    # every clone that lost the name was removed by its own client, and the audit log says so
+    with sim.backend.mu:
+        ok_clones = [r for r in sim.backend.engine.records() if ":qmclone:" in r.upid and r.exitstatus == "OK"]
+    deletes = [e for e in sim.requests_log() if e["method"] == "DELETE"]
+    assert len(deletes) == len(ok_clones) - 1
+    audit = [json.loads(ln) for ln in Path(os.environ["PVECTL_AUDIT_LOG"]).read_text().splitlines()]
+    assert len([a for a in audit if a["event"] == "write" and a["method"] == "DELETE"]) == len(deletes)
+    assert len([a for a in audit if a["event"] == "write" and a["path"].endswith("/clone")]) == len(clone_posts(sim))
 
 
 def test_two_bulk_runs_same_pattern_make_each_name_once(sim: SimCluster) -> None:
@@ -213,3 +224,21 @@ def test_vmid_taken_meanwhile_by_the_same_name_is_not_cloned_again(sim: SimClust
     res = run(pvc, CloneSpec(TEMPLATE, "taken-1"), on_event=on_event)
     assert res.result == "exists" and res.vmid == taken[0]
     assert made(sim, "taken-1") == [taken[0]]
+
+
+def test_dry_run_rerun_prints_what_is_left_and_writes_nothing(sim: SimCluster, pvc: Cluster) -> None:
+    spec = CloneSpec(TEMPLATE, "half-3", cores=2, start=True, wait_ip=True)
+    sim.fail_next(1, status=500, message="got timeout", method="PUT", path=r"/qemu/\d+/config$")
+    with pytest.raises(ProvisionFailed) as ei:
+        run(pvc, spec)
+    vmid = ei.value.result.vmid
+    seq = sim.requests_log()[-1]["seq"]
+    out = io.StringIO()
+    res = provision(pvc, spec, deadline=Deadline(30), writer=Writer(pvc, "test", dry_run=True, out=out))
+    assert res.result == "exists" and res.vmid == vmid and res.steps == ["exists", "config", "start"]
+    assert res.state == "stopped"
+    text = out.getvalue()
+    assert f"/qemu/{vmid}/config" in text and f"/qemu/{vmid}/status/start" in text and "network-get-interfaces" in text
+    assert [e for e in sim.requests_log(since=seq) if e["method"] != "GET"] == []
+    with sim.backend.mu:
+        assert sim.backend.state.vms[vmid].status == "stopped"

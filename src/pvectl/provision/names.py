@@ -11,7 +11,8 @@ several pvectl processes (on several machines) share. The protocol:
 
 1. Before a clone POST: read `/cluster/resources`. A VM that carries the name decides (exists, refused,
    or in progress). A clone in flight whose name is not known yet (and that this process did not
-   start) is waited for, bounded by the deadline; at the deadline the answer is "in progress" (exit 4).
+   start), seen at the first read, is waited for, bounded by the deadline; at the deadline the answer
+   is "in progress" (exit 4). Clones that start after that read are left to step 2.
 2. After the clone task ended: the LOWEST VMID among the VMs that carry the name keeps it. A clone
    with a lower VMID whose name is not known yet is waited for. When a lower VMID carries the name,
    this run removes its own just-made VM and reports the other (`exists` / `in progress`).
@@ -93,7 +94,9 @@ class NameInFlight(TaskTimeout):
         super().__init__(first or "-", message=f"{what} ({listed}) is still running at the deadline; "
                                                f"nothing was created {for_}",
                          hint=(f"resume with: pvectl task wait {first}, then run the command again" if first else
-                               "run the command again once the clone is done (pvectl vm list)"))
+                               "run the command again once the clone is done (pvectl vm list); a `lock: clone` "
+                               "VM that no clone task makes any more is left from a failed clone: unlock "
+                               "(qm unlock ID) and delete it"))
         self.entries = entries
         self.upids = upids
 
@@ -155,6 +158,7 @@ class Names:
         name is not known yet could carry it; raises NameInFlight at the deadline."""
         limit = self._limit()
         pause = 0.2
+        watch: set[int] | None = None
         while True:
             if snap is None:
                 snap = self.run.snapshot()
@@ -163,7 +167,11 @@ class Names:
             carriers = [e for e in scope if self.carries(e)]
             if carriers:
                 return snap, carriers
-            pending = [e for e in scope if self.unknown(e)]
+            # only the clones in flight at the first read are waited for: one that starts later cannot
+            # have seen this run's clone either, so step 2 settles it (no waiting behind a long bulk run)
+            pending = [e for e in scope if self.unknown(e) and (watch is None or int(e["vmid"]) in watch)]
+            if watch is None:
+                watch = {int(e["vmid"]) for e in pending}
             if not pending:
                 return snap, []
             self._wait(pending, limit, named=False)

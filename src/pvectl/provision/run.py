@@ -43,7 +43,7 @@ def provision(cluster: Cluster, spec: CloneSpec, *, deadline: Deadline | float |
         return _execute(run, plan_or_result)
     except KeyboardInterrupt:
         run.stop.set()
-        raise ProvisionInterrupted(list(run.live)) from None
+        raise ProvisionInterrupted([_as_interrupted(r) for r in run.live]) from None
 
 
 def provision_many(cluster: Cluster, specs: Sequence[CloneSpec], *, deadline: Deadline | float | None,
@@ -147,14 +147,23 @@ def _interrupted(run: _Run, plans: list[tuple[int, _Plan]], results: list[Provis
     for i, r in enumerate(results):
         p = planned.get(i)
         if p is not None and p.spec.name in live:
-            r = live[p.spec.name]
-            if r.state is None and not r.steps and r.error is None and r.result == "failed":
-                r.result, r.state, r.vmid = "not started", "absent", None     # still waiting for its turn
+            r = _as_interrupted(live[p.spec.name])
         elif r is None and p is not None:
             r = ProvisionResult(p.spec.name, p.template.vmid, None, p.node, "not started", "absent")
         if r is not None:
             out.append(r)
     return out
+
+
+def _as_interrupted(r: ProvisionResult) -> ProvisionResult:
+    """A result the Ctrl-C caught mid-way: `not started` (still waiting for its turn) or `in progress`
+    (a clone requested or running, or steps after it left)."""
+    if r.error is None and r.result == "failed":
+        if r.state is None and not r.steps:
+            r.result, r.state, r.vmid = "not started", "absent", None
+        else:
+            r.result = "in progress"
+    return r
 
 
 def _check_free_vmids(run: _Run, specs: Sequence[CloneSpec], snap: Any) -> None:
@@ -228,8 +237,11 @@ def _finish_existing(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionR
             _resize(run, plan, res)
         if (spec.start or spec.wait_ip) and res.state == "stopped":
             _start(run, plan, res)
-            res.state = "running"
-        if spec.wait_ip:
+            res.state = res.state if run.dry_run else "running"
+        if spec.wait_ip and run.dry_run:
+            run.writer.out.write(f"# then poll GET /api2/json/nodes/{res.node}/qemu/{res.vmid}/agent/"
+                                 "network-get-interfaces until the guest reports an address\n")
+        elif spec.wait_ip:
             _wait_ip(run, plan, res)
     except _StepFailed as exc:
         _after_failure(run, plan, res, exc.step, exc.cause)

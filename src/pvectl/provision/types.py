@@ -57,7 +57,8 @@ class ProvisionEvent:
 @dataclass(slots=True)
 class ProvisionResult:
     """The outcome for one VM. `result`: created | exists | planned | failed | not started (a bulk run
-    stopped by its deadline or Ctrl-C before this VM's turn). `state` is the VM's
+    stopped by its deadline or Ctrl-C before this VM's turn) | in progress (Ctrl-C while its clone or a
+    later step ran). `state` is the VM's
     power state as last seen (`absent` when nothing was left)."""
 
     name: str

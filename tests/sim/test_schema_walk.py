@@ -59,6 +59,11 @@ NOT_SERVED = {
 # Directory indexes that PVE serves for any name, without looking the object up
 # (qemu-server API2/Qemu.pm and pve-container API2/LXC/Snapshot.pm `snapshot_cmd_idx`).
 INDEX_WITHOUT_LOOKUP = {"/nodes/{node}/qemu/{vmid}/snapshot/{snapname}", "/nodes/{node}/lxc/{vmid}/snapshot/{snapname}"}
+# Methods declared without `permissions` are root@pam's alone (RPCEnvironment.pm::check_api2_permissions:
+# raise_perm_exc('user != root@pam')), and an API token is never root@pam: pve-manager
+# API2/Cluster/BackupInfo.pm index, API2/ACMEAccount.pm get_account, pve-network's vnet firewall index.
+for _path in ("/cluster/backup-info", "/cluster/acme/account/{name}", "/cluster/sdn/vnets/{vnet}/firewall"):
+    DOCUMENTED_ERRORS[_path] = (403, "Permission check failed (user != root@pam)")
 # Placeholders without a collection GET above them, filled from the state.
 FIXED = {"osdid": "0", "flag": "noout", "pos": "0", "cidr": "10.0.0.0/24", "fabric_id": "f1",
          "node_id": "pve1", "id": "x"}

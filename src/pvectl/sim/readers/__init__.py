@@ -11,8 +11,8 @@ shape a real cluster gives for a concept the simulator does not model:
   resources, no replication jobs, no firewall rules;
 - anything else has a reader; without one it stays 501 (`tests/sim/test_schema_walk.py` fails then).
 
-Permissions: the schema's `check` (`perm` with `any`, `and`/`or`) is applied before the reader runs, as
-pve-access-control RPCEnvironment.pm::check_api2_permissions does.
+Permissions: the schema's `permissions` (`user => 'all'`, `check` with `perm`/`any`, `and`/`or`) are
+applied before the reader runs, as pve-access-control RPCEnvironment.pm::check_api2_permissions does.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def answer(backend: Backend, schema: Schema, endpoint: Endpoint, local: str, cal
         _load_modules()
         _loaded = True
     ctx = Ctx(backend, schema, local, caller, params, endpoint)
-    check_permissions(ctx, (endpoint.info.get("permissions") or {}).get("check"))
+    check_permissions(ctx, endpoint.info.get("permissions") or {})
     fn = READERS.get(endpoint.path if endpoint.method == "GET" else f"{endpoint.method} {endpoint.path}")
     if fn is not None:
         with backend.mu:
@@ -118,7 +118,15 @@ def _allowed(ctx: Ctx, check: Any) -> bool:
     return True
 
 
-def check_permissions(ctx: Ctx, check: Any) -> None:
+def check_permissions(ctx: Ctx, permissions: dict[str, Any]) -> None:
+    """RPCEnvironment.pm::check_api2_permissions: `user => 'all'` (or 'world') lets every
+    authenticated caller in, else the `check` decides; no check at all is root@pam only (API tokens
+    never are root@pam)."""
+    if permissions.get("user") in ("all", "world"):
+        return
+    check = permissions.get("check")
+    if check is None:
+        raise ApiFail("Permission check failed (user != root@pam)", 403)
     if _allowed(ctx, check):
         return
     if isinstance(check, list) and check and check[0] == "perm":

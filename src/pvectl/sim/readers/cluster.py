@@ -175,6 +175,24 @@ def acme_tos(ctx: Ctx) -> str:
     return "https://letsencrypt.org/documents/LE-SA-v1.5-February-24-2025.pdf"
 
 
+# pve-manager API2/ACMEPlugin.pm: plugins.cfg's parser always adds the built-in `standalone` plugin
+_STANDALONE = {"plugin": "standalone", "type": "standalone"}
+
+
+@reader("/cluster/acme/plugins")
+def acme_plugins(ctx: Ctx) -> list[dict[str, Any]]:
+    if ctx.params.get("type") not in (None, "standalone"):
+        return []
+    return [dict(_STANDALONE, digest=hashlib.sha1(b"").hexdigest())]
+
+
+@reader("/cluster/acme/plugins/{id}")
+def acme_plugin(ctx: Ctx) -> dict[str, Any]:
+    if ctx.params["id"] != "standalone":
+        raise ApiFail(f"ACME plugin '{ctx.params['id']}' not defined")
+    return dict(_STANDALONE, digest=hashlib.sha1(b"").hexdigest())
+
+
 @reader("/cluster/acme/directories")
 def acme_directories(ctx: Ctx) -> list[dict[str, Any]]:
     return [{"name": "Let's Encrypt V2", "url": "https://acme-v02.api.letsencrypt.org/directory"},

@@ -84,3 +84,13 @@ def test_containers_are_listed_as_lxc(backend: Backend, client: Client) -> None:
     assert [e["vmid"] for e in data] == sorted(e["vmid"] for e in data)
     assert [c["vmid"] for c in client.get("/nodes/pve2/lxc")] == [300]
     assert client.get("/nodes/pve1/qemu") and all(v["vmid"] != 301 for v in client.get("/nodes/pve1/qemu"))
+
+
+def test_nextid_skips_container_vmids(backend: Backend, client: Client) -> None:
+    # pve-manager API2/Cluster.pm::nextid looks at the cluster's vmlist: VMs and containers
+    first = int(client.get("/cluster/nextid"))
+    with backend.mu:
+        backend.state.containers[first] = Container.generate(first, "pve1", running=False)
+    assert int(client.get("/cluster/nextid")) == first + 1
+    r = client.call("GET", "/cluster/nextid", {"vmid": first})
+    assert r.status == 400 and r.json["errors"] == {"vmid": f"VM {first} already exists"}

@@ -628,12 +628,14 @@ class Backend:
 
     def nextid(self, vmid: int | None) -> str:
         # pve-manager API2/Cluster.pm::nextid: the value is a JSON string (pve-semantics row 10)
+        # the cluster's vmlist holds VMs and containers alike
+        used = self.state.vms.keys() | self.state.containers.keys()
         if vmid is not None:
-            if vmid in self.state.vms:
+            if vmid in used:
                 raise param_fail({"vmid": f"VM {vmid} already exists"})
             return str(vmid)
         for candidate in range(100, 1_000_000):
-            if candidate not in self.state.vms:
+            if candidate not in used:
                 return str(candidate)
         raise ApiFail("unable to get any free VMID in range [100, 1000000]")
 

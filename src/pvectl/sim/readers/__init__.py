@@ -2,7 +2,7 @@
 
 `routes.Api` calls `answer()` for a GET whose path has no `@route` handler. Readers are registered per
 schema path template (`@reader("/nodes/{node}/version")`) in the modules of this package: `nodes`,
-`cluster`, `storage`, `access`, `guests` (QEMU detail), `lxc`, `ceph`. A path without a reader gets the
+`cluster`, `storage`, `access`, `guests` (QEMU detail), `lxc`, `ceph`, `firewall`, `hardware`. A path without a reader gets the
 shape a real cluster gives for a concept the simulator does not model:
 
 - a directory index (the schema lists static children, `links: [{rel: child, href: "{name}"}]`):
@@ -11,8 +11,8 @@ shape a real cluster gives for a concept the simulator does not model:
   resources, no replication jobs, no firewall rules;
 - anything else has a reader; without one it stays 501 (`tests/sim/test_schema_walk.py` fails then).
 
-Permissions: the schema's `check` (`perm` with `any`, `and`/`or`) is applied before the reader runs, as
-pve-access-control RPCEnvironment.pm::check_api2_permissions does.
+Permissions: the schema's `permissions` (`user => 'all'`, `check` with `perm`/`any`, `and`/`or`) are
+applied before the reader runs, as pve-access-control RPCEnvironment.pm::check_api2_permissions does.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def reader(*paths: str) -> Callable[[Reader], Reader]:
 
 
 def _load_modules() -> None:
-    from . import access, ceph, cluster, guests, lxc, nodes, storage  # noqa: F401 - they register readers
+    from . import access, ceph, cluster, firewall, guests, hardware, lxc, nodes, storage  # noqa: F401 - register
 
 
 _loaded = False
@@ -75,7 +75,7 @@ def answer(backend: Backend, schema: Schema, endpoint: Endpoint, local: str, cal
         _load_modules()
         _loaded = True
     ctx = Ctx(backend, schema, local, caller, params, endpoint)
-    check_permissions(ctx, (endpoint.info.get("permissions") or {}).get("check"))
+    check_permissions(ctx, endpoint.info.get("permissions") or {})
     fn = READERS.get(endpoint.path if endpoint.method == "GET" else f"{endpoint.method} {endpoint.path}")
     if fn is not None:
         with backend.mu:
@@ -118,7 +118,15 @@ def _allowed(ctx: Ctx, check: Any) -> bool:
     return True
 
 
-def check_permissions(ctx: Ctx, check: Any) -> None:
+def check_permissions(ctx: Ctx, permissions: dict[str, Any]) -> None:
+    """RPCEnvironment.pm::check_api2_permissions: `user => 'all'` (or 'world') lets every
+    authenticated caller in, else the `check` decides; no check at all is root@pam only (API tokens
+    never are root@pam)."""
+    if permissions.get("user") in ("all", "world"):
+        return
+    check = permissions.get("check")
+    if check is None:
+        raise ApiFail("Permission check failed (user != root@pam)", 403)
     if _allowed(ctx, check):
         return
     if isinstance(check, list) and check and check[0] == "perm":

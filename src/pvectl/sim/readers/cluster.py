@@ -8,6 +8,7 @@ no replication, no SDN fabrics.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from typing import Any
 
@@ -19,11 +20,24 @@ from . import Ctx, reader
 
 @reader("/cluster/options")
 def options(ctx: Ctx) -> dict[str, Any]:
-    # pve-manager API2/Cluster.pm::get_options reads datacenter.cfg; a fresh
-    # cluster's datacenter.cfg holds only `keyboard` (set by the installer), the rest are defaults;
-    # keys set in the simulated datacenter.cfg (e.g. `max_workers`) are returned as stored
-    with ctx.backend.mu:
-        return {"keyboard": "en-us", **ctx.backend.state.datacenter}
+    # pve-manager API2/Cluster.pm::get_options: datacenter.cfg (a fresh cluster's holds only the
+    # installer's `keyboard`; keys the simulated datacenter.cfg sets, e.g. `max_workers`, as stored;
+    # callers without Sys.Audit on / see only console and tag-style) plus
+    # `allowed-tags`: pve-guest-common GuestHelpers.pm::get_allowed_tags with the default
+    # user-allow 'free' - every tag on a guest the caller may see (all of them with Sys.Modify on /)
+    b = ctx.backend
+    token = ctx.caller.token
+    out: dict[str, Any] = {}
+    if b.has(token, "/", "Sys.Audit"):
+        out = {"keyboard": "en-us", **b.state.datacenter}
+    privileged = b.has(token, "/", "Sys.Modify")
+    tags: set[str] = set()
+    guests = [*b.state.vms.values(), *b.state.containers.values()]
+    for g in guests:
+        if privileged or b.has(token, f"/vms/{g.vmid}", "VM.Audit"):
+            tags.update(t for t in re.split(r"[;, ]+", str(g.config.get("tags", ""))) if t)
+    out["allowed-tags"] = sorted(tags)
+    return out
 
 
 @reader("/cluster/tasks")
@@ -47,18 +61,17 @@ def tasks(ctx: Ctx) -> list[dict[str, Any]]:
 
 @reader("/cluster/ha/status/current")
 def ha_status(ctx: Ctx) -> list[dict[str, Any]]:
-    # pve-ha-manager API2/HA/Status.pm::status: the quorum line always; the master and LRM lines only
-    # once HA is in use (no manager status yet: no resources were ever configured)
-    b = ctx.backend
-    node = ctx.local
-    return [{"id": "quorum", "type": "quorum", "node": node, "status": "OK" if b.quorate() else "No quorum on node",
-             "quorate": int(b.quorate())}]
+    # pve-ha-manager API2/HA/Status.pm::status (9.1, before the 2026 fencing entry): the quorum line;
+    # master and LRM lines only once a manager status exists, i.e. once HA was ever used
+    quorate = ctx.backend.quorate()
+    return [{"id": "quorum", "type": "quorum", "node": ctx.local, "quorate": int(quorate),
+             "status": "OK" if quorate else f"No quorum on node '{ctx.local}'!"}]
 
 
 @reader("/cluster/ha/status/manager_status")
 def ha_manager_status(ctx: Ctx) -> dict[str, Any]:
-    # pve-ha-manager Status.pm::manager_status: the (empty) manager status plus the quorum
-    return {"manager_status": {}, "quorum": {"node": ctx.local, "quorate": str(int(ctx.backend.quorate()))}}
+    # Status.pm::manager_status: the (empty) manager status and this node's quorum
+    return {"manager_status": {}, "quorum": {"node": ctx.local, "quorate": int(ctx.backend.quorate())}}
 
 
 @reader("/cluster/backup-info/not-backed-up")
@@ -163,6 +176,24 @@ def acme_meta(ctx: Ctx) -> dict[str, Any]:
 @reader("/cluster/acme/tos")
 def acme_tos(ctx: Ctx) -> str:
     return "https://letsencrypt.org/documents/LE-SA-v1.5-February-24-2025.pdf"
+
+
+# pve-manager API2/ACMEPlugin.pm: plugins.cfg's parser always adds the built-in `standalone` plugin
+_STANDALONE = {"plugin": "standalone", "type": "standalone"}
+
+
+@reader("/cluster/acme/plugins")
+def acme_plugins(ctx: Ctx) -> list[dict[str, Any]]:
+    if ctx.params.get("type") not in (None, "standalone"):
+        return []
+    return [dict(_STANDALONE, digest=hashlib.sha1(b"").hexdigest())]
+
+
+@reader("/cluster/acme/plugins/{id}")
+def acme_plugin(ctx: Ctx) -> dict[str, Any]:
+    if ctx.params["id"] != "standalone":
+        raise ApiFail(f"ACME plugin '{ctx.params['id']}' not defined")
+    return dict(_STANDALONE, digest=hashlib.sha1(b"").hexdigest())
 
 
 @reader("/cluster/acme/directories")

@@ -1627,6 +1627,9 @@ class Backend:
                                 "is_unused": int(key.startswith("unused")), "is_attached": 1, "drivename": key,
                                 "replicate": 1, "shared": 0, "is_cloudinit": int(is_ci), "is_vmstate": 0,
                                 "is_tpmstate": 0, "referenced_in_config": 1})
+        from .snapshots import precondition_snapshot_disks
+
+        local_disks = precondition_snapshot_disks(self, vm, node, local_disks)
         return {"running": int(vm.status == "running"), "allowed_nodes": allowed,
                 "not_allowed_nodes": not_allowed, "local_disks": local_disks, "local_resources": [],
                 "mapped-resources": [], "mapped-resource-info": {}, "has-dbus-vmstate": 1}

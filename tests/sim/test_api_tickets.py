@@ -139,3 +139,10 @@ def test_tampered_or_foreign_tickets(api: Api, backend: Backend, login: dict[str
     assert client.get("/nodes/pve1/qemu/100/status/current")["vmid"] == 100 and user == "ops@pve"
     r = client.call("GET", "/nodes/pve1/qemu/103/config")
     assert (r.status, r.reason) == (403, "Permission check failed (/vms/103, VM.Audit)")
+
+
+def test_api_token_header_is_unescaped_once(api: Api, backend: Backend) -> None:
+    # Formatter.pm::extract_auth_value uri-unescapes the value once
+    backend.add_token("pct@pve!t", "a%41b")
+    assert Client(api, "PVEAPIToken=pct@pve!t=a%2541b").call("GET", "/version").status == 200
+    assert Client(api, "PVEAPIToken=pct@pve!t=a%41b").call("GET", "/version").status == 401

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import wire
+from .access import AccessRoutes
 from .backend import ApiFail, Backend, Caller
 from .schema import ParamError, Schema, decode_urlencoded
-from .access import AccessRoutes
 from .snapshots import SnapshotRoutes, Snapshots
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]

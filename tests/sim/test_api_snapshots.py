@@ -329,3 +329,18 @@ def test_migration_precondition_lists_snapshot_references(client: Client) -> Non
     state = disks["local-lvm:vm-100-state-live"]
     assert (state["is_vmstate"], state["is_attached"], state["referenced_in_snapshot"]) == (1, 0, {"live": 1})
     assert state["size"] == (4096 * 2 + 500) << 20
+
+
+def test_answers_fit_the_schema(client: Client, schema: Schema) -> None:
+    base = "/nodes/{node}/qemu/{vmid}/snapshot"
+    upid = client.ok("POST", f"{VM}/100/snapshot", {"snapname": "s1", "vmstate": 1})
+    assert schema.check_returns(schema.endpoint("POST", base), upid) == []
+    client.wait(upid)
+    for method, template, path in (("GET", base, f"{VM}/100/snapshot"),
+                                   ("GET", base + "/{snapname}", f"{VM}/100/snapshot/s1"),
+                                   ("GET", base + "/{snapname}/config", f"{VM}/100/snapshot/s1/config"),
+                                   ("GET", "/nodes/{node}/qemu/{vmid}/config", f"{VM}/100/config?snapshot=s1"),
+                                   ("GET", "/nodes/{node}/qemu/{vmid}/migrate", f"{VM}/100/migrate")):
+        p, _, query = path.partition("?")
+        data = client.get(p, query=query)
+        assert schema.check_returns(schema.endpoint(method, template), data) == [], template

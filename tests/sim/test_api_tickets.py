@@ -17,6 +17,7 @@ from apiharness import FULL, FULL_SECRET, Client, auth
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.routes import Api
+from pvectl.sim.schema import Schema
 
 PASSWORD = "correct horse battery"
 
@@ -46,7 +47,8 @@ class _HeaderClient(Client):
         return super().raw(method, path, **kw)
 
 
-def test_login_answer(login: dict[str, object], backend: Backend) -> None:
+def test_login_answer(login: dict[str, object], backend: Backend, schema: Schema) -> None:
+    assert schema.check_returns(schema.endpoint("POST", "/access/ticket"), login) == []
     assert login["username"] == "root@pam"
     assert re.fullmatch(r"PVE:root@pam:[0-9A-F]{8}::\S+", str(login["ticket"]))
     assert re.fullmatch(r"[0-9A-F]{8}:\S+", str(login["CSRFPreventionToken"]))

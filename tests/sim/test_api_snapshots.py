@@ -318,3 +318,29 @@ def test_snapshots_on_local_storage_block_migration(client: Client, backend: Bac
     assert "found local disk 'local-lvm:vm-100-state-live' (referenced by snapshot(s))" in text
     assert ("can't migrate local disk 'local-lvm:vm-100-disk-0': online storage migration not possible if "
             "non-replicated snapshot exists") in text
+
+
+def test_migration_precondition_lists_snapshot_references(client: Client) -> None:
+    # API2/Qemu.pm::migrate_vm_precondition reports QemuServer.pm::foreach_volid's attributes
+    assert snap(client, 100, "live", vmstate=1)[0] == "OK"
+    disks = {d["volid"]: d for d in client.get(f"{VM}/100/migrate")["local_disks"]}
+    assert disks["local-lvm:vm-100-disk-0"]["referenced_in_snapshot"] == {"live": 1}
+    assert disks["local-lvm:vm-100-disk-0"]["is_attached"] == 1
+    state = disks["local-lvm:vm-100-state-live"]
+    assert (state["is_vmstate"], state["is_attached"], state["referenced_in_snapshot"]) == (1, 0, {"live": 1})
+    assert state["size"] == (4096 * 2 + 500) << 20
+
+
+def test_answers_fit_the_schema(client: Client, schema: Schema) -> None:
+    base = "/nodes/{node}/qemu/{vmid}/snapshot"
+    upid = client.ok("POST", f"{VM}/100/snapshot", {"snapname": "s1", "vmstate": 1})
+    assert schema.check_returns(schema.endpoint("POST", base), upid) == []
+    client.wait(upid)
+    for method, template, path in (("GET", base, f"{VM}/100/snapshot"),
+                                   ("GET", base + "/{snapname}", f"{VM}/100/snapshot/s1"),
+                                   ("GET", base + "/{snapname}/config", f"{VM}/100/snapshot/s1/config"),
+                                   ("GET", "/nodes/{node}/qemu/{vmid}/config", f"{VM}/100/config?snapshot=s1"),
+                                   ("GET", "/nodes/{node}/qemu/{vmid}/migrate", f"{VM}/100/migrate")):
+        p, _, query = path.partition("?")
+        data = client.get(p, query=query)
+        assert schema.check_returns(schema.endpoint(method, template), data) == [], template

@@ -17,6 +17,7 @@ from apiharness import FULL, FULL_SECRET, Client, auth
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.routes import Api
+from pvectl.sim.schema import Schema
 
 PASSWORD = "correct horse battery"
 
@@ -46,7 +47,8 @@ class _HeaderClient(Client):
         return super().raw(method, path, **kw)
 
 
-def test_login_answer(login: dict[str, object], backend: Backend) -> None:
+def test_login_answer(login: dict[str, object], backend: Backend, schema: Schema) -> None:
+    assert schema.check_returns(schema.endpoint("POST", "/access/ticket"), login) == []
     assert login["username"] == "root@pam"
     assert re.fullmatch(r"PVE:root@pam:[0-9A-F]{8}::\S+", str(login["ticket"]))
     assert re.fullmatch(r"[0-9A-F]{8}:\S+", str(login["CSRFPreventionToken"]))
@@ -139,3 +141,10 @@ def test_tampered_or_foreign_tickets(api: Api, backend: Backend, login: dict[str
     assert client.get("/nodes/pve1/qemu/100/status/current")["vmid"] == 100 and user == "ops@pve"
     r = client.call("GET", "/nodes/pve1/qemu/103/config")
     assert (r.status, r.reason) == (403, "Permission check failed (/vms/103, VM.Audit)")
+
+
+def test_api_token_header_is_unescaped_once(api: Api, backend: Backend) -> None:
+    # Formatter.pm::extract_auth_value uri-unescapes the value once
+    backend.add_token("pct@pve!t", "a%41b")
+    assert Client(api, "PVEAPIToken=pct@pve!t=a%2541b").call("GET", "/version").status == 200
+    assert Client(api, "PVEAPIToken=pct@pve!t=a%41b").call("GET", "/version").status == 401

@@ -147,7 +147,8 @@ class Access:
         if (method, rel) in NO_AUTH:
             return None
         if api_token:
-            token = self.backend.authenticate(f"PVEAPIToken={api_token}")
+            # AccessControl.pm::verify_token on the header as sent (unescaped once, split at the last '=')
+            token = self.backend.authenticate(authorization)
             return token if isinstance(token, Token) else _unauthorized("Authentication failed!", delay)
         if not ticket:
             return _unauthorized("No ticket", delay)

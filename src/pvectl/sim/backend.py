@@ -1644,6 +1644,9 @@ class Backend:
                                 "is_tpmstate": 0, "referenced_in_config": 1})
         from .devices import local_resources
 
+        from .snapshots import precondition_snapshot_disks
+
+        local_disks = precondition_snapshot_disks(self, vm, node, local_disks)
         return {"running": int(vm.status == "running"), "allowed_nodes": allowed,
                 "not_allowed_nodes": not_allowed, "local_disks": local_disks,
                 "local_resources": local_resources(vm.config, running=vm.status == "running"),

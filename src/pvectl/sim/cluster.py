@@ -434,6 +434,8 @@ class Cluster:
         self.faults.clear(node)
 
     def hold_lock(self, vmid: int, *, seconds: float | None = None, kind: str = "backup") -> str:
+        """A hung vzdump task: `kind` set as the config lock (`VM is locked (<kind>)` for others), or with
+        `kind=""` the VM's flock held (others time out after 10 PVE seconds). Returns its UPID."""
         return self.backend.hold_lock(vmid, seconds=seconds, kind=kind)
 
     def release_lock(self, vmid: int) -> None:

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from . import readers, wire
+from .access import AccessRoutes
 from .backend import ApiFail, Backend, Caller
 from .resources import ResourceEncoder
 from .schema import ParamError, Schema, decode_urlencoded
-from .access import AccessRoutes
 from .snapshots import SnapshotRoutes, Snapshots
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]

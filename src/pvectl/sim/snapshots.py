@@ -114,6 +114,32 @@ def migration_scan(b: Backend, vm: VM, local: list[str], online: bool) -> tuple[
     return snapshot_only, errors
 
 
+def precondition_snapshot_disks(b: Backend, vm: VM, node: str,
+                                local_disks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """QemuServer.pm::foreach_volid for the migration precondition: `referenced_in_snapshot` on the
+    disks snapshots use, and the local volumes only snapshots reference (their vmstate)."""
+    refs: dict[str, dict[str, int]] = {}
+    for name, section in vm.snapshots.items():
+        for _, volid, _ in snapshot_drives(section):
+            refs.setdefault(volid, {})[name] = 1
+        if section.get("vmstate"):
+            refs.setdefault(str(section["vmstate"]), {})[name] = 1
+    out = []
+    for disk in local_disks:
+        if disk["volid"] in refs:
+            disk = {**disk, "referenced_in_snapshot": refs[disk["volid"]]}
+        out.append(disk)
+    known = {d["volid"] for d in out}
+    for volid in snapshot_volids(vm):
+        storage, vol = b.storage_volume(volid, node)
+        if storage.shared or volid in known:
+            continue
+        out.append({"volid": volid, "size": vol.size if vol else 0, "cdrom": 0, "is_unused": 0, "is_attached": 0,
+                    "replicate": 1, "shared": 0, "is_cloudinit": 0, "is_vmstate": 1, "is_tpmstate": 0,
+                    "referenced_in_snapshot": refs.get(volid, {})})
+    return out
+
+
 def _locked(vm: VM) -> None:
     # AbstractConfig.pm::check_lock: `die $class->guest_type() . " is locked ($conf->{lock})\n"`
     if vm.config.get("lock"):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,3 +112,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = "the canary token secret leaked into: " + "; ".join(sorted(set(where)))
         report.sections = [(title, "<hidden: holds the canary secret>" if canary.contains(content) else content)
                            for title, content in report.sections]
+@pytest.fixture(autouse=True, scope="session")
+def _no_thread_left_running() -> Iterator[None]:
+    """After the last test every simulator, listener and worker thread a test started has ended: one
+    still running (say, a listener blocked in accept() on a socket closed under it) fails the run."""
+    yield
+    deadline = time.monotonic() + 10
+    while (left := [t for t in threading.enumerate() if t is not threading.main_thread()]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"threads still running after the tests: {[t.name for t in left]}"

@@ -130,7 +130,13 @@ class SilentListener:
 
     def close(self) -> None:
         self._stop = True
+        # close() alone does not wake a thread blocked in accept(); shutdown() does (EINVAL on Linux)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
+        self._thread.join(10)
         for c in self.accepted:
             c.close()
 

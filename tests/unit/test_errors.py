@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pvectl import errors as E
 from pvectl.upid import Upid
 
@@ -185,3 +187,116 @@ def test_import_is_light() -> None:
             "print(sorted(m for m in ('re','json','typing','dataclasses') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- every field a caller reads, per kind of response ------------------------------------------------
+
+def test_each_error_keeps_the_request_and_answer() -> None:
+    for status, body, cls in [(401, None, E.AuthError), (404, {"message": "Not Found\n"}, E.ApiError),
+                              (400, {"errors": {"upid": "no such task"}}, E.NotFound),
+                              (400, {"errors": {"vmid": "VM 105 already exists"}}, E.AlreadyExists),
+                              (500, {"message": "VM 100 already exists on node 'pve2'\n"}, E.AlreadyExists),
+                              (500, {"message": "Configuration file 'nodes/pve1/qemu-server/100.conf' does not "
+                                                "exist\n"}, E.NotFound),
+                              (500, {"message": "can't lock file '/var/lock/qemu-server/lock-100.conf' - got "
+                                                "timeout\n"}, E.Locked),
+                              (595, None, E.NodeUnreachable)]:
+        e = resp(status, " Reason ", body, method="PUT", path="/nodes/pve2/qemu/100/config", node="pve2")
+        assert type(e) is cls, (status, body)
+        assert (e.status, e.reason, e.method, e.path, e.node) == (status, "Reason", "PUT",
+                                                                  "/nodes/pve2/qemu/100/config", "pve2")
+
+
+def test_lock_file_timeout_is_a_retryable_lock_without_a_lock_name() -> None:
+    e = resp(500, "x", {"message": "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout\n"})
+    assert isinstance(e, E.Locked)
+    assert (e.lock, e.timeout, e.lock_file, e.retryable) == (None, True, "/var/lock/qemu-server/lock-100.conf", True)
+    assert e.hint == "another task holds the VM's lock; retry when it has finished"
+    named = resp(500, "x", {"message": "VM is locked (backup)\n"})
+    assert isinstance(named, E.Locked) and (named.lock, named.timeout) == ("backup", False)
+    assert named.hint == ("a 'backup' operation holds the VM; wait for its task to finish (pvectl task list), "
+                          "or run `qm unlock <vmid>` on the node if the lock is stale")
+
+
+def test_400_detail_joins_every_field_error() -> None:
+    e = resp(400, "Parameter verification failed.",
+             {"message": "Parameter verification failed.\n", "errors": {"memory": "bad\n", "cores": "too big"}})
+    assert isinstance(e, E.ParameterError)
+    assert str(e) == "Parameter verification failed: memory: bad; cores: too big"
+    plain = resp(400, "Bad Request.", {"message": "Bad Request.\n"})
+    assert str(plain) == "Bad Request."                 # no field errors: the text as it is, dot kept
+
+
+@pytest.mark.parametrize("status,method,uncertain", [(595, "POST", False), (595, "GET", False),
+                                                     (596, "POST", True), (596, "GET", False),
+                                                     (599, "PUT", True), (596, None, False)])
+def test_proxy_status_is_uncertain_only_for_a_write_that_may_have_arrived(status: int, method: str | None,
+                                                                         uncertain: bool) -> None:
+    # 595: the relaying node could not connect to the target, so nothing reached it; 596/599: the request
+    # phase failed after sending, so a write may have been applied (spec/pve-semantics.md §12.5)
+    e = E.from_response(status, "Errors during connection establishment", b"", method,
+                        "/nodes/pve3/qemu/100/status/start", "pve1")
+    assert isinstance(e, E.NodeUnreachable)
+    assert e.uncertain is uncertain and e.retryable is (not uncertain)
+    assert str(e) == f"node pve3 unreachable (via pve1): {status} Errors during connection establishment"
+    assert e.attempts == [("pve3", f"{status} Errors during connection establishment")]
+
+
+def test_proxy_status_from_the_node_itself_names_no_relay() -> None:
+    e = E.from_response(595, "No route", b"", "GET", "/cluster/resources", "pve2")
+    assert str(e) == "node pve2 unreachable: 595 No route" and e.attempts == [("pve2", "595 No route")]
+    e = E.from_response(595, "No route", b"", "GET", "/cluster/resources", None)
+    assert e.attempts == [("?", "595 No route")]
+
+
+def test_permission_denied_hints() -> None:
+    parsed = resp(403, "x", {"message": "Permission check failed (/vms/100, VM.PowerMgmt)\n"})
+    assert parsed.hint == ("grant VM.PowerMgmt on /vms/100 to the token's user, and to the token itself if it has "
+                           "privilege separation (pveum acl modify /vms/100 --tokens ... --roles ...)")
+    unparsed = resp(403, "Forbidden", None)
+    assert unparsed.hint == "the API token lacks a privilege for this request (pveum user token permissions)"
+    given = E.PermissionDenied("no", acl_path="/vms/1", privilege="VM.Audit", hint="ask the admin")
+    assert given.hint == "ask the admin"
+    only_path = E.PermissionDenied("no", acl_path="/vms/1")
+    assert only_path.hint == "the API token lacks a privilege for this request (pveum user token permissions)"
+
+
+def test_secrets_of_four_characters_or_more_are_redacted() -> None:
+    E.register_secret("")
+    E.register_secret("q7z")                      # too short to be told from ordinary text
+    E.register_secret("k9w2")
+    assert E.redact("a q7z b k9w2 c") == "a q7z b <redacted> c"
+    e = E.ApiError("x", reason="bad k9w2", errors={"f": "k9w2!"})
+    assert (e.reason, e.errors) == ("bad <redacted>", {"f": "<redacted>!"})
+
+
+def test_node_unreachable_hint_says_a_write_may_have_arrived_only_when_uncertain() -> None:
+    sure = E.NodeUnreachable("down", attempts=[("pve1", "refused")])
+    assert sure.hint == E.NodeUnreachable.default_hint and sure.retryable and not sure.uncertain
+    maybe = E.NodeUnreachable("down", uncertain=True)
+    assert maybe.hint == ("the request may have reached the server before the connection failed; "
+                          "check the VM/task state before repeating it")
+    assert not maybe.retryable and maybe.attempts == []
+    assert E.NodeUnreachable("down", uncertain=True, hint="mine").hint == "mine"
+
+
+def test_given_hints_and_fields_are_kept() -> None:
+    assert E.ConfigError("bad", hint="fix it").hint == "fix it"
+    tls = E.TlsError("bad cert", hint="pin it", node="pve2")
+    assert (tls.hint, tls.node) == ("pin it", "pve2")
+    guard = E.GuardRefused("protected", "unset protection", node="pve3")
+    assert (guard.reason, guard.hint, guard.node) == ("protected", "unset protection", "pve3")
+    api = E.ApiError("x", path="/nodes/pve1/qemu", status=500)
+    assert (api.path, api.retryable) == ("/nodes/pve1/qemu", False)
+    assert str(E.ApiError("text")) == "text"
+    upid = "UPID:pve1:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:"
+    assert E.TaskError("t", upid=upid).retryable is False
+    assert E.TaskFailed(upid, "exit 1", hint="look").hint == "look"
+    assert E.TaskFailed(upid, "exit 1").hint == f"pvectl task log {upid}"
+    assert E.TaskTimeout(upid, hint="later").hint == "later"
+    assert E.TaskTimeout(upid).hint == f"resume with: pvectl task wait {upid}"
+
+
+def test_body_text_loses_only_its_trailing_newlines() -> None:
+    e = resp(500, "x", {"message": "disk full \n", "errors": {"size": "too big \n"}})
+    assert str(e) == "disk full " and e.errors == {"size": "too big "}

@@ -199,3 +199,87 @@ def test_parse_log() -> None:
     assert parse_log(["TASK OK"]) == (None, None, None)
     assert strip_timestamp(lines[0]) == "starting migration of VM 100 to node 'pve2' (10.0.0.2)"
     assert strip_timestamp("TASK OK") == "TASK OK"
+
+
+# ------------------------------------------------------------------------ every finding, exactly
+def test_every_blocker_of_the_precondition_is_reported_with_its_fix() -> None:
+    blocked = {"unavailable_storages": ["local-zfs", "tank"], "unavailable-resources": ["gpu0"],
+               "blocking-ha-resources": [{"sid": "vm:100"}, "vm:101"]}
+    iso = {"volid": "local:iso/a.iso", "drivename": "ide2", "cdrom": 1, "is_cloudinit": 0}
+    ci_cdrom = {"volid": "local-lvm:vm-100-cloudinit", "drivename": "ide0", "cdrom": 1, "is_cloudinit": 1}
+    unnamed = {"volid": "local-lvm:vm-100-disk-0", "cdrom": 0, "is_cloudinit": 0}
+    out = migration_findings(
+        vmid=100, source="pve1", target="pve2", members=MEMBERS, quorate=True, running=True, online=None,
+        lock=None, with_local_disks=False, vm_maxmem=4 * G, target_mem=16 * G, target_maxmem=64 * G,
+        precondition=pre(allowed_nodes=["pve3"], not_allowed_nodes={"pve2": blocked},
+                         local_resources=["hostpci0", "usb0"], local_disks=[iso, ci_cdrom, unnamed]))
+    assert [(f["check"], f["level"], f["reason"], f["fix"]) for f in out] == [
+        ("target", "ok", "pve2 is an online cluster member", None),
+        ("quorum", "ok", "the cluster is quorate", None),
+        ("lock", "ok", "the VM is not locked", None),
+        ("mode", "ok", "live migration: the VM keeps running", None),
+        ("storage", "refuse", "storage local-zfs, tank of the VM is not available on pve2",
+         "move the disks to a storage pve2 has, or pick a node that has them: pve3"),
+        ("mapped-resources", "refuse", "mapped devices missing on pve2: gpu0",
+         "add the device mappings for pve2, or pick another node"),
+        ("ha", "refuse", "HA resources block pve2: vm:100, vm:101", "check the HA rules (ha-manager status)"),
+        ("local-resources", "refuse", "the VM uses local devices: hostpci0, usb0",
+         "remove them from its config first: pvectl vm set 100 --delete hostpci0,usb0"),
+        # an ISO in a CD-ROM drive blocks; a cloud-init drive (also a CD-ROM) is regenerated on the target
+        ("cdrom", "refuse", "a local CD-ROM image cannot be migrated: local:iso/a.iso (ide2)",
+         "eject it first: pvectl vm set 100 ide2=none,media=cdrom"),
+        ("local-disks", "refuse", "a live migration with local disks needs --with-local-disks: "
+         "local-lvm:vm-100-cloudinit (ide0), local-lvm:vm-100-disk-0",
+         "add --with-local-disks (the disks are mirrored while the VM runs), move them to shared storage, or "
+         "shut the VM down (pvectl vm shutdown 100) for an offline migration"),
+        ("memory", "ok", "pve2 has 48.0 GiB free; the VM needs 4.0 GiB plus a 3.2 GiB reserve (7.2 GiB)", None),
+    ]
+
+
+@pytest.mark.parametrize("blocked,check", [({"unavailable_storages": ["tank"]}, "storage"),
+                                           ({"unavailable-resources": ["gpu0"]}, "mapped-resources"),
+                                           ({"blocking-ha-resources": ["vm:100"]}, "ha")])
+def test_one_blocker_alone_refuses_and_no_storage_ok_is_claimed(blocked: dict[str, Any], check: str) -> None:
+    fs = findings(precondition=pre(not_allowed_nodes={"pve2": blocked}))
+    assert refused(fs) == [check]
+    if check != "storage":
+        assert "storage" not in fs
+
+
+def test_nothing_blocked_says_every_storage_is_there() -> None:
+    fs = findings(precondition=pre(not_allowed_nodes={}))
+    assert fs["storage"] == {"check": "storage", "level": "ok", "fix": None,
+                             "reason": "every storage of the VM is available on pve2"}
+
+
+def test_unknown_target_stopped_vm_no_quorum_and_a_lock_are_all_reported() -> None:
+    out = migration_findings(
+        vmid=100, source="pve1", target="pve9", members={}, quorate=False, running=False, online=True,
+        lock="backup", with_local_disks=False, vm_maxmem=4 * G, target_mem=None, target_maxmem=None,
+        precondition=None)
+    assert [(f["check"], f["level"], f["reason"], f["fix"]) for f in out] == [
+        ("target", "refuse", "no such cluster node 'pve9'", "cluster members: none"),
+        ("quorum", "refuse", "the cluster has no quorum (Proxmox: cluster not ready - no quorum?)",
+         "restore quorum first (pvectl cluster status)"),
+        ("lock", "refuse", "the VM is locked (backup): a task is using it",
+         "wait for the task (pvectl task list --vm 100); a stale lock is removed with `qm unlock 100` on its node"),
+        ("mode", "warn", "the VM is stopped: it is migrated offline (Proxmox ignores --online then)", None),
+    ]
+
+
+@pytest.mark.parametrize("running,online,reason", [
+    (False, None, "offline migration of a stopped VM"),
+    (False, False, "offline migration of a stopped VM"),
+    (True, True, "live migration: the VM keeps running"),
+])
+def test_mode_reasons(running: bool, online: bool | None, reason: str) -> None:
+    assert findings(running=running, online=online)["mode"] == {"check": "mode", "level": "ok", "reason": reason,
+                                                                "fix": None}
+
+
+def test_local_disks_are_copied_offline_and_mirrored_live() -> None:
+    offline = findings(running=False, precondition=pre(running=0, local_disks=[DISK]))
+    assert offline["local-disks"]["reason"] == "local disks are copied to the target: local-lvm:vm-100-disk-0 (scsi0)"
+    live = findings(with_local_disks=True, precondition=pre(local_disks=[DISK]))
+    assert live["local-disks"]["reason"] == "local disks are mirrored to the target: local-lvm:vm-100-disk-0 (scsi0)"
+    assert findings()["local-disks"]["reason"] == "no local disks: everything is on shared storage"

@@ -136,3 +136,19 @@ def test_hash_follows_the_fields() -> None:
     assert a == b and hash(a) == hash(b)
     other = Upid(a.node, a.pid + 1, a.pstart, a.starttime, a.type, a.id, a.user)
     assert other != a and hash(other) != hash(a)
+
+
+def test_cannot_delete_a_field_and_a_non_string_is_refused() -> None:
+    u = Upid.parse(EXAMPLE)
+    with pytest.raises(AttributeError, match=r"^Upid is immutable \(cannot delete 'node'\)$"):
+        del u.node
+    with pytest.raises(ValueError, match=r"^not a UPID: expected a string, got int$"):
+        Upid.parse(123)  # type: ignore[arg-type]
+
+
+def test_pickle_keeps_the_text_it_was_parsed_from() -> None:
+    import pickle
+
+    lower = "UPID:pve1:000c1a2b:03b4c5d6:66f1e2d3:qmclone:9000:root@pam:"
+    back = pickle.loads(pickle.dumps(Upid.parse(lower)))
+    assert str(back) == lower and back == Upid.parse(EXAMPLE)

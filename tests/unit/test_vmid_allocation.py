@@ -4,11 +4,14 @@ never one id twice."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from pvectl.errors import GuardRefused
-from pvectl.provision import VmidAllocator, allocator_for
+from pvectl.config import VmidRange
+from pvectl.errors import AlreadyExists, GuardRefused
+from pvectl.provision import CloneSpec, VmidAllocator, _choose_vmid, _Snapshot, allocator_for
 
 
 def test_lowest_free_id_skipping_used_and_given() -> None:
@@ -70,3 +73,54 @@ def test_one_allocator_per_cluster_object() -> None:
     c1, c2 = FakeCluster(), FakeCluster()
     assert allocator_for(c1) is allocator_for(c1)  # type: ignore[arg-type]
     assert allocator_for(c1) is not allocator_for(c2)  # type: ignore[arg-type]
+
+
+# -- choosing the VMID of one clone (explicit --vmid or the next free one) -----------------------------
+
+def choose(vmid: int | None, *, rng: VmidRange | None = VmidRange(start=100, end=110),
+           entries: list[dict[str, Any]] | None = None, allocator: VmidAllocator | None = None) -> tuple[int, bool]:
+    run = SimpleNamespace(cluster=SimpleNamespace(config=SimpleNamespace(vmid_ranges=SimpleNamespace(vms=rng))),
+                          allocator=allocator or VmidAllocator())
+    spec = CloneSpec(template=9000, name="web", vmid=vmid)
+    return _choose_vmid(run, spec, _Snapshot(entries or []))  # type: ignore[arg-type]
+
+
+def test_next_free_vmid_in_the_configured_range() -> None:
+    used = [{"type": "qemu", "vmid": v, "name": f"vm{v}", "node": "pve1"} for v in range(100, 110)]
+    assert choose(None, entries=used) == (110, False)          # the range's last VMID
+    with pytest.raises(GuardRefused, match=r"^no free VMID left in the range 100-110$"):
+        choose(None, entries=used + [{"type": "lxc", "vmid": 110, "node": "pve2"}])
+
+
+def test_without_a_range_any_vmid_from_100() -> None:
+    assert choose(None, rng=None, entries=[{"type": "qemu", "vmid": 100, "node": "pve1"}]) == (101, False)
+    assert choose(999999999, rng=None) == (999999999, True)
+
+
+def test_explicit_vmid_inside_the_range_and_free() -> None:
+    assert choose(110) == (110, True)
+    assert choose(100) == (100, True)
+
+
+@pytest.mark.parametrize("vmid", [99, 111])
+def test_explicit_vmid_outside_the_range_is_refused(vmid: int) -> None:
+    with pytest.raises(GuardRefused) as ei:
+        choose(vmid)
+    assert str(ei.value) == f"VMID {vmid} is outside vmid_ranges.vms (100-110)"
+    assert ei.value.hint == "pick a VMID inside the range, or leave --vmid out to take the next free one"
+
+
+def test_explicit_vmid_in_use_names_its_owner() -> None:
+    with pytest.raises(AlreadyExists) as ei:
+        choose(105, entries=[{"type": "qemu", "vmid": 105, "name": "db-01", "node": "pve2"}])
+    assert str(ei.value) == "VMID 105 is already used by db-01 on pve2"
+    assert ei.value.hint == "leave --vmid out to take the next free one"
+    with pytest.raises(AlreadyExists, match=r"^VMID 106 is already used by lxc on pve3$"):
+        choose(106, entries=[{"type": "lxc", "vmid": 106, "node": "pve3"}])
+
+
+def test_explicit_vmid_given_earlier_in_this_run_is_refused() -> None:
+    a = VmidAllocator()
+    assert choose(107, allocator=a) == (107, True)
+    with pytest.raises(AlreadyExists, match=r"^VMID 107 is already being used by this run$"):
+        choose(107, allocator=a)

@@ -125,15 +125,16 @@ def _ops_by_token(h: History) -> dict[str, OpRecord]:
     return {op.token: op for op in h.ops}
 
 
-def clone_vmids_made(h: History) -> dict[int, Received]:
-    """VMID -> the clone request that made it (the clone task ended OK, or is still running)."""
-    made: dict[int, Received] = {}
+def clones_made(h: History) -> list[tuple[int, Received]]:
+    """(VMID, the clone request that made it) for every clone the cluster accepted whose task ended OK
+    or is still running. A VMID can appear more than once: it is free again after a delete."""
+    made: list[tuple[int, Received]] = []
     for r in h.received:
         if r.method == "POST" and r.ok and _CLONE_PATH.match(r.path) and "newid" in r.params:
             task = h.tasks.get(r.upid or "")
             if task is None or task.status != "stopped" or task.exitstatus == "OK" \
                     or (task.exitstatus or "").startswith("WARNINGS"):
-                made[int(r.params["newid"])] = r
+                made.append((int(r.params["newid"]), r))
     return made
 
 
@@ -141,7 +142,7 @@ def check_lost_vms(h: History) -> list[Violation]:
     existed: set[int] = {v for v, vm in h.initial_vms.items() if not vm.template}
     for _, vms in h.snapshots:
         existed.update(v for v, vm in vms.items() if not vm.template)
-    existed.update(clone_vmids_made(h))
+    existed.update(vmid for vmid, _ in clones_made(h))
     by_token = _ops_by_token(h)
     accounted: set[int] = set()
     unreported: dict[int, OpRecord] = {}
@@ -246,8 +247,7 @@ def check_state_reported(h: History) -> list[Violation]:
     """A command that did not succeed reports every task it started (by UPID, or the VM its clone
     made by VMID), and never says "nothing was created" about a VM its clone made."""
     by_token = _ops_by_token(h)
-    alive = set(h.final_vms) | {v for _, vms in h.snapshots for v in vms}
-    made = {id(r): vmid for vmid, r in clone_vmids_made(h).items()}
+    made = {id(r): vmid for vmid, r in clones_made(h)}
     out: list[Violation] = []
     for r in h.received:
         op = by_token.get(r.token or "")
@@ -256,8 +256,6 @@ def check_state_reported(h: History) -> list[Violation]:
         text = report_text(op)
         vmid = made.get(id(r))
         if vmid is not None:
-            if vmid not in alive:
-                continue
             said = r.upid in text or re.search(rf"(?<![\d:]){vmid}(?![\d:])", text) is not None
             item = _item_for(op, str(r.params.get("name")))
             if not said:
@@ -265,7 +263,7 @@ def check_state_reported(h: History) -> list[Violation]:
                                      f"report VM {vmid} that its clone made", op.op_id))
             elif _NOTHING_MADE.search(item if item is not None else text):
                 out.append(Violation("state-not-reported", f"{op.summary()} says nothing was created, but "
-                                     f"its clone made VM {vmid}", op.op_id))
+                                     f"its clone made VM {vmid} ({r.upid})", op.op_id))
         elif r.upid not in text:
             out.append(Violation("state-not-reported", f"{op.summary()} exited {op.exit_code} but does not "
                                  f"report task {r.upid} it started ({r.method} {r.path})", op.op_id))
@@ -321,7 +319,10 @@ def check_audit(h: History) -> list[Violation]:
         elif line.get("event") == "task":
             upid = str(line.get("upid"))
             task = h.tasks.get(upid)
-            if task is not None and task.status == "stopped" and task.exitstatus != line.get("result"):
+            said = str(line.get("result"))
+            if "still running" in said:      # the command stopped waiting: no claim about the end
+                continue
+            if task is not None and task.status == "stopped" and task.exitstatus != said:
                 out.append(Violation("audit", f"audit says task {upid} ended {line.get('result')!r}, "
                                      f"the cluster says {task.exitstatus!r}", op_id(token)))
     for token in sorted(set(got) | set(audited_ok)):

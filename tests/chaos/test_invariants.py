@@ -188,3 +188,5 @@ def test_audit_must_match_what_the_cluster_carried_out() -> None:
     h = clean_history()
     h.audit[1]["result"] = "clone failed"                     # task result differs from the cluster's
     assert "ended 'clone failed'" in check_audit(h)[0].detail
+    h.audit[1]["result"] = "still running at the deadline"   # no claim about how it ended
+    assert check_audit(h) == []

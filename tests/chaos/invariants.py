@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -206,10 +207,11 @@ def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Viola
             v("late", f"ended after {op.elapsed:.1f} s, deadline {op.deadline} s + {margin} s margin")
         if op.killed or op.exit_code is None:
             continue
-        allowed = DOCUMENTED_EXIT_CODES | ({INTERRUPTED_EXIT} if op.interrupted else set())
+        # killed by the SIGINT itself (before Python's handler was in place): what a shell shows as 130
+        allowed = DOCUMENTED_EXIT_CODES | ({INTERRUPTED_EXIT, -signal.SIGINT} if op.interrupted else set())
         if op.exit_code not in allowed:
             v("exit-code", f"exit {op.exit_code}")
-        if op.exit_code not in (0, INTERRUPTED_EXIT) and not has_typed_report(op):
+        if op.exit_code not in (0, INTERRUPTED_EXIT, -signal.SIGINT) and not has_typed_report(op):
             v("untyped-error", f"exit {op.exit_code} without a typed error: {op.output.strip()[-200:]!r}")
         if op.exit_code == 4 and "UPID:" not in op.output:
             v("exit-4-without-upid", "still running at the deadline but no UPID to resume with")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .campaign import run_campaign
+from .invariants import DEADLINE_MARGIN
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=None, help="stop starting operations after S seconds")
     p.add_argument("--time-scale", type=float, default=0.02, help="simulated task durations x this")
     p.add_argument("--fault-interval", type=float, default=0.8, help="mean seconds between faults")
+    p.add_argument("--margin", type=float, default=DEADLINE_MARGIN,
+                   help=f"seconds past a deadline still accepted (default {DEADLINE_MARGIN})")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per finished operation")
     a = p.parse_args(argv)
 
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     total = 0
     for seed in a.seed or [1]:
         report = run_campaign(seed, a.ops, clients=a.clients, time_budget=a.budget, time_scale=a.time_scale,
-                              mean_fault_interval=a.fault_interval, progress=progress if a.verbose else None)
+                              mean_fault_interval=a.fault_interval, margin=a.margin, progress=progress if a.verbose else None)
         print(report.summary(), flush=True)
         total += len(report.violations)
     return 1 if total else 0

@@ -155,19 +155,15 @@ def _run_ops(env: Env, history: History, seed: int, ops: int, clients: int, t0: 
 def _settle(sim: SimCluster, limit: float = 30.0) -> None:
     """Wait (bounded) until no task runs any more, so the final state is the one the clients left."""
     end = time.monotonic() + limit
-    backend = sim.backend
+    engine = sim.backend.engine
     while time.monotonic() < end:
-        with backend.mu:
-            running = [t for t in backend.state.tasks if t.status == "running"]
-        if not running:
+        if all(t.status != "running" for t in engine.records()):
             return
         time.sleep(0.1)
 
 
 def _tasks(sim: SimCluster) -> dict[str, TaskState]:
-    backend = sim.backend
-    with backend.mu:
-        return {t.upid: TaskState(t.upid, t.status, t.exitstatus) for t in backend.state.tasks}
+    return {t.upid: TaskState(t.upid, t.status, t.exitstatus) for t in sim.backend.engine.records()}
 
 
 def _read_audit(path: Path) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ DEADLINE_MARGIN = 3.0     # seconds past --timeout still accepted (process start
 _CLONE_PATH = re.compile(r"^/nodes/[^/]+/qemu/\d+/clone$")
 _VM_PATH = re.compile(r"^/nodes/[^/]+/qemu/(\d+)$")
 _NOTHING_MADE = re.compile(r"nothing (was )?created", re.IGNORECASE)
+_UNCERTAIN = "may or may not have been applied"
 
 
 @dataclass(frozen=True)
@@ -125,15 +127,16 @@ def _ops_by_token(h: History) -> dict[str, OpRecord]:
     return {op.token: op for op in h.ops}
 
 
-def clone_vmids_made(h: History) -> dict[int, Received]:
-    """VMID -> the clone request that made it (the clone task ended OK, or is still running)."""
-    made: dict[int, Received] = {}
+def clones_made(h: History) -> list[tuple[int, Received]]:
+    """(VMID, the clone request that made it) for every clone the cluster accepted whose task ended OK
+    or is still running. A VMID can appear more than once: it is free again after a delete."""
+    made: list[tuple[int, Received]] = []
     for r in h.received:
         if r.method == "POST" and r.ok and _CLONE_PATH.match(r.path) and "newid" in r.params:
             task = h.tasks.get(r.upid or "")
             if task is None or task.status != "stopped" or task.exitstatus == "OK" \
                     or (task.exitstatus or "").startswith("WARNINGS"):
-                made[int(r.params["newid"])] = r
+                made.append((int(r.params["newid"]), r))
     return made
 
 
@@ -141,7 +144,7 @@ def check_lost_vms(h: History) -> list[Violation]:
     existed: set[int] = {v for v, vm in h.initial_vms.items() if not vm.template}
     for _, vms in h.snapshots:
         existed.update(v for v, vm in vms.items() if not vm.template)
-    existed.update(clone_vmids_made(h))
+    existed.update(vmid for vmid, _ in clones_made(h))
     by_token = _ops_by_token(h)
     accounted: set[int] = set()
     unreported: dict[int, OpRecord] = {}
@@ -205,10 +208,11 @@ def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Viola
             v("late", f"ended after {op.elapsed:.1f} s, deadline {op.deadline} s + {margin} s margin")
         if op.killed or op.exit_code is None:
             continue
-        allowed = DOCUMENTED_EXIT_CODES | ({INTERRUPTED_EXIT} if op.interrupted else set())
+        # killed by the SIGINT itself (before Python's handler was in place): what a shell shows as 130
+        allowed = DOCUMENTED_EXIT_CODES | ({INTERRUPTED_EXIT, -signal.SIGINT} if op.interrupted else set())
         if op.exit_code not in allowed:
             v("exit-code", f"exit {op.exit_code}")
-        if op.exit_code not in (0, INTERRUPTED_EXIT) and not has_typed_report(op):
+        if op.exit_code not in (0, INTERRUPTED_EXIT, -signal.SIGINT) and not has_typed_report(op):
             v("untyped-error", f"exit {op.exit_code} without a typed error: {op.output.strip()[-200:]!r}")
         if op.exit_code == 4 and "UPID:" not in op.output:
             v("exit-4-without-upid", "still running at the deadline but no UPID to resume with")
@@ -246,8 +250,7 @@ def check_state_reported(h: History) -> list[Violation]:
     """A command that did not succeed reports every task it started (by UPID, or the VM its clone
     made by VMID), and never says "nothing was created" about a VM its clone made."""
     by_token = _ops_by_token(h)
-    alive = set(h.final_vms) | {v for _, vms in h.snapshots for v in vms}
-    made = {id(r): vmid for vmid, r in clone_vmids_made(h).items()}
+    made = {id(r): vmid for vmid, r in clones_made(h)}
     out: list[Violation] = []
     for r in h.received:
         op = by_token.get(r.token or "")
@@ -256,8 +259,6 @@ def check_state_reported(h: History) -> list[Violation]:
         text = report_text(op)
         vmid = made.get(id(r))
         if vmid is not None:
-            if vmid not in alive:
-                continue
             said = r.upid in text or re.search(rf"(?<![\d:]){vmid}(?![\d:])", text) is not None
             item = _item_for(op, str(r.params.get("name")))
             if not said:
@@ -265,10 +266,12 @@ def check_state_reported(h: History) -> list[Violation]:
                                      f"report VM {vmid} that its clone made", op.op_id))
             elif _NOTHING_MADE.search(item if item is not None else text):
                 out.append(Violation("state-not-reported", f"{op.summary()} says nothing was created, but "
-                                     f"its clone made VM {vmid}", op.op_id))
+                                     f"its clone made VM {vmid} ({r.upid})", op.op_id))
         elif r.upid not in text:
-            out.append(Violation("state-not-reported", f"{op.summary()} exited {op.exit_code} but does not "
-                                 f"report task {r.upid} it started ({r.method} {r.path})", op.op_id))
+            why = ("left its write uncertain (\"may or may not have been applied\") without re-reading the "
+                   "state" if _UNCERTAIN in text else f"exited {op.exit_code}")
+            out.append(Violation("state-not-reported", f"{op.summary()} {why}, and does not report task "
+                                 f"{r.upid} it started ({r.method} {r.path})", op.op_id))
     return out
 
 
@@ -321,7 +324,10 @@ def check_audit(h: History) -> list[Violation]:
         elif line.get("event") == "task":
             upid = str(line.get("upid"))
             task = h.tasks.get(upid)
-            if task is not None and task.status == "stopped" and task.exitstatus != line.get("result"):
+            said = str(line.get("result"))
+            if "still running" in said:      # the command stopped waiting: no claim about the end
+                continue
+            if task is not None and task.status == "stopped" and task.exitstatus != said:
                 out.append(Violation("audit", f"audit says task {upid} ended {line.get('result')!r}, "
                                      f"the cluster says {task.exitstatus!r}", op_id(token)))
     for token in sorted(set(got) | set(audited_ok)):

@@ -108,6 +108,9 @@ def structured(out: str) -> bool:
     """A JSON or YAML document on stdout: an error object, or a report (bulk results, a --check verdict)."""
     import yaml
 
+    last = out.strip().splitlines()[-1:] or [""]
+    if last[0].startswith('{"error"'):
+        out = last[0]          # a dry-run's curl lines, then the error object
     try:
         doc = json.loads(out) if out.lstrip().startswith(("{", "[")) else yaml.safe_load(out)
     except (ValueError, yaml.YAMLError):

@@ -141,13 +141,16 @@ def test_tracebacks_untyped_failures_odd_exit_codes_and_exit_4_without_upid_are_
              op(3, exit_code=7, stdout='{"error": {"type": "ApiError", "message": "m"}}'),
              op(4, exit_code=4, stdout='{"error": {"type": "TaskTimeout", "message": "still running"}}'),
              op(5, exit_code=130, stderr="pvectl: interrupted\n"),
-             op(6, exit_code=130, stderr="pvectl: interrupted\n", interrupted=True)]
+             op(6, exit_code=130, stderr="pvectl: interrupted\n", interrupted=True),
+             op(7, exit_code=-2, interrupted=True),                        # killed by the SIGINT at start-up
+             op(8, exit_code=-2, interrupted=True, stderr="Traceback (most recent call last):\nKeyboardInterrupt\n")]
     kinds = [(v.kind, v.op_id) for v in check_outcomes(h)]
     assert ("traceback", 1) in kinds and ("untyped-error", 1) in kinds
     assert ("internal-error", 2) in kinds
     assert ("exit-code", 3) in kinds
     assert ("exit-4-without-upid", 4) in kinds
-    assert ("exit-code", 5) in kinds and not any(o == 6 for _, o in kinds)
+    assert ("exit-code", 5) in kinds and not any(o in (6, 7) for _, o in kinds)
+    assert ("traceback", 8) in kinds and ("exit-code", 8) not in kinds
 
 
 def test_a_killed_client_is_a_hang() -> None:
@@ -188,3 +191,5 @@ def test_audit_must_match_what_the_cluster_carried_out() -> None:
     h = clean_history()
     h.audit[1]["result"] = "clone failed"                     # task result differs from the cluster's
     assert "ended 'clone failed'" in check_audit(h)[0].detail
+    h.audit[1]["result"] = "still running at the deadline"   # no claim about how it ended
+    assert check_audit(h) == []

@@ -223,6 +223,10 @@ def _verdict(api: dict[str, Any], remote: dict[str, Any] | None) -> Diagnosis:
                 ev.append(f"holder {hp['pid']}: {_ps_line(hp)}")
         if remote.get("config_lock"):
             ev.append(f"qm config: lock: {remote['config_lock']}")
+        # `qm listsnapshot` prints one line per snapshot and a last `current ... You are here!` line
+        snaps = [ln.strip() for ln in remote.get("listsnapshot") or [] if ln.strip() and "You are here!" not in ln]
+        if snaps:
+            ev.append(f"qm listsnapshot: {len(snaps)} snapshot(s): " + "; ".join(snaps[:5]))
     d_state = [p for p in ([proc] if proc else []) + list(remote.get("holder_processes") or [] if remote else [])
                if p and str(p["stat"]).startswith("D")]
     if d_state:

@@ -73,10 +73,15 @@ class NodesApi:
 
         return plan(self._cluster, name, **options)
 
-    def drain(self, name: str, *, writer: Any, **options: Any) -> Any:
-        """Empty the node: plan per VM, migrate in parallel (`drain.DrainResult`; see `drain.drain`)."""
+    def drain(self, name: str, *, writer: Any = None, **options: Any) -> Any:
+        """Empty the node: plan per VM, migrate in parallel (`drain.DrainResult`; see `drain.drain`).
+        Without a `writer` the writes are sent and audited as `nodes.drain NAME`."""
         from .drain import drain
 
+        if writer is None:
+            from .writes import Writer
+
+            writer = Writer(self._cluster, command=f"nodes.drain {name}")
         return drain(self._cluster, name, writer=writer, **options)
 
     def list(self) -> list[NodeSummary]:

@@ -246,7 +246,8 @@ def test_a_wrongly_shaped_cache_is_rebuilt_from_the_yaml(tmp_path: Path, edit: s
     # ... and the cache was written again, in the right shape
     [f] = _cache_files(tmp_path)
     [block] = json.loads(f.read_text())["doc"]["blocks"].values()
-    assert block["config"]["nodes"][0] == {"name": "pve1", "host": "127.0.0.1", "port": 8006}
+    assert block["config"]["nodes"][0] == {"name": "pve1", "host": "127.0.0.1", "port": 8006, "ssh_host": None,
+                                         "ssh_port": None}
 
 
 def test_the_cache_is_still_used_when_it_is_well_formed(tmp_path: Path) -> None:

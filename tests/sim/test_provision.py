@@ -232,7 +232,8 @@ def test_already_exists_race_takes_next_vmid(sim: SimCluster, pve: Cluster, node
 
     def on_event(e: ProvisionEvent) -> None:
         events.append(e)
-        if e.step == "plan" and e.state == "done" and not taken:
+        # right before the clone POST, after pvectl's own last look at the cluster
+        if e.step == "clone" and e.state == "start" and not taken:
             taken.append(e.vmid or 0)
             with sim.backend.mu:
                 sim.backend.state.vms[e.vmid or 0] = VM(vmid=e.vmid or 0, node=node, config={"name": "intruder"})

@@ -7,9 +7,11 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from ..errors import AlreadyExists, GuardRefused, Locked, NodeUnreachable, PvectlError, TaskFailed, TaskTimeout
+from ..errors import (AlreadyExists, GuardRefused, Locked, NodeUnreachable, NotFound, PvectlError, TaskFailed,
+                      TaskTimeout)
 from ..tasks import Deadline
 from ..writes import Write
 from .names import NameInFlight, Names, clone_upid, cloning, known_name
@@ -244,10 +246,7 @@ def adopt(run: _Run, plan: _Plan, res: ProvisionResult) -> bool:
     spec = plan.spec
     for pause in (0.0, 1.0):
         time.sleep(pause)
-        try:
-            e = run.snapshot().vm(plan.vmid)
-        except PvectlError:
-            continue
+        e = _patient_read(run, plan, res, lambda: run.snapshot().vm(plan.vmid))
         if e is None:
             continue
         if known_name(e) not in (None, spec.name):
@@ -270,18 +269,43 @@ def adopt(run: _Run, plan: _Plan, res: ProvisionResult) -> bool:
                 if found is None:
                     return False
                 node = str(found.get("node", node))
+        path = f"/nodes/{node}/qemu/{plan.vmid}/config"
         try:
-            conf = run.t.get(f"/nodes/{node}/qemu/{plan.vmid}/config", node=node)
-        except PvectlError:
+            conf = _patient_read(run, plan, res, lambda: run.t.get(path, node=node))
+        except NotFound:
             return False
         if request_of(conf.get("description")) != plan.request:
             return False
+        if "clone" not in res.upids:        # it ended before this run looked: name its task all the same
+            upid = clone_upid(run, node, plan.vmid, running=False)
+            if upid is not None:
+                res.upids["clone"] = upid
         run.emit(spec.name, plan.vmid, "clone", "info", f"VM {plan.vmid} is this run's clone: the request did arrive")
         res.node = plan.node = node
         res.steps.append("clone")
         res.state = "stopped"
         return True
     return False
+
+
+def _patient_read(run: _Run, plan: _Plan, res: ProvisionResult, read: Callable[[], Any]) -> Any:
+    """A read that decides whether an uncertain clone POST arrived. A node that does not answer (or
+    is in its back-off after a timeout) is waited for until the deadline: "no answer" is never taken
+    for "no clone", or a second POST could make a second VM."""
+    pause = 0.5
+    while True:
+        try:
+            return read()
+        except NodeUnreachable as exc:
+            remaining = run.deadline.remaining()
+            if run.stopped or (remaining is not None and remaining <= pause):
+                res.state = "unknown"
+                raise ProvisionFailed(res, exc, f"cannot tell whether the clone of VM {plan.vmid} "
+                                      f"({plan.spec.name}) started: {exc.message}",
+                                      f"check with: pvectl vm status {plan.vmid}; then run the command again "
+                                      f"(it adopts or reports that VM)") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
 
 
 def keep_or_yield(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionResult | None:

@@ -101,17 +101,19 @@ class NameInFlight(TaskTimeout):
         self.upids = upids
 
 
-def clone_upid(run: _Run, node: str, vmid: int) -> str | None:
-    """The UPID of the running `qmclone` task on `node` that makes VM `vmid`, or None (not visible:
-    a token sees only its own tasks without Sys.Audit; pve-semantics §1.3)."""
+def clone_upid(run: _Run, node: str, vmid: int, *, running: bool = True) -> str | None:
+    """The UPID of the running (or, with running=False, the recent) `qmclone` task on `node` that
+    makes VM `vmid`, or None (not visible: a token sees only its own tasks without Sys.Audit;
+    pve-semantics §1.3)."""
+    source = "active" if running else "all"
     try:
-        tasks = run.t.get(f"/nodes/{node}/tasks", {"source": "active", "typefilter": "qmclone", "limit": 100},
+        tasks = run.t.get(f"/nodes/{node}/tasks", {"source": source, "typefilter": "qmclone", "limit": 100},
                           node=node)
     except PvectlError:
         return None
     for t in tasks if isinstance(tasks, list) else []:
         upid = t.get("upid")
-        if not upid or t.get("status") not in (None, "RUNNING"):
+        if not upid or (running and t.get("status") not in (None, "RUNNING")):
             continue
         try:
             lines = run.t.get(f"/nodes/{node}/tasks/{upid}/log", {"start": 0, "limit": 20}, node=node)

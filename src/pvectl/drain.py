@@ -400,8 +400,9 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
             future.result()
     res = DrainResult(plan=p, parallel=parallel, seconds=time.monotonic() - started)
     if p.kind == "drain":
-        res.remaining = [{"vmid": v.vmid, "name": v.name, "status": "running"}
-                         for v in cluster.vms.list(node=p.node, templates=False) if _still_running(cluster, v)]
+        with cluster.transport.reporting():     # what is still on the node, also after the deadline
+            res.remaining = [{"vmid": v.vmid, "name": v.name, "status": "running"}
+                             for v in cluster.vms.list(node=p.node, templates=False) if _still_running(cluster, v)]
     return res
 
 

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Transport", "Result", "encode_params", "RETRY_STATUSES"]
 
 API_PREFIX = "/api2/json"
+REPORT_GRACE = 3.0  # seconds for the reads that report a command's state after its deadline
 RETRY_STATUSES = frozenset({595, 596, 599})  # AnyEvent::HTTP pseudo-statuses relayed by pveproxy
 PROXY_FAILED = frozenset({595, 596})   # the relay could not connect to / got no answer from the target
 # pveproxy closes a keep-alive connection after 5 s without a request (AnyEvent.pm::new `timeout => 5`)
@@ -183,6 +184,26 @@ class _Scope:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.remove(self._deadline)
+
+
+class _Report:
+    """`with transport.reporting():` — see Transport.reporting."""
+
+    __slots__ = ("_local", "_grace", "_saved")
+
+    def __init__(self, local: threading.local, grace: float) -> None:
+        self._local = local
+        self._grace = grace
+        self._saved: Deadline | None = None
+
+    def __enter__(self) -> None:
+        from .deadline import Deadline
+
+        self._saved = getattr(self._local, "grace", None)
+        self._local.grace = Deadline(self._grace)
+
+    def __exit__(self, *exc: object) -> None:
+        self._local.grace = self._saved
 
 
 class Transport:
@@ -340,10 +361,20 @@ class Transport:
 
         return _Scope(self._scopes(), deadline if deadline is not None else Deadline(None))
 
+    def reporting(self, grace: float = REPORT_GRACE) -> _Report:
+        """`with transport.reporting(): ...` — reads that say what state a command left once its
+        deadline has passed (what is still on a node, a VM's status) get `grace` seconds of their own
+        in this thread instead of the spent deadline: the command still ends by its deadline plus a
+        small margin, and with the state it left."""
+        return _Report(self._local, grace)
+
     def time_left(self) -> float | None:
         """Seconds until the earliest deadline that bounds this thread's requests (None: no limit)."""
         from .deadline import earliest
 
+        grace = getattr(self._local, "grace", None)
+        if grace is not None:
+            return grace.remaining()
         stack = getattr(self._local, "stack", None)
         if not stack:
             d = self.deadline

@@ -181,8 +181,8 @@ LogLevel ERROR
 """)
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)     # privilege separation directory
     subprocess.run([sshd, "-t", "-f", str(conf)], check=True)
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=open(d / "sshd.log", "wb"))
+    with open(d / "sshd.log", "wb") as log:          # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=log)
     host_pub = (d / "host_key.pub").read_text().split()
     (d / "known_hosts").write_text("".join(f"[127.0.0.1]:{p} {host_pub[0]} {host_pub[1]}\n" for p in ports.values()))
     client = d / "client_config"

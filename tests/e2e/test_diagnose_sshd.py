@@ -90,8 +90,11 @@ def test_backup_lock_names_the_vzdump_upid(sim: SimCluster, pve: Cluster) -> Non
         assert d.verdict == "backup-lock", d.to_dict()
         assert upid in d.summary
         assert any(upid in c for c in d.next_commands)
-        # the flock's holder is the vzdump worker, over ssh
-        assert d.ssh and d.ssh["lock_holders"] == [int(upid.split(":")[2], 16)]
+        # vzdump sets `lock: backup` under the flock and lets the flock go (qemu-server
+        # PVE/VZDump/QemuServer.pm prepare -> QemuConfig->set_lock): nobody holds the lock file, and
+        # the process over ssh is the vzdump worker named by the UPID
+        assert d.ssh and d.ssh["lock_holders"] == []
+        assert d.ssh["process"]["pid"] == int(upid.split(":")[2], 16)
         from pvectl.errors import GuardRefused
 
         with pytest.raises(GuardRefused):        # a live lock is never cleared

@@ -346,3 +346,18 @@ def test_the_cap_holds_for_a_file_whose_size_is_not_known_in_advance() -> None:
     # a character device reports size 0 and never ends: at most the cap (+1 byte) is read
     with pytest.raises(ConfigError, match=r"^/dev/zero: the config file is 1.0 MiB; "):
         load_config("/dev/zero", cache=False)
+
+
+def test_a_warm_load_imports_neither_the_validator_nor_yaml(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    p = old_file(tmp_path / "cluster-config.yaml", GOOD)
+    code = ("import sys; from pvectl.config import load_config; load_config(sys.argv[1]); "
+            "import pvectl.units, pvectl.upid, pvectl.vms; "
+            "print(*[m in sys.modules for m in ('pvectl.configcheck', 'yaml', 'ipaddress', 'typing')])")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    cold = subprocess.run([sys.executable, "-c", code, str(p)], env=env, capture_output=True, text=True, check=True)
+    warm = subprocess.run([sys.executable, "-c", code, str(p)], env=env, capture_output=True, text=True, check=True)
+    assert cold.stdout.split()[:2] == ["True", "True"]
+    assert warm.stdout.split() == ["False"] * 4, warm.stdout

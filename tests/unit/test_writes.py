@@ -314,3 +314,10 @@ def test_a_write_with_a_secret_parameter_hides_it_in_repr_summary_and_curl(tmp_p
     # once a write carrying it was made, no error message can show it
     w.register_secrets()
     assert pw not in _ApiError(f"value '{pw}' rejected").message
+
+
+def test_an_ipv6_node_is_bracketed_in_the_curl_url(tmp_path: Path) -> None:
+    cfg = loads_config("cluster: {name: lab, nodes: [{name: pve1, host: '[fd00::10]', port: 8006}]}\n"
+                       f"credentials: {{token_file: '{token_file(tmp_path)}'}}\n")
+    line = curl_line(cluster_with(cfg), Write("POST", "/nodes/pve1/qemu/103/status/start", {}, "pve1", "start"))
+    assert curl_argv(line)[-1] == "https://[fd00::10]:8006/api2/json/nodes/pve1/qemu/103/status/start", line

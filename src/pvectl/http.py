@@ -14,7 +14,8 @@
   probed again (with a short timeout) and a success clears it.
 - Deadlines: `deadline` (the command's `--timeout`) and `bounded(d)` (per thread) bound every
   request. Each connect/read timeout is the configured one or the time left, whichever is shorter;
-  a read gets at most half of the time left (>= 1 s) so that a hung node leaves time for the others.
+  a read gets at most half of the time left (>= 1 s) so that a hung node leaves time for the others;
+  a read any node can answer moves on to the next node after `failover_after` (5 s).
   When the deadline itself runs out: DeadlineExceeded (exit 4), `uncertain` for a write already sent.
 - Retries: only GETs, only on transport errors and the proxy codes 595/596/599, with a short backoff.
   Proxmox answers 500 for ordinary refusals ("does not exist", "locked"), so 500 is never retried.
@@ -193,12 +194,14 @@ class Transport:
                  read_timeout: float = 30.0, retries: int = 2, backoff: float = 0.2,
                  log: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None,
                  user_agent: str = USER_AGENT, deadline: Deadline | None = None,
-                 reprobe_after: float = 2.0, reprobe_max: float = 30.0, probe_timeout: float = 5.0) -> None:
+                 reprobe_after: float = 2.0, reprobe_max: float = 30.0, probe_timeout: float = 5.0,
+                 failover_after: float = 5.0) -> None:
         """`auth` returns the Authorization header value (`Token.header`); it is called at the first
         request and again after `refresh_auth()`. `log` receives debug lines (never headers or bodies).
         `warn` receives warnings (default: stderr). `deadline` bounds every request (see `bounded()`
         for a per-thread one). A node that failed is skipped for `reprobe_after` s, doubling per
-        failure up to `reprobe_max`, then tried again with at most `probe_timeout` s to answer."""
+        failure up to `reprobe_max`, then tried again with at most `probe_timeout` s to answer. A read
+        that any node can answer (no node in its path) waits `failover_after` s before the next node."""
         if not nodes:
             raise ValueError("Transport needs at least one node")
         self.nodes = tuple(nodes)
@@ -214,6 +217,7 @@ class Transport:
         self.reprobe_after = reprobe_after
         self.reprobe_max = reprobe_max
         self.probe_timeout = probe_timeout
+        self.failover_after = failover_after
         self._log = log
         self._warn = warn or _warn_stderr
         self.user_agent = user_agent
@@ -262,13 +266,18 @@ class Transport:
             raise NodeUnreachable(f"{method} {rel}: node {target} is not answering ({silent}); "
                                   f"it is tried again after a back-off",
                                   attempts=[(target, silent)], method=method, path=rel, node=target)
-        for n in self._entries(node, attempts):
+        entries = self._entries(node, attempts)
+        for n in entries:
             if target is not None and n.name != target and self._skipped(self._silent, target) is not None:
                 break       # the node in the path stopped answering: any relay would wait for it too
+            # a cluster-wide read that another node can answer waits less for this one
+            others = idempotent and target is None and n is not entries[-1]
             for attempt in range(self.retries + 1 if idempotent else 1):
                 if attempt:
                     self._pause(self.backoff * (2 ** (attempt - 1)))
                 timeout, cut = self._budget(n, target, idempotent, method, rel, attempts)
+                if others and self.failover_after < timeout:
+                    timeout, cut = self.failover_after, False
                 try:
                     status, reason, data, elapsed = self._roundtrip(n, method, url, body, timeout)
                 except _ConnectFailed as e:

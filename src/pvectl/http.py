@@ -39,6 +39,7 @@ import time
 
 from pvectl import httpconn
 from pvectl.errors import DeadlineExceeded, NodeUnreachable, PvectlError, TlsError, from_response, redact
+from pvectl.nodehealth import NodeHealth
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -158,17 +159,6 @@ def _warn_stderr(msg: str) -> None:
     sys.stderr.write(f"pvectl: warning: {msg}\n")
 
 
-class _Mark:
-    """A node that failed: skipped until `until` (monotonic), then tried again (a re-probe)."""
-
-    __slots__ = ("failures", "until", "reason")
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.until = 0.0
-        self.reason = ""
-
-
 class _Scope:
     """`with transport.bounded(deadline):` — the deadline bounds every request of this thread."""
 
@@ -214,8 +204,6 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self.deadline = deadline
-        self.reprobe_after = reprobe_after
-        self.reprobe_max = reprobe_max
         self.probe_timeout = probe_timeout
         self.failover_after = failover_after
         self._log = log
@@ -224,11 +212,7 @@ class Transport:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._idle: dict[str, list[tuple[httpconn.Connection, float]]] = {}
-        # Two kinds of failure, kept apart: a node this client cannot use as its entry point (connect
-        # refused or timed out: other nodes may still reach it), and a node that does not answer at
-        # all (no answer on a direct request, or 595/596 from a node that relayed to it).
-        self._unusable: dict[str, _Mark] = {}
-        self._silent: dict[str, _Mark] = {}
+        self.health = NodeHealth(reprobe_after, reprobe_max)
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._warned = False
         self.connections_opened = 0
@@ -259,7 +243,7 @@ class Transport:
         idempotent = method == "GET"
         target = _path_node(rel)
         attempts: list[tuple[str, str]] = []
-        silent = self._skipped(self._silent, target) if target is not None else None
+        silent = self.health.skip_target(target) if target is not None else None
         if silent is not None:
             # the node the path names did not answer a moment ago, directly or through another node:
             # fail fast (nothing is sent) until its back-off ends, then it is probed again
@@ -268,7 +252,7 @@ class Transport:
                                   attempts=[(target, silent)], method=method, path=rel, node=target)
         entries = self._entries(node, attempts)
         for n in entries:
-            if target is not None and n.name != target and self._skipped(self._silent, target) is not None:
+            if target is not None and n.name != target and self.health.skip_target(target) is not None:
                 break       # the node in the path stopped answering: any relay would wait for it too
             # a cluster-wide read that another node can answer waits less for this one
             others = idempotent and target is None and n is not entries[-1]
@@ -283,7 +267,7 @@ class Transport:
                 except _ConnectFailed as e:
                     if cut and e.timed_out:
                         raise self._expired(method, rel, n, attempts, sent=False) from None
-                    why = self._fail(self._unusable, n.name, str(e))
+                    why = self.health.unreachable(n.name, str(e))
                     attempts.append((n.name, f"{n.address}: {why}"))
                     self._debug(f"{method} {rel} -> {n.name} ({n.address}): connect failed: {e}")
                     break
@@ -295,9 +279,7 @@ class Transport:
                         # no answer within the time given: blame the node the path names (a relay
                         # waits for it as long as we do), else the node asked
                         who = target or n.name
-                        why = self._fail(self._silent, who, f"no answer within {timeout:.3g} s")
-                        if who == n.name:
-                            self._fail(self._unusable, n.name, why)
+                        why = self.health.unresponsive(who, f"no answer within {timeout:.3g} s")
                         attempts.append((who, f"{n.address}: {why}" if who == n.name else f"via {n.name}: {why}"))
                     elif attempt == self.retries or not idempotent:
                         attempts.append((n.name, f"{n.address}: {e}"))
@@ -315,16 +297,16 @@ class Transport:
                     # node in the path (AnyEvent.pm::proxy_request, `timeout => 30`; pve-semantics
                     # §12.5). The relay itself is fine: mark the target, never the relay. A relay
                     # that already waited its 30 s for the target is not asked to wait again.
-                    self._ok(n.name)
+                    self.health.answered(n.name)
                     if idempotent and attempt < self.retries and "timed out" not in reason.lower():
                         continue
-                    self._fail(self._silent, target, f"{status} {reason} via {n.name}")
+                    self.health.unresponsive(target, f"{status} {reason} via {n.name}")
                     return self._result(status, reason, data, method, rel, n.name, raw)
                 if status in RETRY_STATUSES and idempotent and attempt < self.retries:
                     continue
-                self._ok(n.name)
+                self.health.answered(n.name)
                 if target is not None and status not in RETRY_STATUSES:
-                    self._ok(target)
+                    self.health.answered(target)
                 return self._result(status, reason, data, method, rel, n.name, raw)
             # next node
         tried = ", ".join(f"{name} ({why})" for name, why in attempts)
@@ -383,35 +365,9 @@ class Transport:
     @property
     def dead_nodes(self) -> dict[str, str]:
         """Nodes skipped right now (until their back-off ends), with the reason."""
-        now = time.monotonic()
-        with self._lock:
-            out = {name: m.reason for name, m in self._unusable.items() if m.until > now}
-            out.update({name: m.reason for name, m in self._silent.items() if m.until > now})
-        return out
+        return self.health.skipped()
 
-    # -- node health ---------------------------------------------------------------------------------
-
-    def _fail(self, marks: dict[str, _Mark], name: str, reason: str) -> str:
-        now = time.monotonic()
-        with self._lock:
-            m = marks.setdefault(name, _Mark())
-            m.reason = reason
-            if m.until <= now:   # threads that failed on it at the same moment count as one failure
-                m.failures += 1
-                m.until = now + min(self.reprobe_after * 2 ** (m.failures - 1), self.reprobe_max)
-        return reason
-
-    def _ok(self, name: str) -> None:
-        if name in self._unusable or name in self._silent:
-            with self._lock:
-                self._unusable.pop(name, None)
-                self._silent.pop(name, None)
-
-    def _skipped(self, marks: dict[str, _Mark], name: str) -> str | None:
-        m = marks.get(name)
-        if m is None or m.until <= time.monotonic():
-            return None
-        return m.reason
+    # -- internals ---------------------------------------------------------------------------------
 
     def _entries(self, node: str | None, attempts: list[tuple[str, str]]) -> list[Node]:
         """Nodes to send this request to, in order; nodes in back-off are left out (all of them are
@@ -419,7 +375,7 @@ class Transport:
         order = self._order(node)
         usable = []
         for n in order:
-            why = self._skipped(self._unusable, n.name) or self._skipped(self._silent, n.name)
+            why = self.health.skip_entry(n.name)
             if why is None:
                 usable.append(n)
             else:
@@ -433,8 +389,7 @@ class Transport:
                 attempts: list[tuple[str, str]]) -> tuple[float, bool]:
         """(socket timeout for this attempt, whether the deadline is what limits it)."""
         timeout = self.read_timeout
-        if idempotent and (n.name in self._unusable or n.name in self._silent
-                           or (target is not None and target in self._silent)):
+        if idempotent and (self.health.suspect(n.name) or (target is not None and self.health.suspect(target))):
             timeout = min(timeout, self.probe_timeout)      # a read re-probing a node that failed before
         left = self.time_left()
         if left is None:
@@ -464,8 +419,6 @@ class Transport:
             what = f"{method} {rel}: the deadline passed before the request could be sent (nothing was sent)"
         return DeadlineExceeded(what, attempts=list(attempts), uncertain=uncertain, method=method, path=rel,
                                 node=n.name)
-
-    # -- internals ---------------------------------------------------------------------------------
 
     def _scopes(self) -> list[Deadline]:
         stack = getattr(self._local, "stack", None)

@@ -506,7 +506,7 @@ def test_a_failed_node_is_probed_again_after_its_back_off(pki: dict[str, Any]) -
     with pytest.raises(NodeUnreachable):
         t.get("/version")
     assert set(t.dead_nodes) == {"pve1"}                       # failed again: a longer back-off
-    assert t._unusable["pve1"].failures == 2
+    assert t.health.failures("pve1") == 2
 
 
 def test_a_write_never_goes_out_on_a_connection_idle_past_the_reuse_limit(
@@ -540,8 +540,8 @@ def test_threads_failing_on_one_node_at_once_count_as_one_failure(pki: dict[str,
         th.start()
     for th in threads:
         th.join()
-    assert t._unusable["pve1"].failures == 1                   # back-off 5 s, not 5 * 2**7 capped at 30
-    assert t._unusable["pve1"].until - __import__("time").monotonic() <= 5
+    assert t.health.failures("pve1") == 1                      # back-off 5 s, not 5 * 2**7 capped at 30
+    assert 4 < t.health.backoff_left("pve1") <= 5
 
 
 def answer_after(seconds: float) -> Any:

@@ -14,7 +14,8 @@
   probed again (with a short timeout) and a success clears it.
 - Deadlines: `deadline` (the command's `--timeout`) and `bounded(d)` (per thread) bound every
   request. Each connect/read timeout is the configured one or the time left, whichever is shorter;
-  a read gets at most half of the time left (>= 1 s) so that a hung node leaves time for the others.
+  a read gets at most half of the time left (>= 1 s) so that a hung node leaves time for the others;
+  a read any node can answer moves on to the next node after `failover_after` (5 s).
   When the deadline itself runs out: DeadlineExceeded (exit 4), `uncertain` for a write already sent.
 - Retries: only GETs, only on transport errors and the proxy codes 595/596/599, with a short backoff.
   Proxmox answers 500 for ordinary refusals ("does not exist", "locked"), so 500 is never retried.
@@ -38,6 +39,7 @@ import time
 
 from pvectl import httpconn
 from pvectl.errors import DeadlineExceeded, NodeUnreachable, PvectlError, TlsError, from_response, redact
+from pvectl.nodehealth import NodeHealth
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -158,17 +160,6 @@ def _warn_stderr(msg: str) -> None:
     sys.stderr.write(f"pvectl: warning: {msg}\n")
 
 
-class _Mark:
-    """A node that failed: skipped until `until` (monotonic), then tried again (a re-probe)."""
-
-    __slots__ = ("failures", "until", "reason")
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.until = 0.0
-        self.reason = ""
-
-
 class _Scope:
     """`with transport.bounded(deadline):` — the deadline bounds every request of this thread."""
 
@@ -214,12 +205,14 @@ class Transport:
                  read_timeout: float = 30.0, retries: int = 2, backoff: float = 0.2,
                  log: Callable[[str], None] | None = None, warn: Callable[[str], None] | None = None,
                  user_agent: str = USER_AGENT, deadline: Deadline | None = None,
-                 reprobe_after: float = 2.0, reprobe_max: float = 30.0, probe_timeout: float = 5.0) -> None:
+                 reprobe_after: float = 2.0, reprobe_max: float = 30.0, probe_timeout: float = 5.0,
+                 failover_after: float = 5.0) -> None:
         """`auth` returns the Authorization header value (`Token.header`); it is called at the first
         request and again after `refresh_auth()`. `log` receives debug lines (never headers or bodies).
         `warn` receives warnings (default: stderr). `deadline` bounds every request (see `bounded()`
         for a per-thread one). A node that failed is skipped for `reprobe_after` s, doubling per
-        failure up to `reprobe_max`, then tried again with at most `probe_timeout` s to answer."""
+        failure up to `reprobe_max`, then tried again with at most `probe_timeout` s to answer. A read
+        that any node can answer (no node in its path) waits `failover_after` s before the next node."""
         if not nodes:
             raise ValueError("Transport needs at least one node")
         self.nodes = tuple(nodes)
@@ -232,20 +225,15 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self.deadline = deadline
-        self.reprobe_after = reprobe_after
-        self.reprobe_max = reprobe_max
         self.probe_timeout = probe_timeout
+        self.failover_after = failover_after
         self._log = log
         self._warn = warn or _warn_stderr
         self.user_agent = user_agent
         self._lock = threading.Lock()
         self._local = threading.local()
         self._idle: dict[str, list[tuple[httpconn.Connection, float]]] = {}
-        # Two kinds of failure, kept apart: a node this client cannot use as its entry point (connect
-        # refused or timed out: other nodes may still reach it), and a node that does not answer at
-        # all (no answer on a direct request, or 595/596 from a node that relayed to it).
-        self._unusable: dict[str, _Mark] = {}
-        self._silent: dict[str, _Mark] = {}
+        self.health = NodeHealth(reprobe_after, reprobe_max)
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._warned = False
         self.connections_opened = 0
@@ -276,26 +264,31 @@ class Transport:
         idempotent = method == "GET"
         target = _path_node(rel)
         attempts: list[tuple[str, str]] = []
-        silent = self._skipped(self._silent, target) if target is not None else None
+        silent = self.health.skip_target(target) if target is not None else None
         if silent is not None:
             # the node the path names did not answer a moment ago, directly or through another node:
             # fail fast (nothing is sent) until its back-off ends, then it is probed again
             raise NodeUnreachable(f"{method} {rel}: node {target} is not answering ({silent}); "
                                   f"it is tried again after a back-off",
                                   attempts=[(target, silent)], method=method, path=rel, node=target)
-        for n in self._entries(node, attempts):
-            if target is not None and n.name != target and self._skipped(self._silent, target) is not None:
+        entries = self._entries(node, attempts)
+        for n in entries:
+            if target is not None and n.name != target and self.health.skip_target(target) is not None:
                 break       # the node in the path stopped answering: any relay would wait for it too
+            # a cluster-wide read that another node can answer waits less for this one
+            others = idempotent and target is None and n is not entries[-1]
             for attempt in range(self.retries + 1 if idempotent else 1):
                 if attempt:
                     self._pause(self.backoff * (2 ** (attempt - 1)))
                 timeout, cut = self._budget(n, target, idempotent, method, rel, attempts)
+                if others and self.failover_after < timeout:
+                    timeout, cut = self.failover_after, False
                 try:
                     status, reason, data, elapsed = self._roundtrip(n, method, url, body, timeout)
                 except _ConnectFailed as e:
                     if cut and e.timed_out:
                         raise self._expired(method, rel, n, attempts, sent=False) from None
-                    why = self._fail(self._unusable, n.name, str(e))
+                    why = self.health.unreachable(n.name, str(e))
                     attempts.append((n.name, f"{n.address}: {why}"))
                     self._debug(f"{method} {rel} -> {n.name} ({n.address}): connect failed: {e}")
                     break
@@ -307,9 +300,7 @@ class Transport:
                         # no answer within the time given: blame the node the path names (a relay
                         # waits for it as long as we do), else the node asked
                         who = target or n.name
-                        why = self._fail(self._silent, who, f"no answer within {timeout:.3g} s")
-                        if who == n.name:
-                            self._fail(self._unusable, n.name, why)
+                        why = self.health.unresponsive(who, f"no answer within {timeout:.3g} s")
                         attempts.append((who, f"{n.address}: {why}" if who == n.name else f"via {n.name}: {why}"))
                     elif attempt == self.retries or not idempotent:
                         attempts.append((n.name, f"{n.address}: {e}"))
@@ -327,16 +318,16 @@ class Transport:
                     # node in the path (AnyEvent.pm::proxy_request, `timeout => 30`; pve-semantics
                     # §12.5). The relay itself is fine: mark the target, never the relay. A relay
                     # that already waited its 30 s for the target is not asked to wait again.
-                    self._ok(n.name)
+                    self.health.answered(n.name)
                     if idempotent and attempt < self.retries and "timed out" not in reason.lower():
                         continue
-                    self._fail(self._silent, target, f"{status} {reason} via {n.name}")
+                    self.health.unresponsive(target, f"{status} {reason} via {n.name}")
                     return self._result(status, reason, data, method, rel, n.name, raw)
                 if status in RETRY_STATUSES and idempotent and attempt < self.retries:
                     continue
-                self._ok(n.name)
+                self.health.answered(n.name)
                 if target is not None and status not in RETRY_STATUSES:
-                    self._ok(target)
+                    self.health.answered(target)
                 return self._result(status, reason, data, method, rel, n.name, raw)
             # next node
         tried = ", ".join(f"{name} ({why})" for name, why in attempts)
@@ -405,35 +396,9 @@ class Transport:
     @property
     def dead_nodes(self) -> dict[str, str]:
         """Nodes skipped right now (until their back-off ends), with the reason."""
-        now = time.monotonic()
-        with self._lock:
-            out = {name: m.reason for name, m in self._unusable.items() if m.until > now}
-            out.update({name: m.reason for name, m in self._silent.items() if m.until > now})
-        return out
+        return self.health.skipped()
 
-    # -- node health ---------------------------------------------------------------------------------
-
-    def _fail(self, marks: dict[str, _Mark], name: str, reason: str) -> str:
-        now = time.monotonic()
-        with self._lock:
-            m = marks.setdefault(name, _Mark())
-            m.reason = reason
-            if m.until <= now:   # threads that failed on it at the same moment count as one failure
-                m.failures += 1
-                m.until = now + min(self.reprobe_after * 2 ** (m.failures - 1), self.reprobe_max)
-        return reason
-
-    def _ok(self, name: str) -> None:
-        if name in self._unusable or name in self._silent:
-            with self._lock:
-                self._unusable.pop(name, None)
-                self._silent.pop(name, None)
-
-    def _skipped(self, marks: dict[str, _Mark], name: str) -> str | None:
-        m = marks.get(name)
-        if m is None or m.until <= time.monotonic():
-            return None
-        return m.reason
+    # -- internals ---------------------------------------------------------------------------------
 
     def _entries(self, node: str | None, attempts: list[tuple[str, str]]) -> list[Node]:
         """Nodes to send this request to, in order; nodes in back-off are left out (all of them are
@@ -441,7 +406,7 @@ class Transport:
         order = self._order(node)
         usable = []
         for n in order:
-            why = self._skipped(self._unusable, n.name) or self._skipped(self._silent, n.name)
+            why = self.health.skip_entry(n.name)
             if why is None:
                 usable.append(n)
             else:
@@ -455,8 +420,7 @@ class Transport:
                 attempts: list[tuple[str, str]]) -> tuple[float, bool]:
         """(socket timeout for this attempt, whether the deadline is what limits it)."""
         timeout = self.read_timeout
-        if idempotent and (n.name in self._unusable or n.name in self._silent
-                           or (target is not None and target in self._silent)):
+        if idempotent and (self.health.suspect(n.name) or (target is not None and self.health.suspect(target))):
             timeout = min(timeout, self.probe_timeout)      # a read re-probing a node that failed before
         left = self.time_left()
         if left is None:
@@ -486,8 +450,6 @@ class Transport:
             what = f"{method} {rel}: the deadline passed before the request could be sent (nothing was sent)"
         return DeadlineExceeded(what, attempts=list(attempts), uncertain=uncertain, method=method, path=rel,
                                 node=n.name)
-
-    # -- internals ---------------------------------------------------------------------------------
 
     def _scopes(self) -> list[Deadline]:
         stack = getattr(self._local, "stack", None)

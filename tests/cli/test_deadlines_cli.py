@@ -51,6 +51,13 @@ def test_vm_list_with_the_first_node_hung_fails_over_within_the_deadline(pv: Any
     assert {v["vmid"] for v in r.json} >= {100, 101, 102}
 
 
+def test_vm_list_without_a_timeout_moves_on_from_a_hung_node(pv: Any, fresh_sim: SimCluster) -> None:
+    fresh_sim.hang_node("pve1")
+    took, r = pv("vm", "list")
+    assert r.code == 0, r.err
+    assert took <= 5 + MARGIN                                  # failover_after, not the 30 s read timeout
+
+
 def test_task_wait_on_a_hung_node_exits_4_at_the_deadline_with_the_upid(pv: Any, fresh_sim: SimCluster) -> None:
     upid = fresh_sim.backend.hold_lock(103)                        # a task on pve1 that runs on
     fresh_sim.hang_node("pve1")

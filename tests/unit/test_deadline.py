@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from test_http import FakePVE, ca_tls, make, pki  # noqa: F401  (pki: the test CA fixture)
+from test_http import FakePVE, answer_after, ca_tls, make, pki  # noqa: F401  (pki: the test CA fixture)
 
 import pvectl.deadline as pdeadline
 import pvectl.tasks as ptasks
@@ -141,19 +141,6 @@ def test_read_slice_takes_half_the_time_left_but_at_least_a_second() -> None:
 
 # -- the transport's per-request bound ---------------------------------------------------------------
 
-def _silent(seconds: float) -> Any:
-    def handler(h: Any) -> None:
-        time.sleep(seconds)
-        try:
-            h.send_response(200)
-            h.send_header("Content-Length", "13")
-            h.end_headers()
-            h.wfile.write(b'{"data":null}')
-        except OSError:
-            pass                            # the client gave up first
-    return handler
-
-
 @pytest.fixture
 def hung(pki: dict[str, Any]) -> Any:
     s = FakePVE(pki)
@@ -165,10 +152,10 @@ def _node(server: FakePVE) -> list[Node]:
     return [Node(name="pve1", host="127.0.0.1", port=server.port)]
 
 
-def _slow_read(server: FakePVE, pki: dict[str, Any], *, answer_after: float, read_timeout: float,
+def _slow_read(server: FakePVE, pki: dict[str, Any], *, after: float, read_timeout: float,
                deadline: float) -> tuple[float, NodeUnreachable]:
-    """GET /version from a server that answers after `answer_after` s; (seconds taken, the error)."""
-    server.script[("GET", "/api2/json/version")] = [_silent(answer_after)]
+    """GET /version from a server that answers after `after` s; (seconds taken, the error)."""
+    server.script[("GET", "/api2/json/version")] = [answer_after(after)]
     t = make(_node(server), ca_tls(pki), read_timeout=read_timeout, deadline=Deadline(deadline))
     t0 = time.monotonic()
     try:
@@ -180,7 +167,7 @@ def _slow_read(server: FakePVE, pki: dict[str, Any], *, answer_after: float, rea
 
 
 def test_a_read_ends_by_the_deadline_not_by_the_read_timeout(hung: FakePVE, pki: dict[str, Any]) -> None:
-    took, err = _slow_read(hung, pki, answer_after=3, read_timeout=30, deadline=0.6)
+    took, err = _slow_read(hung, pki, after=3, read_timeout=30, deadline=0.6)
     assert isinstance(err, DeadlineExceeded)
     assert 0.5 <= took < 0.6 + 0.5
     assert err.exit_code == 4 and not err.uncertain
@@ -188,7 +175,7 @@ def test_a_read_ends_by_the_deadline_not_by_the_read_timeout(hung: FakePVE, pki:
 
 
 def test_a_write_cut_by_the_deadline_is_uncertain_and_sent_once(hung: FakePVE, pki: dict[str, Any]) -> None:
-    hung.script[("POST", "/api2/json/nodes/pve1/qemu/100/status/start")] = [_silent(3)]
+    hung.script[("POST", "/api2/json/nodes/pve1/qemu/100/status/start")] = [answer_after(3)]
     t = make(_node(hung), ca_tls(pki), read_timeout=30)
     t0 = time.monotonic()
     with t.bounded(Deadline(0.5)), pytest.raises(DeadlineExceeded) as ei:
@@ -210,13 +197,13 @@ def test_an_expired_deadline_sends_nothing(hung: FakePVE, pki: dict[str, Any]) -
 
 
 def test_the_read_timeout_still_applies_when_it_is_shorter(hung: FakePVE, pki: dict[str, Any]) -> None:
-    took, err = _slow_read(hung, pki, answer_after=2, read_timeout=0.3, deadline=20)
+    took, err = _slow_read(hung, pki, after=2, read_timeout=0.3, deadline=20)
     assert not isinstance(err, DeadlineExceeded) and err.exit_code == 5
     assert took < 0.3 + 0.5
 
 
 def test_a_bounded_scope_is_per_thread(hung: FakePVE, pki: dict[str, Any]) -> None:
-    hung.script[("GET", "/api2/json/version")] = [_silent(0.5)]
+    hung.script[("GET", "/api2/json/version")] = [answer_after(0.5)]
     t = make(_node(hung), ca_tls(pki), read_timeout=5)
     other: list[Any] = []
     with t.bounded(Deadline(0)):

@@ -509,7 +509,7 @@ def test_a_failed_node_is_probed_again_after_its_back_off(pki: dict[str, Any]) -
     with pytest.raises(NodeUnreachable):
         t.get("/version")
     assert set(t.dead_nodes) == {"pve1"}                       # failed again: a longer back-off
-    assert t._unusable["pve1"].failures == 2
+    assert t.health.failures("pve1") == 2
 
 
 def test_a_write_never_goes_out_on_a_connection_idle_past_the_reuse_limit(
@@ -543,5 +543,44 @@ def test_threads_failing_on_one_node_at_once_count_as_one_failure(pki: dict[str,
         th.start()
     for th in threads:
         th.join()
-    assert t._unusable["pve1"].failures == 1                   # back-off 5 s, not 5 * 2**7 capped at 30
-    assert t._unusable["pve1"].until - __import__("time").monotonic() <= 5
+    assert t.health.failures("pve1") == 1                      # back-off 5 s, not 5 * 2**7 capped at 30
+    assert 4 < t.health.backoff_left("pve1") <= 5
+
+
+def answer_after(seconds: float) -> Any:
+    """A script entry: answer `{"data":null}` after `seconds` (the client may have given up by then)."""
+    def handler(h: Any) -> None:
+        import time
+        time.sleep(seconds)
+        try:
+            h.send_response(200)
+            h.send_header("Content-Length", "13")
+            h.end_headers()
+            h.wfile.write(b'{"data":null}')
+        except OSError:
+            pass                                               # the client moved on
+    return handler
+
+
+def test_a_cluster_wide_read_moves_on_after_failover_after(pki: dict[str, Any]) -> None:
+    """pve1 does not answer /cluster/resources: pve2 is asked after `failover_after`, not after the
+    30 s read timeout; the last node that can answer gets the whole read timeout."""
+    import time
+    slow, fast = FakePVE(pki), FakePVE(pki)
+    try:
+        slow.script[("GET", "/api2/json/cluster/resources")] = [answer_after(3)]
+        t = make([Node(name="pve1", host="127.0.0.1", port=slow.port), Node(name="pve2", host="127.0.0.1", port=fast.port)],
+                 ca_tls(pki), read_timeout=30, failover_after=0.3)
+        t0 = time.monotonic()
+        assert t.request("GET", "/cluster/resources", raw=True).node == "pve2"
+        assert time.monotonic() - t0 < 0.3 + 0.5
+        fast.script[("GET", "/api2/json/version")] = [answer_after(0.6)]    # the last one: not cut
+        assert t.request("GET", "/version", raw=True).node == "pve2"
+        # a read for one node's path has no other node to answer it: not cut either
+        slow.script[("GET", "/api2/json/nodes/pve1/status")] = [answer_after(0.6)]
+        t2 = make([Node(name="pve1", host="127.0.0.1", port=slow.port), Node(name="pve2", host="127.0.0.1", port=fast.port)],
+                  ca_tls(pki), read_timeout=30, failover_after=0.3)
+        assert t2.request("GET", "/nodes/pve1/status", node="pve1", raw=True).node == "pve1"
+    finally:
+        slow.stop()
+        fast.stop()

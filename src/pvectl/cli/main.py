@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     Handler = Callable[["Context"], int]
 
 OUTPUTS = ("table", "json", "yaml")
+# How long a forced shutdown may take past the guest's own timeout: SIGTERM, then up to 10 s more
+# before SIGKILL (qemu-server QemuServer.pm::_do_vm_stop; pve-semantics §5.1).
+FORCE_STOP_MARGIN = 30.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -349,14 +352,14 @@ class Context:
     def deadline(self) -> Any:
         """The command's one deadline: --timeout bounds every request, not only the waits (http.py)."""
         if self._deadline is None:
-            if self.args.timeout is not None and getattr(self.args, "cmd", None) == "shutdown":
-                from .ops import deadline   # vm shutdown: --timeout is the guest's; pvectl adds a margin
+            from ..deadline import Deadline
 
-                self._deadline = deadline(self)
-            else:
-                from ..deadline import Deadline
-
-                self._deadline = Deadline(self.args.timeout)
+            timeout = self.args.timeout
+            if timeout is not None and getattr(self.args, "cmd", None) == "shutdown":
+                # `vm shutdown --timeout S` is the guest's time to power off (Proxmox's own `timeout`);
+                # pvectl waits that long plus what a forced stop may add
+                timeout += FORCE_STOP_MARGIN
+            self._deadline = Deadline(timeout)
         return self._deadline
 
     def emit(self, data: Any, **kw: Any) -> None:

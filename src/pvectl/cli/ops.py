@@ -19,20 +19,9 @@ def writer(ctx: Context) -> Any:
     return Writer(ctx.cluster, command="pvectl " + shlex.join(ctx.argv), dry_run=ctx.args.dry_run)
 
 
-# How long a forced shutdown may take past the guest's own timeout: SIGTERM, then up to 10 s more
-# before SIGKILL (qemu-server QemuServer.pm::_do_vm_stop; pve-semantics §5.1).
-FORCE_STOP_MARGIN = 30.0
-
-
 def deadline(ctx: Context) -> Any:
-    from ..tasks import Deadline
-
-    timeout = ctx.args.timeout
-    if getattr(ctx.args, "cmd", None) == "shutdown" and timeout is not None:
-        # `vm shutdown --timeout S` is the guest's time to power off (Proxmox's own `timeout`);
-        # pvectl waits that long plus what a forced stop may add
-        return Deadline(timeout + FORCE_STOP_MARGIN)
-    return Deadline(timeout)
+    """The command's one deadline (Context.deadline: --timeout, and for vm shutdown the stop margin)."""
+    return ctx.deadline()
 
 
 def shutdown_timeout(ctx: Context) -> int | None:

@@ -101,7 +101,12 @@ def serve(vms: int, *, no_answer_cache: bool, pin: bool) -> int:
         sys.stdout.flush()
         while not stop:
             time.sleep(0.1)
-        sys.stdout.write(json.dumps({"handled_ms": handled}) + "\n")
+        # what this tree keeps between answers: each guest's encoded fragments (sim/resources.py)
+        statics = getattr(getattr(api, "_resources", None), "_static", {})
+        kept = sum(sys.getsizeof(v) for st in statics.values() for v in (st.stopped, st.unknown, st.running))
+        cache = getattr(api, "_cache", {})
+        kept += sum(len(v) for v in cache.values()) if isinstance(cache, dict) else 0
+        sys.stdout.write(json.dumps({"handled_ms": handled, "kept_bytes": kept}) + "\n")
         sys.stdout.flush()
     return 0
 
@@ -289,10 +294,11 @@ def big_answers(label: str, args: argparse.Namespace, src: Path | None, no_answe
     row = {"impl": label, "guests": info["vms"], "size": size, "rss0": rss0, "rss1": rss1,
            "wall": statistics.median(h[0] for h in handled), "cpu": statistics.median(h[1] for h in handled),
            "wall_max": max(h[0] for h in handled), "first": stats["handled_ms"][0][0],
-           "trip": statistics.median(trips[1:] or trips), "answer_cache": info.get("answer_cache", False)}
+           "trip": statistics.median(trips[1:] or trips), "answer_cache": info.get("answer_cache", False),
+           "kept": stats.get("kept_bytes", 0) / 1024 / 1024}
     print(f"{label:<28} {info['vms']} guests: handler median {row['wall']:.1f} ms wall / {row['cpu']:.1f} ms CPU "
           f"(max {row['wall_max']:.1f}, first {row['first']:.1f}), round trip {row['trip']:.1f} ms, "
-          f"{size / 1024:.0f} KiB, RSS {rss0:.0f} -> {rss1:.0f} MiB")
+          f"{size / 1024:.0f} KiB, RSS {rss0:.0f} -> {rss1:.0f} MiB, kept between answers {row['kept']:.1f} MiB")
     return row
 
 
@@ -332,16 +338,18 @@ def record(rows: list[dict[str, Any]], big: list[dict[str, Any]], args: argparse
             f"{args.big:,} VMs, one `GET /cluster/resources` per second for {args.big_requests} s over one keep-alive "
             f"connection. Handler time: the server's request handler producing the answer (authentication, routing, "
             f"encoding; before the socket write), median over the requests after the first, which builds caches; "
-            f"target < {BIG_TARGET_MS:g} ms. RSS: the server process before the first and after the last request.",
+            f"target < {BIG_TARGET_MS:g} ms. RSS: the server process before the first and after the last request. "
+            f"Kept between answers: the answer cache's bytes (the baseline: one answer per second, up to 65) or "
+            f"this tree's per-guest JSON fragments (bounded by the number of guests).",
             "",
             "| simulator | answer | handler median (wall) | handler median (CPU) | handler max | first answer | "
-            "round trip median | RSS before -> after |",
-            "|---|---|---|---|---|---|---|---|",
+            "round trip median | RSS before -> after | kept between answers |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for b in big:
             lines.append(f"| {b['impl']} | {b['size'] / 1024 / 1024:.1f} MiB | {b['wall']:.1f} ms | {b['cpu']:.1f} ms | "
                          f"{b['wall_max']:.1f} ms | {b['first']:.1f} ms | {b['trip']:.1f} ms | "
-                         f"{b['rss0']:.0f} -> {b['rss1']:.0f} MiB |")
+                         f"{b['rss0']:.0f} -> {b['rss1']:.0f} MiB | {b['kept']:.1f} MiB |")
     with RESULTS.open("a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 

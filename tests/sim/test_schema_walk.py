@@ -64,6 +64,12 @@ INDEX_WITHOUT_LOOKUP = {"/nodes/{node}/qemu/{vmid}/snapshot/{snapname}", "/nodes
 # API2/Cluster/BackupInfo.pm index, API2/ACMEAccount.pm get_account, pve-network's vnet firewall index.
 for _path in ("/cluster/backup-info", "/cluster/acme/account/{name}", "/cluster/sdn/vnets/{vnet}/firewall"):
     DOCUMENTED_ERRORS[_path] = (403, "Permission check failed (user != root@pam)")
+# Reads other tools make at start-up: each must be among the 200 answers.
+FIRST_CALLS = ("/nodes/{node}/version", "/nodes/{node}/lxc", "/pools", "/storage", "/cluster/tasks", "/cluster/options",
+               "/cluster/ha/status/current", "/cluster/ha/resources", "/nodes/{node}/storage/{storage}/content",
+               "/access/users", "/nodes/{node}/subscription", "/nodes/{node}/replication", "/cluster/backup",
+               "/cluster/backup-info/not-backed-up", "/nodes/{node}/rrddata", "/nodes/{node}/qemu/{vmid}/rrddata",
+               "/nodes/{node}/qemu/{vmid}/agent/info", "/nodes/{node}/qemu/{vmid}/status/current")
 # Placeholders without a collection GET above them, filled from the state.
 FIXED = {"osdid": "0", "flag": "noout", "pos": "0", "cidr": "10.0.0.0/24", "fabric_id": "f1",
          "node_id": "pve1", "id": "x"}
@@ -204,6 +210,7 @@ def test_every_get_path_answers(walker: Walker, schema: Schema, client: Client) 
             continue
         answered.append(template)
     assert not problems, "\n".join(problems)
+    assert set(FIRST_CALLS) <= set(answered), set(FIRST_CALLS) - set(answered)
     total = len(_templates(schema))
     assert total == 327
     assert len(answered) + len(documented) + len(absent) + len(not_served) == total
@@ -253,3 +260,15 @@ def test_missing_objects_answer_pves_error(client: Client, path: str, status: in
     r = client.call("GET", path)
     assert (r.status, r.reason) == (status, message)
     assert r.json.get("errors") == errors
+
+
+def test_the_walk_checks_enums_and_closed_objects(schema: Schema) -> None:
+    # so that "schema-valid" above also means: enum values only, no keys a closed object does not list
+    node_time = schema.endpoint("GET", "/nodes/{node}/time")
+    good = {"time": 1_700_000_000, "localtime": 1_700_000_000, "timezone": "UTC"}
+    assert schema.check_returns(node_time, good) == []
+    assert schema.check_returns(node_time, dict(good, zone="UTC")) == [
+        "data: properties the schema does not allow: ['zone']"]
+    status = schema.endpoint("GET", "/nodes/{node}/qemu/{vmid}/status/current")
+    problems = schema.check_returns(status, {"vmid": 100, "status": "sleeping", "ha": {"managed": 0}})
+    assert problems == ["data.status: 'sleeping' not one of ['stopped', 'running']"]

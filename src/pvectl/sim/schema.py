@@ -1071,8 +1071,15 @@ def _check_return_value(data: Any, schema: dict[str, Any], path: str, problems: 
     if not ok:
         problems.append(f"{path}: {type(data).__name__} where {typ} expected")
         return
+    enum = schema.get("enum")
+    if isinstance(enum, list) and not isinstance(data, (dict, list)) and data not in enum and str(data) not in enum:
+        problems.append(f"{path}: {data!r} not one of {enum}")
     if isinstance(data, dict):
         props = schema.get("properties")
+        if isinstance(props, dict) and props and schema.get("additionalProperties") in (0, False):
+            extra = sorted(set(data) - set(props))
+            if extra:
+                problems.append(f"{path}: properties the schema does not allow: {extra}")
         if isinstance(props, dict):
             for key, sub in props.items():
                 if key not in data or data[key] is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,8 +46,10 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def run(tool: str, args: list[str], env: dict[str, str], cwd: Path, stdin: str = "") -> tuple[int, Any, str]:
-    proc = subprocess.run([str(BIN / tool), *args], input=stdin, capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    # the console script beside this interpreter (a venv), else the one on PATH
+    exe = shutil.which(tool, path=str(BIN)) or shutil.which(tool)
+    assert exe, f"{tool} is not installed (pip install -e '.[dev]')"
+    proc = subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
     try:
         out = json.loads(proc.stdout) if proc.stdout.strip() else None
     except json.JSONDecodeError:

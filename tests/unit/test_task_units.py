@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pvectl.tasks import Deadline, TasksApi, parse_progress
+from pvectl.tasks import Deadline, TaskResult, TasksApi, TaskStatus, parse_progress
 
 GIB = 1024**3
 
@@ -88,3 +88,15 @@ def test_task_list_filters_go_to_the_one_node_asked() -> None:
     api, transport = _tasks_api({"pve3": []}, online=())
     assert api.list(node="pve3", running=True, vmid=100, limit=5) == []
     assert transport.calls == [("/nodes/pve3/tasks", {"source": "active", "limit": 5, "vmid": 100}, "pve3")]
+
+
+def test_status_and_result_records() -> None:
+    st = TaskStatus(upid=UPID1, node="pve1", type="qmclone", id="9000", user="root@pam!pvectl", status="stopped",
+                    exitstatus="WARNINGS: 2", starttime=100)
+    assert st.to_dict() == {"upid": UPID1, "node": "pve1", "type": "qmclone", "id": "9000",
+                            "user": "root@pam!pvectl", "status": "stopped", "exitstatus": "WARNINGS: 2",
+                            "starttime": 100}
+    assert st.ok and not st.running
+    res = TaskResult(UPID1, "OK", ["WARN: slow"], polls=3)
+    assert res.to_dict() == {"upid": UPID1, "exitstatus": "OK", "warnings": ["WARN: slow"]}
+    assert TaskResult(UPID1, "OK").to_dict()["warnings"] == []

@@ -162,6 +162,7 @@ def test_check_disk_resize_refuses_a_shrink_and_a_missing_disk() -> None:
     with pytest.raises(GuardRefused) as ei:
         check_disk_resize(vmid=103, disk="scsi1", current=None, size="+1G")
     assert ei.value.message == "VM 103 has no disk 'scsi1'"
+    assert ei.value.hint == "see its disks with: pvectl vm status VM -o json"
     with pytest.raises(UsageError, match="invalid disk size '-1G': disks only grow"):
         check_disk_resize(vmid=103, disk="scsi0", current=50 * G, size="-1G")
 

@@ -7,7 +7,9 @@
   or `internal error`, without the UPID on exit 4, or ran past its deadline by more than the margin;
 - state-not-reported: a command that failed or was interrupted does not name a VM it made;
 - double-write: one command's write reached the cluster twice although the first was carried out;
-- audit: the audit log disagrees with what the cluster carried out (writes, UPIDs, task results).
+- audit: the audit log disagrees with what the cluster carried out (writes, UPIDs, task results);
+- clone-unfinished: a clone that exits 0 leaves its VM unfinished (not started though `--start` was
+  asked for, still tagged as a template, or not under its name).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def check_all(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Violation]
     checks: list[Callable[[History], list[Violation]]] = [
         check_duplicate_names, check_vmid_claims, check_lost_vms,
         lambda hist: check_outcomes(hist, margin=margin), check_state_reported, check_double_writes,
-        check_audit,
+        check_audit, check_clones_finished,
     ]
     out: list[Violation] = []
     for check in checks:
@@ -339,4 +341,32 @@ def check_audit(h: History) -> list[Violation]:
             if n_ok > n_got:
                 out.append(Violation("audit", f"audit says {key[0]} {key[1]} succeeded {n_ok} time(s) for "
                                      f"{token}, the cluster carried it out {n_got} time(s)", op_id(token)))
+    return out
+
+
+# ------------------------------------------------------------------------------------ clones done
+def check_clones_finished(h: History, template_tag: str = "template") -> list[Violation]:
+    """A clone that succeeded (created, or found it already made) reports a finished VM: started when
+    `--start` was asked for, and - right after the command - under its name, without the template's tag."""
+    out: list[Violation] = []
+    for op in h.ops:
+        if not op.kind.startswith("clone") or op.exit_code != 0:
+            continue
+        r = op.result
+        items = r.get("results") if isinstance(r, dict) and "results" in r else r if isinstance(r, list) else [r]
+        after = h.after_op.get(op.op_id, {})
+        for item in items or []:
+            if not isinstance(item, dict) or item.get("result") not in ("created", "exists"):
+                continue
+            vmid, name = item.get("vmid"), item.get("name")
+            if "--start" in op.argv and item.get("status") != "running":
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) "
+                                     f"with VM {vmid} {item.get('status')}, though --start was asked for", op.op_id))
+            vm = after.get(vmid) if isinstance(vmid, int) else None
+            if vm is not None and template_tag in re.split(r"[;, ]", vm.tags):
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
+                                     f"VM {vmid} still carries the template's tag {template_tag!r}", op.op_id))
+            elif vm is not None and vm.lock is None and vm.name != name:
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
+                                     f"VM {vmid} is named {vm.name!r}, not {name!r}", op.op_id))
     return out

@@ -53,7 +53,8 @@ class Env:
     def vms(self) -> dict[int, VmState]:
         backend = self.sim.backend
         with backend.mu:
-            return {v.vmid: VmState(v.vmid, v.config.get("name"), v.node, v.config.get("lock"), v.is_template)
+            return {v.vmid: VmState(v.vmid, v.config.get("name"), v.node, v.config.get("lock"), v.is_template,
+                                    str(v.config.get("tags") or ""), v.status)
                     for v in backend.state.vms.values()}
 
 

@@ -9,6 +9,7 @@ from .history import History, OpRecord, Received, TaskState, VmState
 from .invariants import (
     check_all,
     check_audit,
+    check_clones_finished,
     check_double_writes,
     check_duplicate_names,
     check_lost_vms,
@@ -193,3 +194,17 @@ def test_audit_must_match_what_the_cluster_carried_out() -> None:
     assert "ended 'clone failed'" in check_audit(h)[0].detail
     h.audit[1]["result"] = "still running at the deadline"   # no claim about how it ended
     assert check_audit(h) == []
+
+
+def test_a_successful_clone_must_leave_a_finished_vm() -> None:
+    h = clean_history()
+    assert check_clones_finished(h) == []
+    h.ops[0].argv += ["--start"]
+    h.ops[0].result = {"vmid": 120, "name": "cx-1", "result": "exists", "status": "stopped"}
+    h.after_op[1] = {120: VmState(120, "cx-1", "pve1", None, False, "ubuntu;template", "stopped")}
+    details = [v.detail for v in check_clones_finished(h)]
+    assert len(details) == 2
+    assert "VM 120 stopped, though --start" in details[0] and "template's tag 'template'" in details[1]
+    h.ops[0].result["status"] = "running"
+    h.after_op[1][120].tags = "ubuntu"
+    assert check_clones_finished(h) == []

@@ -143,29 +143,30 @@ def clones_made(h: History) -> list[tuple[int, Received]]:
 
 
 def check_lost_vms(h: History) -> list[Violation]:
+    """Each VM that existed is still there, or a command deleted it and said so (exit 0, or the UPID of
+    the destroy task). Judged per destroy the cluster carried out, since VMIDs are reused after it."""
     existed: set[int] = {v for v, vm in h.initial_vms.items() if not vm.template}
     for _, vms in h.snapshots:
         existed.update(v for v, vm in vms.items() if not vm.template)
     existed.update(vmid for vmid, _ in clones_made(h))
     by_token = _ops_by_token(h)
-    accounted: set[int] = set()
-    unreported: dict[int, OpRecord] = {}
+    deleted: set[int] = set()
+    out: list[Violation] = []
     for r in h.received:
         m = _VM_PATH.match(r.path)
         if r.method != "DELETE" or not r.ok or not m:
             continue
         vmid = int(m.group(1))
+        deleted.add(vmid)
+        task = h.tasks.get(r.upid or "")
+        if task is not None and task.status == "stopped" and task.exitstatus != "OK":
+            continue                                    # the destroy failed: the VM was not removed
         op = by_token.get(r.token or "")
-        if op is None or op.exit_code == 0 or (r.upid and r.upid in op.output):
-            accounted.add(vmid)
-        else:
-            unreported[vmid] = op
-    out: list[Violation] = []
-    for vmid in sorted(existed - set(h.final_vms) - accounted):
-        op = unreported.get(vmid)
-        how = (f"deleted by {op.summary()} which exited {op.exit_code} without the task's UPID"
-               if op else "no command deleted it")
-        out.append(Violation("lost-vm", f"VM {vmid} is gone: {how}", op.op_id if op else None))
+        if op is not None and op.exit_code != 0 and not (r.upid and r.upid in op.output):
+            out.append(Violation("lost-vm", f"VM {vmid} was destroyed by {op.summary()}, which exited "
+                                 f"{op.exit_code} without the destroy task's UPID", op.op_id))
+    for vmid in sorted(existed - set(h.final_vms) - deleted):
+        out.append(Violation("lost-vm", f"VM {vmid} is gone and no command deleted it"))
     return out
 
 

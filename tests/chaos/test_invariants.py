@@ -96,6 +96,15 @@ def test_a_vm_gone_without_a_successful_delete_is_lost() -> None:
     assert [v.kind for v in found] == ["lost-vm"] and "VM 120" in found[0].detail and found[0].op_id == 2
 
 
+def test_a_vm_destroyed_by_a_failing_command_is_lost_even_when_its_vmid_is_used_again() -> None:
+    h = clean_history()
+    h.ops[1].exit_code, h.ops[1].stdout = 5, '{"error": {"type": "NodeUnreachable", "message": "m"}}'
+    h.final_vms[120] = vm(120, "cx-9")          # a later clone took VMID 120 again
+    assert [(v.kind, v.op_id) for v in check_lost_vms(h)] == [("lost-vm", 2)]
+    h.tasks[UPID_DEL] = TaskState(UPID_DEL, "stopped", "can't lock file")   # the destroy failed: nothing lost
+    assert check_lost_vms(h) == []
+
+
 def test_a_vm_that_vanished_with_no_delete_at_all_is_lost() -> None:
     h = clean_history()
     h.initial_vms[101] = vm(101, "db-01")

@@ -128,6 +128,7 @@ def _run_ops(env: Env, history: History, seed: int, ops: int, clients: int, t0: 
         with lock:
             for rec, _ in records:
                 history.ops.append(rec)
+                history.after_op[rec.op_id] = snapshot
                 if rec.kind.startswith("clone") and rec.via == "cli" and (rec.exit_code in (4, 130) or rec.killed):
                     with env.lock:
                         env.retry_candidates.append(rec)

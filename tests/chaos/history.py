@@ -93,6 +93,8 @@ class VmState:
     node: str
     lock: str | None
     template: bool
+    tags: str = ""
+    status: str = "stopped"
 
 
 @dataclass
@@ -110,6 +112,7 @@ class History:
     initial_vms: dict[int, VmState] = field(default_factory=dict)
     final_vms: dict[int, VmState] = field(default_factory=dict)
     snapshots: list[tuple[float, dict[int, VmState]]] = field(default_factory=list)
+    after_op: dict[int, dict[int, VmState]] = field(default_factory=dict)   # op id -> VMs right after it
     tasks: dict[str, TaskState] = field(default_factory=dict)
     name_prefix: str = "cx-"
     injector_tokens: frozenset[str] = frozenset()

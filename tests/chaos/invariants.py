@@ -7,7 +7,9 @@
   or `internal error`, without the UPID on exit 4, or ran past its deadline by more than the margin;
 - state-not-reported: a command that failed or was interrupted does not name a VM it made;
 - double-write: one command's write reached the cluster twice although the first was carried out;
-- audit: the audit log disagrees with what the cluster carried out (writes, UPIDs, task results).
+- audit: the audit log disagrees with what the cluster carried out (writes, UPIDs, task results);
+- clone-unfinished: a clone that exits 0 leaves its VM unfinished (not started though `--start` was
+  asked for, still tagged as a template, or not under its name).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def check_all(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Violation]
     checks: list[Callable[[History], list[Violation]]] = [
         check_duplicate_names, check_vmid_claims, check_lost_vms,
         lambda hist: check_outcomes(hist, margin=margin), check_state_reported, check_double_writes,
-        check_audit,
+        check_audit, check_clones_finished,
     ]
     out: list[Violation] = []
     for check in checks:
@@ -141,29 +143,30 @@ def clones_made(h: History) -> list[tuple[int, Received]]:
 
 
 def check_lost_vms(h: History) -> list[Violation]:
+    """Each VM that existed is still there, or a command deleted it and said so (exit 0, or the UPID of
+    the destroy task). Judged per destroy the cluster carried out, since VMIDs are reused after it."""
     existed: set[int] = {v for v, vm in h.initial_vms.items() if not vm.template}
     for _, vms in h.snapshots:
         existed.update(v for v, vm in vms.items() if not vm.template)
     existed.update(vmid for vmid, _ in clones_made(h))
     by_token = _ops_by_token(h)
-    accounted: set[int] = set()
-    unreported: dict[int, OpRecord] = {}
+    deleted: set[int] = set()
+    out: list[Violation] = []
     for r in h.received:
         m = _VM_PATH.match(r.path)
         if r.method != "DELETE" or not r.ok or not m:
             continue
         vmid = int(m.group(1))
+        deleted.add(vmid)
+        task = h.tasks.get(r.upid or "")
+        if task is not None and task.status == "stopped" and task.exitstatus != "OK":
+            continue                                    # the destroy failed: the VM was not removed
         op = by_token.get(r.token or "")
-        if op is None or op.exit_code == 0 or (r.upid and r.upid in op.output):
-            accounted.add(vmid)
-        else:
-            unreported[vmid] = op
-    out: list[Violation] = []
-    for vmid in sorted(existed - set(h.final_vms) - accounted):
-        op = unreported.get(vmid)
-        how = (f"deleted by {op.summary()} which exited {op.exit_code} without the task's UPID"
-               if op else "no command deleted it")
-        out.append(Violation("lost-vm", f"VM {vmid} is gone: {how}", op.op_id if op else None))
+        if op is not None and op.exit_code != 0 and not (r.upid and r.upid in op.output):
+            out.append(Violation("lost-vm", f"VM {vmid} was destroyed by {op.summary()}, which exited "
+                                 f"{op.exit_code} without the destroy task's UPID", op.op_id))
+    for vmid in sorted(existed - set(h.final_vms) - deleted):
+        out.append(Violation("lost-vm", f"VM {vmid} is gone and no command deleted it"))
     return out
 
 
@@ -339,4 +342,32 @@ def check_audit(h: History) -> list[Violation]:
             if n_ok > n_got:
                 out.append(Violation("audit", f"audit says {key[0]} {key[1]} succeeded {n_ok} time(s) for "
                                      f"{token}, the cluster carried it out {n_got} time(s)", op_id(token)))
+    return out
+
+
+# ------------------------------------------------------------------------------------ clones done
+def check_clones_finished(h: History, template_tag: str = "template") -> list[Violation]:
+    """A clone that succeeded (created, or found it already made) reports a finished VM: started when
+    `--start` was asked for, and - right after the command - under its name, without the template's tag."""
+    out: list[Violation] = []
+    for op in h.ops:
+        if not op.kind.startswith("clone") or op.exit_code != 0:
+            continue
+        r = op.result
+        items = r.get("results") if isinstance(r, dict) and "results" in r else r if isinstance(r, list) else [r]
+        after = h.after_op.get(op.op_id, {})
+        for item in items or []:
+            if not isinstance(item, dict) or item.get("result") not in ("created", "exists"):
+                continue
+            vmid, name = item.get("vmid"), item.get("name")
+            if "--start" in op.argv and item.get("status") != "running":
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) "
+                                     f"with VM {vmid} {item.get('status')}, though --start was asked for", op.op_id))
+            vm = after.get(vmid) if isinstance(vmid, int) else None
+            if vm is not None and template_tag in re.split(r"[;, ]", vm.tags):
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
+                                     f"VM {vmid} still carries the template's tag {template_tag!r}", op.op_id))
+            elif vm is not None and vm.lock is None and vm.name != name:
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
+                                     f"VM {vmid} is named {vm.name!r}, not {name!r}", op.op_id))
     return out

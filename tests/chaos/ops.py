@@ -53,7 +53,8 @@ class Env:
     def vms(self) -> dict[int, VmState]:
         backend = self.sim.backend
         with backend.mu:
-            return {v.vmid: VmState(v.vmid, v.config.get("name"), v.node, v.config.get("lock"), v.is_template)
+            return {v.vmid: VmState(v.vmid, v.config.get("name"), v.node, v.config.get("lock"), v.is_template,
+                                    str(v.config.get("tags") or ""), v.status)
                     for v in backend.state.vms.values()}
 
 
@@ -74,9 +75,10 @@ def choose(rng: random.Random, env: Env) -> OpSpec:
     vms = [v for v in env.vms().values() if not v.template and not v.lock]
     ours = [v for v in vms if v.name and v.name.startswith("cx-")]
     kinds = ["clone", "clone", "clone-lib", "clone-bulk", "clone-race", "clone-retry", "power", "power",
-             "power-lib", "resize", "set", "migrate", "delete", "delete", "delete-lib", "read"]
+             "power-lib", "resize", "resize-lib", "set", "migrate", "migrate-lib", "delete", "delete",
+             "delete-lib", "read"]
     kind = rng.choice(kinds)
-    if kind in ("power", "power-lib", "resize", "set", "migrate", "delete", "delete-lib") and not vms:
+    if not kind.startswith(("clone", "read")) and not vms:
         kind = "clone"
     if kind == "clone-retry":
         with env.lock:
@@ -102,9 +104,12 @@ def choose(rng: random.Random, env: Env) -> OpSpec:
         action = rng.choice(["start", "start", "shutdown", "stop", "reboot"])
         if kind == "power-lib":
             return OpSpec("power", "lib", ["vm", action, ref], target_vmid=vm.vmid, deadline=deadline,
-                          lib=_lib_power(vm.vmid, action))
+                          lib=_lib_call("pvectl.lifecycle", "power", vm.vmid, action, yes=True))
         return OpSpec("power", "cli", ["vm", action, ref] + (["--yes"] if action == "stop" else []),
                       target_vmid=vm.vmid, deadline=deadline)
+    if kind == "resize-lib":
+        return OpSpec("resize", "lib", ["vm", "resize", ref, "--disk", "scsi0", "--size", "+1G"], target_vmid=vm.vmid,
+                      deadline=deadline, lib=_lib_call("pvectl.lifecycle", "resize", vm.vmid, disk="scsi0", size="+1G"))
     if kind == "resize":
         extra = rng.choice([["--disk", "scsi0", "--size", "+1G"], ["--cores", str(rng.randint(1, 4))],
                             ["--memory", rng.choice(["1G", "2048"])]])
@@ -113,13 +118,17 @@ def choose(rng: random.Random, env: Env) -> OpSpec:
     if kind == "set":
         return OpSpec("set", "cli", ["vm", "set", ref, f"description=chaos {rng.randrange(10**6)}"],
                       target_vmid=vm.vmid, deadline=deadline)
-    if kind == "migrate":
+    if kind in ("migrate", "migrate-lib"):
         target = rng.choice([n for n in env.sim.nodes if n != vm.node])
+        if kind == "migrate-lib":
+            return OpSpec("migrate", "lib", ["vm", "migrate", ref, target, "--with-local-disks"],
+                          target_vmid=vm.vmid, deadline=max(deadline, 5.0),
+                          lib=_lib_call("pvectl.migration", "migrate", vm.vmid, target, with_local_disks=True))
         return OpSpec("migrate", "cli", ["vm", "migrate", ref, target, "--with-local-disks"],
                       target_vmid=vm.vmid, deadline=max(deadline, 5.0))
     if kind == "delete-lib":
         return OpSpec("delete", "lib", ["vm", "delete", ref], target_vmid=vm.vmid, deadline=deadline,
-                      lib=_lib_delete(vm.vmid))
+                      lib=_lib_call("pvectl.lifecycle", "delete", vm.vmid, yes=True))
     return OpSpec("delete", "cli", ["vm", "delete", ref, "--yes"], target_vmid=vm.vmid, deadline=deadline)
 
 
@@ -135,6 +144,9 @@ def _clone(rng: random.Random, env: Env, kind: str, deadline: float) -> OpSpec:
     if kind == "clone-lib":
         return OpSpec("clone", "lib", ["vm", "clone", tpl, name, *extra], [name], deadline=deadline,
                       lib=_lib_clone(tpl, name, start=bool(extra)))
+    if kind == "clone-race" and rng.random() < 0.3:      # the race between threads of one library user
+        return OpSpec(kind, "lib", ["vm", "clone", tpl, name, *extra], [name], deadline=deadline,
+                      lib=_lib_clone(tpl, name, start=bool(extra)), parallel=rng.randint(2, 3))
     return OpSpec(kind, "cli", ["vm", "clone", tpl, name, *extra], [name], deadline=deadline,
                   parallel=rng.randint(2, 3) if kind == "clone-race" else 1)
 
@@ -148,19 +160,13 @@ def _lib_clone(tpl: str, name: str, *, start: bool) -> Callable[[Any, Any, float
     return run
 
 
-def _lib_power(vmid: int, action: str) -> Callable[[Any, Any, float], Any]:
+def _lib_call(module: str, func: str, *args: Any, **kwargs: Any) -> Callable[[Any, Any, float], Any]:
+    """`module.func(pve, *args, writer=..., deadline=..., **kwargs)`, imported when it runs."""
     def run(pve: Any, writer: Any, deadline: float) -> Any:
-        from pvectl.lifecycle import power
+        import importlib
 
-        return power(pve, vmid, action, writer=writer, deadline=deadline, yes=True)
-    return run
-
-
-def _lib_delete(vmid: int) -> Callable[[Any, Any, float], Any]:
-    def run(pve: Any, writer: Any, deadline: float) -> Any:
-        from pvectl.lifecycle import delete
-
-        return delete(pve, vmid, writer=writer, deadline=deadline, yes=True)
+        fn = getattr(importlib.import_module(module), func)
+        return fn(pve, *args, writer=writer, deadline=deadline, **kwargs)
     return run
 
 

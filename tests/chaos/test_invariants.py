@@ -9,6 +9,7 @@ from .history import History, OpRecord, Received, TaskState, VmState
 from .invariants import (
     check_all,
     check_audit,
+    check_clones_finished,
     check_double_writes,
     check_duplicate_names,
     check_lost_vms,
@@ -93,6 +94,15 @@ def test_a_vm_gone_without_a_successful_delete_is_lost() -> None:
     h.ops[1].stdout = '{"error": {"type": "TaskFailed", "message": "boom"}}'
     found = check_lost_vms(h)
     assert [v.kind for v in found] == ["lost-vm"] and "VM 120" in found[0].detail and found[0].op_id == 2
+
+
+def test_a_vm_destroyed_by_a_failing_command_is_lost_even_when_its_vmid_is_used_again() -> None:
+    h = clean_history()
+    h.ops[1].exit_code, h.ops[1].stdout = 5, '{"error": {"type": "NodeUnreachable", "message": "m"}}'
+    h.final_vms[120] = vm(120, "cx-9")          # a later clone took VMID 120 again
+    assert [(v.kind, v.op_id) for v in check_lost_vms(h)] == [("lost-vm", 2)]
+    h.tasks[UPID_DEL] = TaskState(UPID_DEL, "stopped", "can't lock file")   # the destroy failed: nothing lost
+    assert check_lost_vms(h) == []
 
 
 def test_a_vm_that_vanished_with_no_delete_at_all_is_lost() -> None:
@@ -193,3 +203,17 @@ def test_audit_must_match_what_the_cluster_carried_out() -> None:
     assert "ended 'clone failed'" in check_audit(h)[0].detail
     h.audit[1]["result"] = "still running at the deadline"   # no claim about how it ended
     assert check_audit(h) == []
+
+
+def test_a_successful_clone_must_leave_a_finished_vm() -> None:
+    h = clean_history()
+    assert check_clones_finished(h) == []
+    h.ops[0].argv += ["--start"]
+    h.ops[0].result = {"vmid": 120, "name": "cx-1", "result": "exists", "status": "stopped"}
+    h.after_op[1] = {120: VmState(120, "cx-1", "pve1", None, False, "ubuntu;template", "stopped")}
+    details = [v.detail for v in check_clones_finished(h)]
+    assert len(details) == 2
+    assert "VM 120 stopped, though --start" in details[0] and "template's tag 'template'" in details[1]
+    h.ops[0].result["status"] = "running"
+    h.after_op[1][120].tags = "ubuntu"
+    assert check_clones_finished(h) == []

@@ -11,7 +11,8 @@ import pytest
 
 from pvectl.config import VmidRange
 from pvectl.errors import AlreadyExists, GuardRefused
-from pvectl.provision import CloneSpec, VmidAllocator, _choose_vmid, _Snapshot, allocator_for
+from pvectl.provision import CloneSpec, VmidAllocator, allocator_for
+from pvectl.provision.plan import _choose_vmid, _Snapshot
 
 
 def test_lowest_free_id_skipping_used_and_given() -> None:
@@ -80,7 +81,7 @@ def test_one_allocator_per_cluster_object() -> None:
 def choose(vmid: int | None, *, rng: VmidRange | None = VmidRange(start=100, end=110),
            entries: list[dict[str, Any]] | None = None, allocator: VmidAllocator | None = None) -> tuple[int, bool]:
     run = SimpleNamespace(cluster=SimpleNamespace(config=SimpleNamespace(vmid_ranges=SimpleNamespace(vms=rng))),
-                          allocator=allocator or VmidAllocator())
+                          allocator=allocator or VmidAllocator(), vmid_floor=None)
     spec = CloneSpec(template=9000, name="web", vmid=vmid)
     return _choose_vmid(run, spec, _Snapshot(entries or []))  # type: ignore[arg-type]
 

@@ -65,7 +65,8 @@ def test_rrd_data(client: Client, backend: Backend) -> None:
     running = next(v for v in vms_by(backend, running=True) if backend.state.vms[v].node == "pve1")
     rows = client.get(f"/nodes/pve1/qemu/{running}/rrddata", {"timeframe": "hour"})
     assert len(rows) == 70 and all(b["time"] - a["time"] == 60 for a, b in zip(rows, rows[1:]))
-    assert rows[-1]["cpu"] > 0 and rows[-1]["maxmem"] == client.get(f"/nodes/pve1/qemu/{running}/status/current")["maxmem"]
+    current = client.get(f"/nodes/pve1/qemu/{running}/status/current")
+    assert rows[-1]["cpu"] > 0 and rows[-1]["maxmem"] == current["maxmem"]
     stopped = next(v for v in vms_by(backend, running=False) if backend.state.vms[v].node == "pve1")
     # a stopped VM's rows carry only the maxima (as real RRD rows of a stopped guest do)
     assert "cpu" not in client.get(f"/nodes/pve1/qemu/{stopped}/rrddata", {"timeframe": "day"})[-1]

@@ -216,8 +216,8 @@ def test_every_get_path_answers(walker: Walker, schema: Schema, client: Client) 
     assert len(answered) + len(documented) + len(absent) + len(not_served) == total
     assert len(not_served) == len(NOT_SERVED)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    claim = (f"{len(answered)} of {total} with schema-valid data", f"{len(documented) + len(absent)} with Proxmox's own",
-             f"{len(not_served)} needing a console")
+    claim = (f"{len(answered)} of {total} with schema-valid data",
+             f"{len(documented) + len(absent)} with Proxmox's own", f"{len(not_served)} needing a console")
     assert all(c in readme for c in claim), f"README's simulator section should say: {claim}"
     print(f"\nGET paths: {len(answered)} answered 200 and schema-valid, {len(documented)} documented errors, "
           f"{len(absent)} need an object the simulated state does not have (answered with PVE's error), "

@@ -213,7 +213,8 @@ def fabrics_all(ctx: Ctx) -> dict[str, Any]:
 
 # Since PVE 8.1 every cluster has the built-in `mail-to-root` sendmail target and `default-matcher`
 # (proxmox-notify `context/pve.rs` BUILTIN_CONFIG, origin `builtin`).
-_MAIL_TO_ROOT = {"name": "mail-to-root", "mailto-user": ["root@pam"], "comment": "Send mails to root@pam's email address",
+_MAIL_TO_ROOT = {"name": "mail-to-root", "mailto-user": ["root@pam"],
+                 "comment": "Send mails to root@pam's email address",
                  "origin": "builtin"}
 _DEFAULT_MATCHER = {"name": "default-matcher", "mode": "all", "target": ["mail-to-root"],
                     "comment": "Route all notifications to mail-to-root", "origin": "builtin"}

@@ -87,11 +87,11 @@ def agent_vcpus(ctx: Ctx) -> dict[str, Any]:
 def agent_fsinfo(ctx: Ctx) -> dict[str, Any]:
     vm = _agent_vm(ctx)
     size = ctx.backend.vm_usage(vm, time.time())["maxdisk"]
+    disk = {"bus-type": "scsi", "bus": 0, "target": 0, "unit": 0, "dev": "/dev/sda1",
+            "serial": "0QEMU_QEMU_HARDDISK_drive-scsi0",
+            "pci-controller": {"domain": 0, "bus": 9, "slot": 1, "function": 0}}
     return {"result": [{"name": "sda1", "mountpoint": "/", "type": "ext4", "total-bytes": size - GIB,
-                        "used-bytes": int(size * 0.18), "disk": [{"bus-type": "scsi", "bus": 0, "target": 0,
-                                                                   "unit": 0, "dev": "/dev/sda1", "serial": "0QEMU_QEMU_HARDDISK_drive-scsi0",
-                                                                   "pci-controller": {"domain": 0, "bus": 9, "slot": 1,
-                                                                                      "function": 0}}]}]}
+                        "used-bytes": int(size * 0.18), "disk": [disk]}]}
 
 
 @reader("/nodes/{node}/qemu/{vmid}/agent/get-memory-blocks")

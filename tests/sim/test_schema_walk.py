@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
 import pytest
 from apiharness import Client, vms_by

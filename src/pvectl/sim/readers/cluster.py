@@ -157,12 +157,6 @@ def metrics_export(ctx: Ctx) -> dict[str, Any]:
     return {"data": data}
 
 
-@reader("/cluster/firewall/options")
-def fw_options(ctx: Ctx) -> dict[str, Any]:
-    # pve-firewall API2/Firewall/Cluster.pm::get_options: cluster.fw does not exist yet
-    return {}
-
-
 @reader("/cluster/acme/meta")
 def acme_meta(ctx: Ctx) -> dict[str, Any]:
     # pve-manager API2/ACME... (proxmox-acme): Let's Encrypt's directory metadata

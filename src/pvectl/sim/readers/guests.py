@@ -120,7 +120,7 @@ def agent_file_read(ctx: Ctx) -> dict[str, Any]:
 def agent_exec_status(ctx: Ctx) -> dict[str, Any]:
     _agent_vm(ctx)
     # qemu-ga guest-exec-status for a PID it did not start
-    raise ApiFail(f"Agent error: Invalid parameter 'pid'")
+    raise ApiFail("Agent error: Invalid parameter 'pid'")
 
 
 @reader("/nodes/{node}/qemu/{vmid}/feature")
@@ -179,15 +179,6 @@ def cloudinit_dump(ctx: Ctx) -> str:
 @reader("/nodes/{node}/qemu/{vmid}/rrddata")
 def qemu_rrddata(ctx: Ctx) -> list[dict[str, Any]]:
     return vm_rrd(ctx.backend, _vm(ctx), str(ctx.params["timeframe"]))
-
-
-@reader("/nodes/{node}/qemu/{vmid}/firewall/options", "/nodes/{node}/lxc/{vmid}/firewall/options")
-def guest_fw_options(ctx: Ctx) -> dict[str, Any]:
-    # pve-firewall API2/Firewall/VM.pm::get_options: <vmid>.fw does not exist, nothing set
-    vmid = int(ctx.params["vmid"])
-    if vmid not in ctx.backend.state.vms and vmid not in ctx.backend.state.containers:
-        raise ApiFail(f"Configuration file 'nodes/{ctx.node}/qemu-server/{vmid}.conf' does not exist")
-    return {}
 
 
 @reader("/nodes/{node}/qemu/{vmid}/snapshot")

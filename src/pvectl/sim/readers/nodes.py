@@ -138,13 +138,6 @@ def machines(ctx: Ctx) -> list[dict[str, Any]]:
     return [{"id": f"pc-{t}-9.2", "type": t, "version": "9.2"} for t in ("i440fx", "q35")]
 
 
-@reader("/nodes/{node}/firewall/options")
-def host_fw_options(ctx: Ctx) -> dict[str, Any]:
-    # pve-firewall API2/Firewall/Host.pm::get_options: host.fw is empty until something is set
-    ctx.backend.node(ctx.node)
-    return {}
-
-
 @reader("/nodes/{node}/network/{iface}")
 def network_iface(ctx: Ctx) -> dict[str, Any]:
     # pve-manager API2/Network.pm::network_config

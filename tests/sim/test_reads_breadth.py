@@ -113,3 +113,9 @@ def test_reads_check_the_schema_permissions(audit: Client) -> None:
     r = audit.call("GET", "/nodes/pve1/rrddata", {"timeframe": "hour"})
     assert (r.status, r.reason) == (403, "Permission check failed (/nodes/pve1, Sys.Audit)")
     assert audit.get("/nodes/pve1/version")["release"]          # user => 'all'
+
+
+def test_vm_list_carries_pressure_for_running_vms(client: Client) -> None:
+    # QemuServer.pm::vmstatus reads the cgroup pressure of every running VM, `full` or not
+    for vm in client.get("/nodes/pve1/qemu"):
+        assert ("pressurecpusome" in vm) == (vm["status"] == "running"), vm["vmid"]

@@ -696,6 +696,10 @@ class Backend:
                              "diskread": usage["diskread"], "diskwrite": usage["diskwrite"]}
         if vm.pid:
             d["pid"] = vm.pid
+        if vm.status == "running":
+            from .readers.qemu_status import pressure_fields
+
+            d.update(pressure_fields(vm, usage["uptime"]))
         if vm.is_template:
             d["template"] = 1
         for key in ("lock", "tags"):

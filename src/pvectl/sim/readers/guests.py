@@ -199,3 +199,17 @@ def snapshot_config(ctx: Ctx) -> dict[str, Any]:
     raise ApiFail(f"snapshot '{ctx.params['snapname']}' does not exist")
 
 
+
+
+@reader("/nodes/{node}/vncwebsocket", "/nodes/{node}/qemu/{vmid}/vncwebsocket", "/nodes/{node}/lxc/{vmid}/vncwebsocket")
+def vnc_websocket(ctx: Ctx) -> dict[str, Any]:
+    # qemu-server Qemu.pm / pve-manager Nodes.pm vncwebsocket: AccessControl.pm::verify_vnc_ticket first;
+    # the simulator hands out no VNC tickets (vncproxy is not simulated), so every ticket is invalid:
+    # PVE::Ticket::verify_rsa_ticket raises this with HTTP 401
+    raise ApiFail("permission denied - invalid PVEVNC ticket", 401)
+
+
+@reader("/nodes/{node}/qemu/{vmid}/mtunnelwebsocket", "/nodes/{node}/lxc/{vmid}/mtunnelwebsocket")
+def tunnel_websocket(ctx: Ctx) -> dict[str, Any]:
+    # mtunnelwebsocket: AccessControl.pm::verify_tunnel_ticket; no mtunnel tickets are ever issued here
+    raise ApiFail("permission denied - invalid PVETUNNEL ticket", 401)

@@ -50,8 +50,7 @@ SCHEMA_DEVIATIONS = {
 NOT_SERVED = {
     "/nodes/{node}/scan/cifs", "/nodes/{node}/scan/iscsi", "/nodes/{node}/scan/nfs", "/nodes/{node}/scan/pbs",
     "/nodes/{node}/query-oci-repo-tags", "/nodes/{node}/query-url-metadata",
-    "/nodes/{node}/storage/{storage}/file-restore/download", "/nodes/{node}/storage/{storage}/file-restore/list",
-    "/nodes/{node}/storage/{storage}/import-metadata", "/nodes/{node}/vzdump/extractconfig",
+    "/nodes/{node}/storage/{storage}/import-metadata",
 }
 # Directory indexes that PVE serves for any name, without looking the object up
 # (qemu-server API2/Qemu.pm and pve-container API2/LXC/Snapshot.pm `snapshot_cmd_idx`).
@@ -74,6 +73,12 @@ for _path in ("/nodes/{node}/vncwebsocket", "/nodes/{node}/qemu/{vmid}/vncwebsoc
     DOCUMENTED_ERRORS[_path] = (401, "permission denied - invalid PVEVNC ticket")
 for _path in ("/nodes/{node}/qemu/{vmid}/mtunnelwebsocket", "/nodes/{node}/lxc/{vmid}/mtunnelwebsocket"):
     DOCUMENTED_ERRORS[_path] = (401, "permission denied - invalid PVETUNNEL ticket")
+# No Proxmox Backup Server storage and no backup archive in the simulated cluster: pve-storage
+# API2/Storage/FileRestore.pm refuses non-PBS storages; Storage.pm::abs_filesystem_path finds no file.
+for _path in ("/nodes/{node}/storage/{storage}/file-restore/list", "/nodes/{node}/storage/{storage}/file-restore/download"):
+    DOCUMENTED_ERRORS[_path] = (400, "Parameter verification failed.")
+DOCUMENTED_ERRORS["/nodes/{node}/vzdump/extractconfig"] = (
+    500, "can't find file 'local:backup/vzdump-qemu-100-2025_01_01-00_00_00.vma.zst'")
 # Placeholders without a collection GET above them, filled from the state.
 FIXED = {"osdid": "0", "flag": "noout", "pos": "0", "cidr": "10.0.0.0/24", "fabric_id": "f1",
          "node_id": "pve1", "id": "x"}
@@ -99,6 +104,11 @@ QUERY: dict[str, dict[str, str]] = {
     "/cluster/jobs/schedule-analyze": {"schedule": "daily"},
     "/cluster/sdn/dry-run": {"node": "pve1"},
     "/nodes/{node}/scan/lvmthin": {"vg": "pve"},
+    "/nodes/{node}/storage/{storage}/file-restore/list": {"volume": "backup/vm/100/2025-01-01T00:00:00Z",
+                                                          "filepath": "/"},
+    "/nodes/{node}/storage/{storage}/file-restore/download": {"volume": "backup/vm/100/2025-01-01T00:00:00Z",
+                                                              "filepath": "Lw=="},
+    "/nodes/{node}/vzdump/extractconfig": {"volume": "local:backup/vzdump-qemu-100-2025_01_01-00_00_00.vma.zst"},
     **{p: {"port": "5900", "vncticket": "PVEVNC:00000000::bm90LWEtdGlja2V0"} for p in (
         "/nodes/{node}/vncwebsocket", "/nodes/{node}/qemu/{vmid}/vncwebsocket", "/nodes/{node}/lxc/{vmid}/vncwebsocket")},
     **{p: {"socket": "/run/qemu-server/100.mtunnel", "ticket": "PVETUNNEL:00000000::bm90LWEtdGlja2V0"} for p in (

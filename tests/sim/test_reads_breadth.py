@@ -119,3 +119,11 @@ def test_vm_list_carries_pressure_for_running_vms(client: Client) -> None:
     # QemuServer.pm::vmstatus reads the cgroup pressure of every running VM, `full` or not
     for vm in client.get("/nodes/pve1/qemu"):
         assert ("pressurecpusome" in vm) == (vm["status"] == "running"), vm["vmid"]
+
+
+def test_lxc_index_needs_the_container(client: Client, backend: Backend) -> None:
+    with backend.mu:
+        backend.state.containers[400] = Container.generate(400, "pve3", running=False)
+    assert {"subdir": "interfaces"} in client.get("/nodes/pve3/lxc/400")
+    r = client.call("GET", "/nodes/pve3/lxc/401")
+    assert (r.status, r.reason) == (500, "Configuration file 'nodes/pve3/lxc/401.conf' does not exist")

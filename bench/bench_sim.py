@@ -347,8 +347,8 @@ def record(rows: list[dict[str, Any]], big: list[dict[str, Any]], args: argparse
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for b in big:
-            lines.append(f"| {b['impl']} | {b['size'] / 1024 / 1024:.1f} MiB | {b['wall']:.1f} ms | {b['cpu']:.1f} ms | "
-                         f"{b['wall_max']:.1f} ms | {b['first']:.1f} ms | {b['trip']:.1f} ms | "
+            lines.append(f"| {b['impl']} | {b['size'] / 1024 / 1024:.1f} MiB | {b['wall']:.1f} ms | "
+                         f"{b['cpu']:.1f} ms | {b['wall_max']:.1f} ms | {b['first']:.1f} ms | {b['trip']:.1f} ms | "
                          f"{b['rss0']:.0f} -> {b['rss1']:.0f} MiB | {b['kept']:.1f} MiB |")
     with RESULTS.open("a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -386,7 +386,8 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     big: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pvectl-bench-baseline-") as tmp:
-        impls: list[tuple[str, Path | None, bool, tuple[str, ...]]] = [("this tree (no answer cache)", None, False, PATHS)]
+        impls: list[tuple[str, Path | None, bool, tuple[str, ...]]] = [
+            ("this tree (no answer cache)", None, False, PATHS)]
         baseline = "none"
         if not args.no_baseline:
             src = unpack_baseline(args.baseline, Path(tmp))

@@ -65,7 +65,8 @@ def test_rrd_data(client: Client, backend: Backend) -> None:
     running = next(v for v in vms_by(backend, running=True) if backend.state.vms[v].node == "pve1")
     rows = client.get(f"/nodes/pve1/qemu/{running}/rrddata", {"timeframe": "hour"})
     assert len(rows) == 70 and all(b["time"] - a["time"] == 60 for a, b in zip(rows, rows[1:]))
-    assert rows[-1]["cpu"] > 0 and rows[-1]["maxmem"] == client.get(f"/nodes/pve1/qemu/{running}/status/current")["maxmem"]
+    current = client.get(f"/nodes/pve1/qemu/{running}/status/current")
+    assert rows[-1]["cpu"] > 0 and rows[-1]["maxmem"] == current["maxmem"]
     stopped = next(v for v in vms_by(backend, running=False) if backend.state.vms[v].node == "pve1")
     # a stopped VM's rows carry only the maxima (as real RRD rows of a stopped guest do)
     assert "cpu" not in client.get(f"/nodes/pve1/qemu/{stopped}/rrddata", {"timeframe": "day"})[-1]
@@ -112,3 +113,17 @@ def test_reads_check_the_schema_permissions(audit: Client) -> None:
     r = audit.call("GET", "/nodes/pve1/rrddata", {"timeframe": "hour"})
     assert (r.status, r.reason) == (403, "Permission check failed (/nodes/pve1, Sys.Audit)")
     assert audit.get("/nodes/pve1/version")["release"]          # user => 'all'
+
+
+def test_vm_list_carries_pressure_for_running_vms(client: Client) -> None:
+    # QemuServer.pm::vmstatus reads the cgroup pressure of every running VM, `full` or not
+    for vm in client.get("/nodes/pve1/qemu"):
+        assert ("pressurecpusome" in vm) == (vm["status"] == "running"), vm["vmid"]
+
+
+def test_lxc_index_needs_the_container(client: Client, backend: Backend) -> None:
+    with backend.mu:
+        backend.state.containers[400] = Container.generate(400, "pve3", running=False)
+    assert {"subdir": "interfaces"} in client.get("/nodes/pve3/lxc/400")
+    r = client.call("GET", "/nodes/pve3/lxc/401")
+    assert (r.status, r.reason) == (500, "Configuration file 'nodes/pve3/lxc/401.conf' does not exist")

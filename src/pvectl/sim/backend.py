@@ -687,7 +687,9 @@ class Backend:
         return out
 
     def vm_status(self, vm: VM, now: float, *, full: bool) -> dict[str, Any]:
-        # QemuServer.pm::vmstatus (pve-semantics §5.3)
+        # QemuServer.pm::vmstatus (pve-semantics §5.3); the QMP and cgroup detail: readers/qemu_status.py
+        from .readers.qemu_status import balloon_fields, display_fields, pressure_fields, running_detail
+
         usage = self.vm_usage(vm, now)
         conf = vm.config
         d: dict[str, Any] = {"vmid": vm.vmid, "status": vm.status, "name": conf.get("name", f"VM {vm.vmid}"),
@@ -698,6 +700,8 @@ class Backend:
                              "diskread": usage["diskread"], "diskwrite": usage["diskwrite"]}
         if vm.pid:
             d["pid"] = vm.pid
+        if vm.status == "running":
+            d.update(pressure_fields(vm, usage["uptime"]))
         if vm.is_template:
             d["template"] = 1
         for key in ("lock", "tags"):
@@ -706,21 +710,15 @@ class Backend:
         if any(k.startswith("serial") for k in conf):
             d["serial"] = 1
         if conf.get("balloon"):
-            from .readers.qemu_status import balloon_fields
-
             d.update(balloon_fields(conf))
         if full:
             d["qmpstatus"] = vm.qmpstatus if vm.status == "running" else vm.status
             d["ha"] = {"managed": 0}
-            from .readers.qemu_status import display_fields
-
             d.update(display_fields(conf))
             if parse_prop(str(conf.get("agent", "0")))[0] in {"1", "enabled"} or \
                     parse_prop(str(conf.get("agent", "")))[1].get("enabled") == "1":
                 d["agent"] = 1
             if vm.status == "running":
-                from .readers.qemu_status import running_detail
-
                 d.update(running_detail(self, vm, usage))
         return d
 

@@ -2,7 +2,8 @@
 
 `routes.Api` calls `answer()` for a GET whose path has no `@route` handler. Readers are registered per
 schema path template (`@reader("/nodes/{node}/version")`) in the modules of this package: `nodes`,
-`cluster`, `storage`, `access`, `guests` (QEMU detail), `lxc`, `ceph`, `firewall`, `hardware`. A path without a reader gets the
+`cluster`, `storage`, `access`, `guests` (QEMU detail), `lxc`, `ceph`, `firewall`, `hardware`. A path
+without a reader gets the
 shape a real cluster gives for a concept the simulator does not model:
 
 - a directory index (the schema lists static children, `links: [{rel: child, href: "{name}"}]`):

@@ -160,12 +160,6 @@ def metrics_export(ctx: Ctx) -> dict[str, Any]:
     return {"data": data}
 
 
-@reader("/cluster/firewall/options")
-def fw_options(ctx: Ctx) -> dict[str, Any]:
-    # pve-firewall API2/Firewall/Cluster.pm::get_options: cluster.fw does not exist yet
-    return {}
-
-
 @reader("/cluster/acme/meta")
 def acme_meta(ctx: Ctx) -> dict[str, Any]:
     # pve-manager API2/ACME... (proxmox-acme): Let's Encrypt's directory metadata
@@ -216,7 +210,8 @@ def fabrics_all(ctx: Ctx) -> dict[str, Any]:
 
 # Since PVE 8.1 every cluster has the built-in `mail-to-root` sendmail target and `default-matcher`
 # (proxmox-notify `context/pve.rs` BUILTIN_CONFIG, origin `builtin`).
-_MAIL_TO_ROOT = {"name": "mail-to-root", "mailto-user": ["root@pam"], "comment": "Send mails to root@pam's email address",
+_MAIL_TO_ROOT = {"name": "mail-to-root", "mailto-user": ["root@pam"],
+                 "comment": "Send mails to root@pam's email address",
                  "origin": "builtin"}
 _DEFAULT_MATCHER = {"name": "default-matcher", "mode": "all", "target": ["mail-to-root"],
                     "comment": "Route all notifications to mail-to-root", "origin": "builtin"}

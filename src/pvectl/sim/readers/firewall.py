@@ -1,9 +1,10 @@
-"""Firewall readers: the built-in macros. No firewall is configured in the simulated cluster, so rules,
-aliases, IP sets and security groups are empty collections (readers/__init__.py) and the options objects
-are empty (readers/cluster.py, nodes.py, guests.py)."""
+"""Firewall readers: the built-in macros and the options. No firewall is configured in the simulated
+cluster: rules, aliases, IP sets and security groups are empty collections (readers/__init__.py), and
+every options object is empty but for its digest."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from . import Ctx, reader
@@ -101,3 +102,14 @@ MACROS: dict[str, str] = {
 def macros(ctx: Ctx) -> list[dict[str, Any]]:
     # pve-firewall API2/Firewall/Cluster.pm::get_macros
     return [{"macro": name, "descr": descr or name} for name, descr in sorted(MACROS.items())]
+
+
+@reader("/cluster/firewall/options", "/nodes/{node}/firewall/options", "/nodes/{node}/qemu/{vmid}/firewall/options",
+        "/nodes/{node}/lxc/{vmid}/firewall/options")
+def options(ctx: Ctx) -> dict[str, Any]:
+    # pve-firewall API2/Firewall/{Cluster,Host,VM}.pm::get_options: copy_opject_with_digest of the
+    # options of cluster.fw / host.fw / <vmid>.fw; none of the files exists, so only the digest of
+    # nothing (load_vmfw_conf does not check that the guest exists)
+    if "node" in ctx.params:
+        ctx.backend.node(ctx.node)
+    return {"digest": hashlib.sha1(b"").hexdigest()}

@@ -87,11 +87,11 @@ def agent_vcpus(ctx: Ctx) -> dict[str, Any]:
 def agent_fsinfo(ctx: Ctx) -> dict[str, Any]:
     vm = _agent_vm(ctx)
     size = ctx.backend.vm_usage(vm, time.time())["maxdisk"]
+    disk = {"bus-type": "scsi", "bus": 0, "target": 0, "unit": 0, "dev": "/dev/sda1",
+            "serial": "0QEMU_QEMU_HARDDISK_drive-scsi0",
+            "pci-controller": {"domain": 0, "bus": 9, "slot": 1, "function": 0}}
     return {"result": [{"name": "sda1", "mountpoint": "/", "type": "ext4", "total-bytes": size - GIB,
-                        "used-bytes": int(size * 0.18), "disk": [{"bus-type": "scsi", "bus": 0, "target": 0,
-                                                                   "unit": 0, "dev": "/dev/sda1", "serial": "0QEMU_QEMU_HARDDISK_drive-scsi0",
-                                                                   "pci-controller": {"domain": 0, "bus": 9, "slot": 1,
-                                                                                      "function": 0}}]}]}
+                        "used-bytes": int(size * 0.18), "disk": [disk]}]}
 
 
 @reader("/nodes/{node}/qemu/{vmid}/agent/get-memory-blocks")
@@ -120,7 +120,7 @@ def agent_file_read(ctx: Ctx) -> dict[str, Any]:
 def agent_exec_status(ctx: Ctx) -> dict[str, Any]:
     _agent_vm(ctx)
     # qemu-ga guest-exec-status for a PID it did not start
-    raise ApiFail(f"Agent error: Invalid parameter 'pid'")
+    raise ApiFail("Agent error: Invalid parameter 'pid'")
 
 
 @reader("/nodes/{node}/qemu/{vmid}/feature")
@@ -181,15 +181,6 @@ def qemu_rrddata(ctx: Ctx) -> list[dict[str, Any]]:
     return vm_rrd(ctx.backend, _vm(ctx), str(ctx.params["timeframe"]))
 
 
-@reader("/nodes/{node}/qemu/{vmid}/firewall/options", "/nodes/{node}/lxc/{vmid}/firewall/options")
-def guest_fw_options(ctx: Ctx) -> dict[str, Any]:
-    # pve-firewall API2/Firewall/VM.pm::get_options: <vmid>.fw does not exist, nothing set
-    vmid = int(ctx.params["vmid"])
-    if vmid not in ctx.backend.state.vms and vmid not in ctx.backend.state.containers:
-        raise ApiFail(f"Configuration file 'nodes/{ctx.node}/qemu-server/{vmid}.conf' does not exist")
-    return {}
-
-
 @reader("/nodes/{node}/qemu/{vmid}/snapshot")
 def snapshots(ctx: Ctx) -> list[dict[str, Any]]:
     # qemu-server API2/Qemu.pm::snapshot_list for a VM without snapshots: only `current`
@@ -208,3 +199,17 @@ def snapshot_config(ctx: Ctx) -> dict[str, Any]:
     raise ApiFail(f"snapshot '{ctx.params['snapname']}' does not exist")
 
 
+
+
+@reader("/nodes/{node}/vncwebsocket", "/nodes/{node}/qemu/{vmid}/vncwebsocket", "/nodes/{node}/lxc/{vmid}/vncwebsocket")
+def vnc_websocket(ctx: Ctx) -> dict[str, Any]:
+    # qemu-server Qemu.pm / pve-manager Nodes.pm vncwebsocket: AccessControl.pm::verify_vnc_ticket first;
+    # the simulator hands out no VNC tickets (vncproxy is not simulated), so every ticket is invalid:
+    # PVE::Ticket::verify_rsa_ticket raises this with HTTP 401
+    raise ApiFail("permission denied - invalid PVEVNC ticket", 401)
+
+
+@reader("/nodes/{node}/qemu/{vmid}/mtunnelwebsocket", "/nodes/{node}/lxc/{vmid}/mtunnelwebsocket")
+def tunnel_websocket(ctx: Ctx) -> dict[str, Any]:
+    # mtunnelwebsocket: AccessControl.pm::verify_tunnel_ticket; no mtunnel tickets are ever issued here
+    raise ApiFail("permission denied - invalid PVETUNNEL ticket", 401)

@@ -100,11 +100,11 @@ def _log_lines(ctx: Ctx) -> list[str]:
         start = int(rec.upid.split(":")[4], 16)
         stamp = time.strftime("%b %d %H:%M:%S", time.gmtime(start))
         user = rec.upid.split(":")[7]
-        lines.append(f"{stamp} {n.name} pvedaemon[{int(rec.upid.split(':')[2], 16)}]: <{user}> starting task {rec.upid}")
+        daemon = f"{n.name} pvedaemon[{int(rec.upid.split(':')[2], 16)}]: <{user}>"
+        lines.append(f"{stamp} {daemon} starting task {rec.upid}")
         if rec.endtime:
             end = time.strftime("%b %d %H:%M:%S", time.gmtime(rec.endtime))
-            lines.append(f"{end} {n.name} pvedaemon[{int(rec.upid.split(':')[2], 16)}]: <{user}> end task {rec.upid} "
-                         f"{rec.exitstatus}")
+            lines.append(f"{end} {daemon} end task {rec.upid} {rec.exitstatus}")
     return lines
 
 

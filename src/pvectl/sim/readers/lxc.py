@@ -141,3 +141,12 @@ def lxc_snapshots(ctx: Ctx) -> list[dict[str, Any]]:
 def lxc_snapshot_config(ctx: Ctx) -> dict[str, Any]:
     container(ctx)
     raise ApiFail(f"snapshot '{ctx.params['snapname']}' does not exist")
+
+
+@reader("/nodes/{node}/lxc/{vmid}")
+def lxc_index(ctx: Ctx) -> list[dict[str, str]]:
+    # pve-container API2/LXC.pm::vmdiridx: the container must exist (load_config), then a fixed list
+    container(ctx)
+    return [{"subdir": s} for s in ("config", "pending", "status", "vncproxy", "termproxy", "vncwebsocket",
+                                    "spiceproxy", "migrate", "clone", "rrd", "rrddata", "firewall", "snapshot",
+                                    "resize", "interfaces")]

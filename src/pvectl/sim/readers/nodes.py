@@ -138,13 +138,6 @@ def machines(ctx: Ctx) -> list[dict[str, Any]]:
     return [{"id": f"pc-{t}-9.2", "type": t, "version": "9.2"} for t in ("i440fx", "q35")]
 
 
-@reader("/nodes/{node}/firewall/options")
-def host_fw_options(ctx: Ctx) -> dict[str, Any]:
-    # pve-firewall API2/Firewall/Host.pm::get_options: host.fw is empty until something is set
-    ctx.backend.node(ctx.node)
-    return {}
-
-
 @reader("/nodes/{node}/network/{iface}")
 def network_iface(ctx: Ctx) -> dict[str, Any]:
     # pve-manager API2/Network.pm::network_config
@@ -200,7 +193,8 @@ def apt_repositories(ctx: Ctx) -> dict[str, Any]:
              "Enabled": True}
     path = "/etc/apt/sources.list.d/proxmox.sources"
     digest = hashlib.sha256(b"proxmox.sources").hexdigest()
-    return {"files": [{"path": path, "file-type": "sources", "repositories": [entry], "digest": list(bytes.fromhex(digest))}],
+    files = [{"path": path, "file-type": "sources", "repositories": [entry], "digest": list(bytes.fromhex(digest))}]
+    return {"files": files,
             "errors": [], "digest": digest,
             "infos": [], "standard-repos": [{"handle": "no-subscription", "name": "No-Subscription", "status": 1}]}
 
@@ -230,6 +224,7 @@ def certificates(ctx: Ctx) -> list[dict[str, Any]]:
     # pve-manager API2/Certificates.pm::info: the CA and the node certificate from the state dir
     n = ctx.backend.node(ctx.node)
     fp = ctx.backend.fingerprints.get(n.name, "")
-    return [{"filename": "pve-ssl.pem", "fingerprint": fp, "subject": f"/OU=PVE Cluster Node/O=Proxmox Virtual "
-             f"Environment/CN={n.name}.lab.example.com", "issuer": "/CN=Proxmox Virtual Environment/OU=pvectl-sim/O=PVE "
-             "Cluster Manager CA", "public-key-type": "id-ecPublicKey", "san": [n.name, "127.0.0.1"]}]
+    subject = f"/OU=PVE Cluster Node/O=Proxmox Virtual Environment/CN={n.name}.lab.example.com"
+    issuer = "/CN=Proxmox Virtual Environment/OU=pvectl-sim/O=PVE Cluster Manager CA"
+    return [{"filename": "pve-ssl.pem", "fingerprint": fp, "subject": subject, "issuer": issuer,
+             "public-key-type": "id-ecPublicKey", "san": [n.name, "127.0.0.1"]}]

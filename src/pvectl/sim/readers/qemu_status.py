@@ -98,12 +98,9 @@ def running_detail(b: Backend, vm: VM, usage: dict[str, Any]) -> dict[str, Any]:
     nics = {}
     for key, nin, nout in zip(nets, _split(usage["netin"], [1] * len(nets)), _split(usage["netout"], [1] * len(nets))):
         nics[f"tap{vm.vmid}i{key[3:]}"] = {"netin": nin, "netout": nout}
-    wobble = (vm.vmid * 31 + uptime // 10) % 7
     out: dict[str, Any] = {
         "running-machine": MACHINE, "running-qemu": QEMU_VERSION, "proxmox-support": dict(PROXMOX_SUPPORT),
         "blockstat": blockstat, "nics": nics, "memhost": mem,
-        "pressurecpusome": round(0.02 * wobble, 2), "pressurecpufull": 0.0, "pressureiosome": round(0.01 * wobble, 2),
-        "pressureiofull": 0.0, "pressurememorysome": 0.0, "pressurememoryfull": 0.0,
     }
     if str(vm.config.get("balloon", "")) != "0":
         # virtio-balloon with guest statistics (PVE sets guest-stats-polling-interval=2)
@@ -115,6 +112,15 @@ def running_detail(b: Backend, vm: VM, usage: dict[str, Any]) -> dict[str, Any]:
             "mem_swapped_in": 0, "mem_swapped_out": 0, "last_update": int(time.time()) // 2 * 2,
         })
     return out
+
+
+def pressure_fields(vm: VM, uptime: int) -> dict[str, float]:
+    """The avg10 pressure stall figures of qemu.slice/<vmid>.scope, which vmstatus reads for every running
+    VM (listed or not in full)."""
+    wobble = (vm.vmid * 31 + uptime // 10) % 7
+    return {"pressurecpusome": round(0.02 * wobble, 2), "pressurecpufull": 0.0,
+            "pressureiosome": round(0.01 * wobble, 2), "pressureiofull": 0.0, "pressurememorysome": 0.0,
+            "pressurememoryfull": 0.0}
 
 
 def balloon_fields(conf: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,8 @@ def storage_rrd(b: Backend, node: str, sid: str, timeframe: str) -> list[dict[st
 
 
 # a 1x1 transparent PNG: the graph endpoints return a file name and the image, base64 (RRD.pm)
-_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAA"
+                        "AABJRU5ErkJggg==")
 
 
 def rrd_png(ds: str) -> dict[str, Any]:

@@ -144,3 +144,22 @@ def storage_rrddata(ctx: Ctx) -> list[dict[str, Any]]:
 def prune(ctx: Ctx) -> list[dict[str, Any]]:
     _storage(ctx)
     return []
+
+
+@reader("/nodes/{node}/storage/{storage}/file-restore/list", "/nodes/{node}/storage/{storage}/file-restore/download")
+def file_restore(ctx: Ctx) -> Any:
+    # pve-storage API2/Storage/FileRestore.pm: only Proxmox Backup Server storages can restore files,
+    # and the simulated cluster has none
+    _storage(ctx)
+    raise ApiFail("Parameter verification failed.", 400, {"storage": "Only PBS storages supported for file-restore."})
+
+
+@reader("/nodes/{node}/vzdump/extractconfig")
+def extract_config(ctx: Ctx) -> str:
+    # pve-manager API2/VZDump.pm::extractconfig -> pve-storage Storage.pm::extract_vzdump_config ->
+    # abs_filesystem_path: no backup archive exists in the simulated cluster
+    volid = str(ctx.params["volume"])
+    sid = volid.split(":", 1)[0] if ":" in volid else None
+    if sid is not None and sid not in ctx.backend.state.storages:
+        raise ApiFail(f"storage '{sid}' does not exist")
+    raise ApiFail(f"can't find file '{volid}'")

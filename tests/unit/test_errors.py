@@ -262,11 +262,14 @@ def test_permission_denied_hints() -> None:
 
 
 def test_secrets_of_four_characters_or_more_are_redacted() -> None:
+    import uuid
+
+    short, four = "q" + uuid.uuid4().hex[:2], "k" + uuid.uuid4().hex[:3]   # new ones each run
     E.register_secret("")
-    E.register_secret("q7z")                      # too short to be told from ordinary text
-    E.register_secret("k9w2")
-    assert E.redact("a q7z b k9w2 c") == "a q7z b <redacted> c"
-    e = E.ApiError("x", reason="bad k9w2", errors={"f": "k9w2!"})
+    E.register_secret(short)                      # too short to be told from ordinary text
+    E.register_secret(four)
+    assert E.redact(f"a {short} b {four} c") == f"a {short} b <redacted> c"
+    e = E.ApiError("x", reason=f"bad {four}", errors={"f": f"{four}!"})
     assert (e.reason, e.errors) == ("bad <redacted>", {"f": "<redacted>!"})
 
 
@@ -298,5 +301,11 @@ def test_given_hints_and_fields_are_kept() -> None:
 
 
 def test_body_text_loses_only_its_trailing_newlines() -> None:
-    e = resp(500, "x", {"message": "disk full \n", "errors": {"size": "too big \n"}})
-    assert str(e) == "disk full " and e.errors == {"size": "too big "}
+    e = resp(500, "x", {"message": "disk full X\n", "errors": {"size": "too big X\n"}})
+    assert str(e) == "disk full X" and e.errors == {"size": "too big X"}
+    e = resp(400, "x", {"message": "bad value X.\n", "errors": {"size": "too big"}})
+    assert str(e) == "bad value X: size: too big"   # only the final dot goes before the details
+
+
+def test_a_given_lock_hint_is_kept() -> None:
+    assert E.Locked("VM is locked (clone)", lock="clone", hint="mine").hint == "mine"

@@ -283,3 +283,31 @@ def test_local_disks_are_copied_offline_and_mirrored_live() -> None:
     live = findings(with_local_disks=True, precondition=pre(local_disks=[DISK]))
     assert live["local-disks"]["reason"] == "local disks are mirrored to the target: local-lvm:vm-100-disk-0 (scsi0)"
     assert findings()["local-disks"]["reason"] == "no local disks: everything is on shared storage"
+
+
+def test_nothing_to_pick_and_edge_shapes_of_the_precondition() -> None:
+    alone = {"pve1": True, "pve2": False}
+    same = findings(target="pve1", members=alone)["target"]
+    assert same["fix"] == "pick another node: none is online"
+    offline = findings(target="pve2", members=alone)["target"]
+    assert offline["fix"] == "bring pve2 back, or pick an online node: none"
+    cdroms = [{"volid": "local:iso/a.iso", "drivename": "ide2", "cdrom": 1, "is_cloudinit": 0},
+              {"volid": "local:iso/b.iso", "cdrom": 1, "is_cloudinit": 0}]
+    fs = findings(precondition=pre(
+        allowed_nodes=[], local_disks=cdroms,
+        not_allowed_nodes={"pve2": {"unavailable_storages": ["tank"], "unavailable-resources": ["gpu0", "gpu1"],
+                                    "blocking-ha-resources": [{"state": "started"}]}}))
+    assert fs["storage"]["fix"] == "move the disks to a storage pve2 has, or pick a node that has them: none"
+    assert fs["mapped-resources"]["reason"] == "mapped devices missing on pve2: gpu0, gpu1"
+    assert fs["ha"]["reason"] == "HA resources block pve2: {'state': 'started'}"
+    assert fs["cdrom"]["fix"] == "eject it first: pvectl vm set 100 ide2=none,media=cdrom ide2=none,media=cdrom"
+    assert fs["cdrom"]["reason"] == "a local CD-ROM image cannot be migrated: local:iso/a.iso (ide2), local:iso/b.iso"
+
+
+def test_offline_request_for_a_running_vm_copies_disks_and_unknown_memory_warns() -> None:
+    fs = findings(online=False, precondition=pre(local_disks=[DISK]), target_mem=None)
+    assert fs["mode"]["level"] == "refuse"
+    assert fs["local-disks"] == {"check": "local-disks", "level": "ok", "fix": None,
+                                 "reason": "local disks are copied to the target: local-lvm:vm-100-disk-0 (scsi0)"}
+    assert fs["memory"] == {"check": "memory", "level": "warn", "fix": None,
+                            "reason": "the free memory of pve2 is unknown (no node statistics)"}

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pvectl.tasks import Deadline, TaskResult, TasksApi, TaskStatus, parse_progress
+from pvectl.errors import TaskFailed
+from pvectl.tasks import Deadline, Task, TaskResult, TasksApi, TaskStatus, parse_progress
 
 GIB = 1024**3
 
@@ -100,3 +101,85 @@ def test_status_and_result_records() -> None:
     res = TaskResult(UPID1, "OK", ["WARN: slow"], polls=3)
     assert res.to_dict() == {"upid": UPID1, "exitstatus": "OK", "warnings": ["WARN: slow"]}
     assert TaskResult(UPID1, "OK").to_dict()["warnings"] == []
+
+
+class _TaskTransport:
+    """GET .../status answers `status`; GET .../log serves `log` lines by start/limit like pvedaemon."""
+
+    def __init__(self, status: dict[str, object], log: list[str]) -> None:
+        self.status, self.lines, self.calls = status, log, []  # type: ignore[var-annotated]
+
+    def get(self, path: str, params: object = None, node: str | None = None) -> dict[str, object]:
+        self.calls.append(("GET", path, params, node))
+        return self.status
+
+    def request(self, method: str, path: str, params: dict[str, int], node: str | None = None,
+                raw: bool = False) -> SimpleNamespace:
+        self.calls.append((method, path, dict(params), node))
+        start, limit = params["start"], params["limit"]
+        chunk = self.lines[start:start + limit] if limit else self.lines[start:]
+        return SimpleNamespace(data=[{"n": start + i + 1, "t": t} for i, t in enumerate(chunk)],
+                               total=len(self.lines))
+
+
+QUOTED1 = "UPID%3Apve1%3A000C1A2B%3A03B4C5D6%3A66F1E2D3%3Aqmclone%3A9000%3Aroot%40pam%21pvectl%3A"
+
+
+def test_task_status_reads_the_upids_node_and_falls_back_to_the_upid() -> None:
+    t = _TaskTransport({"status": "stopped", "exitstatus": "OK", "type": "qmclone", "id": "9000",
+                        "starttime": 1727128275}, [])
+    task = Task(SimpleNamespace(transport=t), UPID1)  # type: ignore[arg-type]
+    assert str(task) == UPID1
+    assert task.status().to_dict() == {"upid": UPID1, "node": "pve1", "type": "qmclone", "id": "9000",
+                                       "user": "root@pam!pvectl", "status": "stopped", "exitstatus": "OK",
+                                       "starttime": 1727128275}
+    assert t.calls == [("GET", f"/nodes/pve1/tasks/{QUOTED1}/status", None, "pve1")]
+    t.status = {}                        # nothing but the status: the rest comes from the UPID
+    assert task.status().to_dict() == {"upid": UPID1, "node": "pve1", "type": "qmclone", "id": "9000",
+                                       "user": "root@pam!pvectl", "status": "running", "exitstatus": None,
+                                       "starttime": 0x66F1E2D3}
+
+
+def test_task_log_is_read_incrementally_and_tail_reads_it_once() -> None:
+    t = _TaskTransport({}, ["line 1", "line 2", "line 3"])
+    task = Task(SimpleNamespace(transport=t), UPID1)  # type: ignore[arg-type]
+    assert task.log(start=1, limit=1) == (["line 2"], 3)
+    assert task.read_new_lines() == ["line 1", "line 2", "line 3"]
+    t.lines.append("line 4")
+    assert task.read_new_lines() == ["line 4"]
+    assert task.tail(2) == ["line 3", "line 4"]
+    assert [c[2] for c in t.calls] == [{"start": 1, "limit": 1}, {"start": 0, "limit": 0}, {"start": 3, "limit": 0}]
+    fresh = Task(SimpleNamespace(transport=_TaskTransport({}, ["a", "b", "c"])), UPID1)  # type: ignore[arg-type]
+    assert fresh.tail(2) == ["b", "c"] and fresh.tail() == ["a", "b", "c"]
+
+
+def test_an_empty_log_says_no_content_and_gives_no_new_lines() -> None:
+    # pvedaemon answers a log read past the end with one line "no content" and total 1
+    task = Task(SimpleNamespace(transport=_TaskTransport({}, ["no content"])), UPID1)  # type: ignore[arg-type]
+    assert task.read_new_lines() == []
+
+
+def _status(exitstatus: str | None) -> TaskStatus:
+    return TaskStatus(upid=UPID1, node="pve1", type="qmclone", id="9000", user="root@pam", status="stopped",
+                      exitstatus=exitstatus, starttime=1)
+
+
+def test_finish_collects_warnings_and_reads_no_log_for_a_clean_ok() -> None:
+    t = _TaskTransport({}, ["WARN: disk slow", "copying", "WARN: no agent", "TASK WARNINGS: 2"])
+    task = Task(SimpleNamespace(transport=t), UPID1)  # type: ignore[arg-type]
+    assert task._finish(_status("OK"), 4).to_dict() == {"upid": UPID1, "exitstatus": "OK", "warnings": []}
+    assert t.calls == []
+    res = task._finish(_status("WARNINGS: 2"), 5)
+    assert (res.exitstatus, res.warnings, res.polls) == ("WARNINGS: 2", ["WARN: disk slow", "WARN: no agent"], 5)
+
+
+def test_finish_raises_with_the_last_eight_log_lines_but_not_the_task_line() -> None:
+    lines = [f"step {i}" for i in range(10)] + ["TASK ERROR: clone failed"]
+    task = Task(SimpleNamespace(transport=_TaskTransport({}, lines)), UPID1)  # type: ignore[arg-type]
+    with pytest.raises(TaskFailed) as ei:
+        task._finish(_status("clone failed"), 3)
+    assert ei.value.log_tail == [f"step {i}" for i in range(2, 10)]
+    assert (ei.value.exitstatus, ei.value.node, ei.value.upid) == ("clone failed", "pve1", UPID1)
+    with pytest.raises(TaskFailed) as ei:
+        task._finish(_status(None), 3)
+    assert ei.value.exitstatus == "unexpected status"

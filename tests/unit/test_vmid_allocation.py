@@ -95,6 +95,7 @@ def test_next_free_vmid_in_the_configured_range() -> None:
 
 def test_without_a_range_any_vmid_from_100() -> None:
     assert choose(None, rng=None, entries=[{"type": "qemu", "vmid": 100, "node": "pve1"}]) == (101, False)
+    assert choose(None, rng=None) == (100, False)
     assert choose(999999999, rng=None) == (999999999, True)
 
 
@@ -123,5 +124,6 @@ def test_explicit_vmid_in_use_names_its_owner() -> None:
 def test_explicit_vmid_given_earlier_in_this_run_is_refused() -> None:
     a = VmidAllocator()
     assert choose(107, allocator=a) == (107, True)
+    assert a.given() == {107}
     with pytest.raises(AlreadyExists, match=r"^VMID 107 is already being used by this run$"):
         choose(107, allocator=a)

@@ -50,6 +50,7 @@ def test_the_dry_run_line_works_with_every_token_file_pvectl_accepts(
         layout: str) -> None:
     token = tmp_path / "token"
     token.write_bytes(TOKEN_LAYOUTS[layout].format(id=fresh_sim.token_id, secret=fresh_sim.token_secret).encode())
+    token.chmod(0o600)                       # a secret store: owner only
     cfg = variant_config(fresh_sim.config_path, "layout.yaml", lambda d: d["credentials"].update(token_file=str(token)))
     assert cli("--config", str(cfg), "-o", "json", "vm", "list").code == 0     # pvectl accepts the file
     vmid = _stopped_vmid(fresh_sim)
@@ -70,6 +71,7 @@ def test_the_dry_run_line_reads_a_pass_entry_like_pvectl(cli: Callable[..., Run]
     bindir.mkdir()
     entry = tmp_path / "entry"
     entry.write_bytes(f"{fresh_sim.token_id}\r\nurl: https://pve\r\n{fresh_sim.token_secret}\r\n\r\n".encode())
+    entry.chmod(0o600)
     fake = bindir / "pass"
     fake.write_text(f"#!/bin/sh\n[ \"$1 $2\" = 'show proxmox/api-token' ] || exit 1\ncat {entry}\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)

@@ -23,12 +23,3 @@ def test_chaos_campaign_finds_no_violation(seed: int) -> None:
     print(report.summary())
     assert report.ops >= 10, report.summary()
     assert report.violations == [], report.summary()
-
-
-@pytest.mark.parametrize("arg", ["\n", "x\ny", "\r", "\x1c"])
-def test_an_argument_with_a_line_break_still_gives_a_one_line_error(arg: str) -> None:
-    from .test_argv_fuzz import run
-
-    code, out, err = run(["vm", "status", "100", arg])
-    assert code == 2 and out == ""
-    assert len(err.splitlines()) == 1, repr(err)

@@ -143,3 +143,10 @@ def test_random_command_lines_end_with_a_typed_answer_and_change_nothing(
     check(argv, code, out, err)
     writes = [f"{r.method} {r.path}" for r in recorder.received[before:] if r.is_write]
     assert writes == [], f"pvectl {argv!r} sent writes {writes}"
+
+
+@pytest.mark.parametrize("arg", ["\n", "x\ny", "\r", "\x1c"])
+def test_an_argument_with_a_line_break_still_gives_a_one_line_error(arg: str) -> None:
+    code, out, err = run(["vm", "status", "100", arg])
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1, repr(err)

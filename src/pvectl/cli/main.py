@@ -41,6 +41,8 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
     def error(self, message: str) -> NoReturn:
+        # an argument may hold a line break or another control character: escaped, the error stays one line
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
 

@@ -7,11 +7,12 @@ are waited for with one deadline, unless `wait=False`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import guards
-from .errors import GuardRefused, TaskFailed, UsageError
+from .errors import GuardRefused, NodeUnreachable, PvectlError, TaskFailed, UsageError
 from .tasks import Deadline, Task
 from .units import disk_size_param, parse_memory, parse_prop
 
@@ -110,7 +111,17 @@ def _run_task(cluster: Cluster, writer: Writer, write: Any, res: OpResult, deadl
               wait: bool) -> bool:
     """Send a write that starts a task, then wait for it unless `wait` is False. Records the outcome
     in `res`; True when the task ran to its end here."""
-    upid = writer.send(write)
+    sent = time.time()
+    try:
+        upid = writer.send(write)
+    except NodeUnreachable as exc:
+        if not exc.uncertain:
+            raise
+        # the write may have been carried out (its answer was lost): look for the task it started
+        # before saying anything (DESIGN §4: never resend, re-read the state)
+        upid = _started_task(cluster, write, sent)
+        if upid is None:
+            raise
     if upid is None:
         res.outcome = "planned"
         return False
@@ -121,6 +132,34 @@ def _run_task(cluster: Cluster, writer: Writer, write: Any, res: OpResult, deadl
     result = _wait(cluster, writer, upid, deadline)
     res.exitstatus, res.warnings = result.exitstatus, result.warnings
     return True
+
+
+# The task type each task-starting write of this module starts (qemu-server API2/Qemu.pm: the
+# `$rpcenv->fork_worker(TYPE, $vmid, ...)` of vm_start, vm_stop, vm_shutdown, vm_reboot, destroy_vm).
+_TASK_TYPES = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "reboot": "qmreboot"}
+
+
+def _started_task(cluster: Cluster, write: Any, sent: float) -> str | None:
+    """The UPID of the task an uncertain `write` started, from the node's task list: the newest task
+    of its type for its VMID that began when the write was sent or later (the UPID's start time has a
+    resolution of one second), or None when there is none (the write did not arrive) or the node
+    cannot tell now."""
+    parts = write.path.strip("/").split("/")      # nodes/N/qemu/VMID[/status/ACTION]
+    if len(parts) < 4 or parts[2] != "qemu":
+        return None
+    node, vmid = parts[1], parts[3]
+    kind = "qmdestroy" if write.method == "DELETE" and len(parts) == 4 else _TASK_TYPES.get(parts[-1])
+    if kind is None:
+        return None
+    try:
+        with cluster.transport.reporting():
+            tasks = cluster.transport.get(f"/nodes/{node}/tasks", {"vmid": vmid, "typefilter": kind,
+                                                                   "source": "all", "limit": 20}, node=node)
+    except PvectlError:
+        return None
+    found = [t for t in tasks if isinstance(t, dict) and t.get("type") == kind and str(t.get("id")) == vmid
+             and int(t.get("starttime", 0)) >= int(sent) - 1 and t.get("upid")]
+    return str(max(found, key=lambda t: int(t.get("starttime", 0)))["upid"]) if found else None
 
 
 # --------------------------------------------------------------------------------------------- delete

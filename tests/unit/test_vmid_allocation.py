@@ -127,3 +127,10 @@ def test_explicit_vmid_given_earlier_in_this_run_is_refused() -> None:
     assert a.given() == {107}
     with pytest.raises(AlreadyExists, match=r"^VMID 107 is already being used by this run$"):
         choose(107, allocator=a)
+
+
+def test_skip_spreads_clients_that_collided_and_falls_back_to_the_lowest_free() -> None:
+    a = VmidAllocator()
+    assert a.allocate({100, 101}, 100, 110, skip=3) == 105          # free: 102 103 104 [105]
+    assert a.allocate({100, 101}, 100, 110, skip=0) == 102
+    assert a.allocate(set(range(100, 110)), 100, 110, skip=5) == 110   # only 110 left: taken anyway

@@ -19,7 +19,7 @@ from .plan import _MARKER_RE, _existing, _Plan, _Run, marker_line, request_of
 from .steps import _wait_task
 from .types import ProvisionFailed, ProvisionResult
 
-CLONE_ATTEMPTS = 5           # VMIDs tried after `already exists`
+CLONE_ATTEMPTS = 8           # VMIDs tried after `already exists`
 LOCK_ATTEMPTS = 4            # clone attempts after a lock timeout (pain point #2: server-side lock waits)
 WITHDRAW_WAIT = 60.0         # seconds to wait for the removal of a clone that lost its name
 
@@ -232,7 +232,9 @@ def _next_vmid(run: _Run, plan: _Plan, res: ProvisionResult, exc: PvectlError, a
     rng = run.cluster.config.vmid_ranges.vms
     start, end = (rng.start, rng.end) if rng is not None else (100, 999999999)
     used = run.snapshot().used_vmids | {old}
-    plan.vmid = run.allocator.allocate(used, start, end)
+    # other clients that collided on the same id would all take the next one together: spread out by
+    # a random number of free ids from the second collision on, growing with each
+    plan.vmid = run.allocator.allocate(used, start, end, skip=random.randrange(2 ** min(attempts - 1, 4)))
     res.vmid = plan.vmid
     run.emit(plan.spec.name, plan.vmid, "clone", "warning",
              f"VMID {old} was taken meanwhile ({exc.message}); trying VMID {plan.vmid}")

@@ -23,15 +23,27 @@ class VmidAllocator:
         self._given: set[int] = set()
         self.in_flight = InFlight()        # this process's clones in flight and their names
 
-    def allocate(self, used: AbstractSet[int], start: int, end: int, *, first: int | None = None) -> int:
+    def allocate(self, used: AbstractSet[int], start: int, end: int, *, first: int | None = None,
+                 skip: int = 0) -> int:
         """The lowest free VMID in `start`..`end` (both included), looking from `first` on (a caller that
         plans many VMs from one snapshot passes the id after the last one it got, so planning N VMs
-        scans the range once)."""
+        scans the range once). `skip` passes over that many free ids first (falling back to the
+        lowest free one when fewer are left): clients that collided on one id spread out instead of
+        all taking the next one together."""
         with self._lock:
+            fallback = None
             for vmid in range(max(start, first or start), end + 1):
                 if vmid not in used and vmid not in self._given:
+                    if fallback is None:
+                        fallback = vmid
+                    if skip > 0:
+                        skip -= 1
+                        continue
                     self._given.add(vmid)
                     return vmid
+            if fallback is not None:
+                self._given.add(fallback)
+                return fallback
         raise GuardRefused(f"no free VMID left in the range {start}-{end}",
                            "widen vmid_ranges.vms in cluster-config.yaml or delete unused VMs")
 

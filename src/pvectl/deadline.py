@@ -12,7 +12,10 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+    from typing import Any, TypeVar
+
+    R = TypeVar("R")
 
 # A read may use half of the time left (at least MIN_READ_SLICE s, at most all of it), so that one
 # node that does not answer leaves time for the other nodes and for the rest of the workflow.
@@ -57,3 +60,18 @@ def earliest(deadlines: Iterable[Deadline | None]) -> float | None:
 def read_slice(left: float) -> float:
     """How long one read may wait for an answer when `left` seconds remain."""
     return max(min(left, MIN_READ_SLICE), left * READ_SHARE)
+
+
+def bounds_every_request(operation: Callable[..., R]) -> Callable[..., R]:
+    """For a library operation `operation(cluster, ..., deadline=...)`: every request it makes — the
+    reads and guards before its write, the write, the task wait and the reads after — ends by that
+    one deadline (DESIGN §5 "deadlines"), not only the task wait."""
+    import functools
+
+    @functools.wraps(operation)
+    def bounded(cluster: Any, *args: Any, deadline: Deadline | float | None = None, **kw: Any) -> R:
+        d = Deadline.of(deadline)
+        with cluster.transport.bounded(d):
+            return operation(cluster, *args, deadline=d, **kw)
+
+    return bounded

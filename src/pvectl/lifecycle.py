@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import guards
 from .errors import GuardRefused, NodeUnreachable, PvectlError, TaskFailed, UsageError
+from .deadline import bounds_every_request
 from .tasks import Deadline, Task
 from .units import disk_size_param, parse_memory, parse_prop
 
@@ -67,6 +68,7 @@ def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
 
 
 # ---------------------------------------------------------------------------------------------- power
+@bounds_every_request
 def power(cluster: Cluster, ref: str | int, action: str, *, writer: Writer, deadline: Deadline | float | None = None,
           wait: bool = True, timeout: int | None = None, force_stop: bool = False, yes: bool = False) -> OpResult:
     """start | shutdown | stop | reboot. Starting a running VM or stopping a stopped one is reported
@@ -111,17 +113,7 @@ def _run_task(cluster: Cluster, writer: Writer, write: Any, res: OpResult, deadl
               wait: bool) -> bool:
     """Send a write that starts a task, then wait for it unless `wait` is False. Records the outcome
     in `res`; True when the task ran to its end here."""
-    sent = time.time()
-    try:
-        upid = writer.send(write)
-    except NodeUnreachable as exc:
-        if not exc.uncertain:
-            raise
-        # the write may have been carried out (its answer was lost): look for the task it started
-        # before saying anything (DESIGN §4: never resend, re-read the state)
-        upid = _started_task(cluster, write, sent)
-        if upid is None:
-            raise
+    upid = send_task_write(cluster, writer, write)
     if upid is None:
         res.outcome = "planned"
         return False
@@ -134,9 +126,27 @@ def _run_task(cluster: Cluster, writer: Writer, write: Any, res: OpResult, deadl
     return True
 
 
+def send_task_write(cluster: Cluster, writer: Writer, write: Any) -> str | None:
+    """Send a write that starts a task; its UPID (None in a dry run). When the answer is lost after
+    the write was sent, the task it started is looked up in the node's task list before anything is
+    said (DESIGN §4: never resend, re-read the state); still unknown, the uncertain error is raised."""
+    sent = time.time()
+    try:
+        return writer.send(write)
+    except NodeUnreachable as exc:
+        if not exc.uncertain:
+            raise
+        upid = _started_task(cluster, write, sent)
+        if upid is None:
+            raise
+        return upid
+
+
 # The task type each task-starting write of this module starts (qemu-server API2/Qemu.pm: the
-# `$rpcenv->fork_worker(TYPE, $vmid, ...)` of vm_start, vm_stop, vm_shutdown, vm_reboot, destroy_vm).
-_TASK_TYPES = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "reboot": "qmreboot"}
+# `$rpcenv->fork_worker(TYPE, $vmid, ...)` of vm_start, vm_stop, vm_shutdown, vm_reboot, destroy_vm,
+# migrate_vm).
+_TASK_TYPES = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "reboot": "qmreboot",
+               "migrate": "qmigrate"}
 
 
 def _started_task(cluster: Cluster, write: Any, sent: float) -> str | None:
@@ -163,6 +173,7 @@ def _started_task(cluster: Cluster, write: Any, sent: float) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- delete
+@bounds_every_request
 def delete(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
            purge: bool = True, destroy_unreferenced_disks: bool = True, allow_template: bool = False,
            yes: bool = False, wait: bool = True, confirm: Callable[[str], bool] | None = None) -> OpResult:
@@ -207,6 +218,7 @@ def _pending_keys(cluster: Cluster, vm: VmSummary) -> set[str]:
     return {i["key"] for i in items if "pending" in i or i.get("delete")}
 
 
+@bounds_every_request
 def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
            cores: int | None = None, memory: str | int | None = None, disk: str | None = None,
            size: str | None = None, allow_running: bool = False) -> OpResult:

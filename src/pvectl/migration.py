@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import guards
 from .errors import PvectlError, UsageError
+from .deadline import bounds_every_request
 from .tasks import Deadline, Task
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ def check(cluster: Cluster, ref: str | int, target: str, *, online: bool | None 
                           findings=[Finding(**f) for f in raw], local_disks=disks, memory=memory)
 
 
+@bounds_every_request
 def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
             deadline: Deadline | float | None = None, online: bool | None = None, with_local_disks: bool = False,
             bwlimit: int | str | None = None, check_only: bool = False, wait: bool = True,
@@ -177,7 +179,7 @@ def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
         return verdict
     guards.check_migrate([f.to_dict() for f in verdict.refusals], what=f"VM {verdict.vmid} ({verdict.name})",
                          target=target)
-    from .lifecycle import _wait
+    from .lifecycle import _wait, send_task_write
     from .writes import Write
 
     live = verdict.mode == "live"
@@ -191,8 +193,8 @@ def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
                           warnings=verdict.warnings)
     summary = (f"migrate VM {verdict.vmid} ({verdict.name}) {verdict.mode} from {verdict.node} to {target}"
                + (f", local disks: {', '.join(verdict.local_disks)}" if verdict.local_disks else ""))
-    upid = writer.send(Write("POST", f"/nodes/{verdict.node}/qemu/{verdict.vmid}/migrate", params, verdict.node,
-                             summary))
+    upid = send_task_write(cluster, writer, Write("POST", f"/nodes/{verdict.node}/qemu/{verdict.vmid}/migrate",
+                                                  params, verdict.node, summary))
     if upid is None:
         res.outcome = "planned"
         return res

@@ -271,3 +271,14 @@ def test_a_target_unreachable_after_the_move_is_a_warning_not_a_failure(sim: Sim
     assert r.upid is not None and r.upid.split(":")[5:7] == ["qmigrate", "100"]
     assert len(r.warnings) == 1 and r.warnings[0].startswith(f"migrated (task {r.upid} OK), but the VM's state "
                                                              "on pve3 could not be read: ")
+
+
+def test_a_migrate_post_whose_answer_is_lost_finds_its_task(sim: SimCluster, pvc: Cluster) -> None:
+    """The migrate POST is carried out but its answer never comes: the migration's task is found in
+    the node's task list, waited for and reported; the POST is not sent again."""
+    sim.faults.drop_answer_next(1, method="POST", path="/migrate$")
+    r = run(pvc, "cache-01", "pve2")
+    assert (r.outcome, r.exitstatus, r.node) == ("done", "OK", "pve2")
+    assert r.upid is not None and r.upid.split(":")[5:7] == ["qmigrate", "103"]
+    assert vm(sim, 103).node == "pve2"
+    assert len([e for e in sim.requests_log() if e["method"] == "POST" and e["path"].endswith("/migrate")]) == 1

@@ -172,6 +172,24 @@ def _started_task(cluster: Cluster, write: Any, sent: float) -> str | None:
     return str(max(found, key=lambda t: int(t.get("starttime", 0)))["upid"]) if found else None
 
 
+def tasks_started_since(cluster: Cluster, vmid: int, kind: str, since: float) -> list[str]:
+    """UPIDs of `kind` tasks for VM `vmid` that began at `since` or later, on any node (after a Ctrl-C
+    that may have cut a write's answer short: what did it start?). Nodes that cannot tell are skipped."""
+    found: list[tuple[int, str]] = []
+    with cluster.transport.reporting():
+        for node in cluster.config.nodes:
+            try:
+                tasks = cluster.transport.get(f"/nodes/{node.name}/tasks", {"vmid": vmid, "typefilter": kind,
+                                                                            "source": "all", "limit": 20},
+                                              node=node.name)
+            except PvectlError:
+                continue
+            found += [(int(t.get("starttime", 0)), str(t["upid"])) for t in tasks
+                      if isinstance(t, dict) and t.get("upid") and t.get("type") == kind
+                      and str(t.get("id")) == str(vmid) and int(t.get("starttime", 0)) >= int(since) - 1]
+    return [upid for _, upid in sorted(found)]
+
+
 # --------------------------------------------------------------------------------------------- delete
 @bounds_every_request
 def delete(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,

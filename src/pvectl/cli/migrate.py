@@ -8,6 +8,7 @@ deadline, 5 no node reachable. Progress goes to stderr: a bar on a terminal, oth
 from __future__ import annotations
 
 import sys
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,6 +78,31 @@ class _Display:
         self.out.flush()
 
 
+def _interrupted(ctx: Context, started: float) -> int:
+    """Ctrl-C: the migration this command started (the interrupt may have cut the POST's answer short)
+    keeps running on the node; name its UPID and how to follow it, exit 130."""
+    a = ctx.args
+    upids: list[str] = []
+    try:
+        from ..lifecycle import tasks_started_since
+
+        upids = tasks_started_since(ctx.cluster, ctx.cluster.vms.resolve(a.vm).vmid, "qmigrate", started)
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a second Ctrl-C or an unreachable node: say what we can
+        pass
+    if upids:
+        for upid in upids:
+            sys.stderr.write(f"pvectl: stopped waiting; the migration keeps running on the node: {upid}\n"
+                             f"pvectl: resume with: pvectl task wait {upid}\n")
+        if ctx.output == "json":
+            import json
+
+            sys.stdout.write(json.dumps({"interrupted": True, "upids": upids}) + "\n")
+    else:
+        sys.stderr.write(f"pvectl: stopped; no migration task of VM {a.vm} was found started. Check with: "
+                         f"pvectl task list --vm {a.vm}\n")
+    return 130
+
+
 def run(ctx: Context) -> int:
     from ..errors import TaskFailed
     from ..migration import migrate
@@ -90,6 +116,7 @@ def run(ctx: Context) -> int:
         target = auto_target(ctx.cluster, a.vm, online=a.online, with_local_disks=a.with_local_disks)
         sys.stderr.write(f"pvectl: target {target}: it passes every check with the most free memory after the move\n")
     label = f"VM {a.vm} -> {target}"
+    started = time.time()
     try:
         with _Display(label) as display:
             r = migrate(ctx.cluster, a.vm, target, writer=writer(ctx), deadline=deadline(ctx), online=a.online,
@@ -98,9 +125,7 @@ def run(ctx: Context) -> int:
     except TaskFailed as exc:
         return _failed(ctx, exc)
     except KeyboardInterrupt:
-        sys.stderr.write(f"pvectl: stopped waiting; a started migration keeps running on the node. Check it with: "
-                         f"pvectl task list --vm {a.vm}\n")
-        return 130
+        return _interrupted(ctx, started)
     if a.check:
         return _verdict(ctx, r)  # type: ignore[arg-type]
     if a.dry_run:

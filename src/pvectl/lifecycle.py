@@ -149,44 +149,44 @@ _TASK_TYPES = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "
                "migrate": "qmigrate"}
 
 
+def _node_tasks_since(cluster: Cluster, node: str, vmid: int | str, kind: str, since: float) -> list[tuple[int, str]]:
+    """(start time, UPID) of the `kind` tasks for VM `vmid` in `node`'s task list that began at `since`
+    or later (a UPID's start time has a resolution of one second). Read with the reporting grace: it
+    says what a write started, also after the deadline."""
+    with cluster.transport.reporting():
+        tasks = cluster.transport.get(f"/nodes/{node}/tasks", {"vmid": vmid, "typefilter": kind,
+                                                               "source": "all", "limit": 20}, node=node)
+    return sorted((int(t.get("starttime", 0)), str(t["upid"])) for t in tasks
+                  if isinstance(t, dict) and t.get("upid") and t.get("type") == kind
+                  and str(t.get("id")) == str(vmid) and int(t.get("starttime", 0)) >= int(since) - 1)
+
+
 def _started_task(cluster: Cluster, write: Any, sent: float) -> str | None:
-    """The UPID of the task an uncertain `write` started, from the node's task list: the newest task
-    of its type for its VMID that began when the write was sent or later (the UPID's start time has a
-    resolution of one second), or None when there is none (the write did not arrive) or the node
-    cannot tell now."""
+    """The UPID of the task an uncertain `write` started: the newest task of its type for its VMID on
+    its node since the write was sent, or None when there is none (the write did not arrive) or the
+    node cannot tell now."""
     parts = write.path.strip("/").split("/")      # nodes/N/qemu/VMID[/status/ACTION]
     if len(parts) < 4 or parts[2] != "qemu":
         return None
-    node, vmid = parts[1], parts[3]
     kind = "qmdestroy" if write.method == "DELETE" and len(parts) == 4 else _TASK_TYPES.get(parts[-1])
     if kind is None:
         return None
     try:
-        with cluster.transport.reporting():
-            tasks = cluster.transport.get(f"/nodes/{node}/tasks", {"vmid": vmid, "typefilter": kind,
-                                                                   "source": "all", "limit": 20}, node=node)
+        found = _node_tasks_since(cluster, parts[1], parts[3], kind, sent)
     except PvectlError:
         return None
-    found = [t for t in tasks if isinstance(t, dict) and t.get("type") == kind and str(t.get("id")) == vmid
-             and int(t.get("starttime", 0)) >= int(sent) - 1 and t.get("upid")]
-    return str(max(found, key=lambda t: int(t.get("starttime", 0)))["upid"]) if found else None
+    return found[-1][1] if found else None
 
 
 def tasks_started_since(cluster: Cluster, vmid: int, kind: str, since: float) -> list[str]:
     """UPIDs of `kind` tasks for VM `vmid` that began at `since` or later, on any node (after a Ctrl-C
     that may have cut a write's answer short: what did it start?). Nodes that cannot tell are skipped."""
     found: list[tuple[int, str]] = []
-    with cluster.transport.reporting():
-        for node in cluster.config.nodes:
-            try:
-                tasks = cluster.transport.get(f"/nodes/{node.name}/tasks", {"vmid": vmid, "typefilter": kind,
-                                                                            "source": "all", "limit": 20},
-                                              node=node.name)
-            except PvectlError:
-                continue
-            found += [(int(t.get("starttime", 0)), str(t["upid"])) for t in tasks
-                      if isinstance(t, dict) and t.get("upid") and t.get("type") == kind
-                      and str(t.get("id")) == str(vmid) and int(t.get("starttime", 0)) >= int(since) - 1]
+    for node in cluster.config.nodes:
+        try:
+            found += _node_tasks_since(cluster, node.name, vmid, kind, since)
+        except PvectlError:
+            continue
     return [upid for _, upid in sorted(found)]
 
 

@@ -129,6 +129,18 @@ def config_privilege(key: str) -> str:
     return "VM.Config.HWType"
 
 
+# qemu-server QemuServer.pm `$confdesc`: the options of type `number`. parse_vm_config's check_type
+# returns their text unchanged (integers and booleans become numbers), so they read back as strings.
+NUMBER_OPTIONS = frozenset({"cpulimit", "migrate_downtime"})
+
+
+def config_value(key: str, value: Any) -> Any:
+    """A validated parameter as the config file reads it back (QemuServer.pm::check_type)."""
+    if key in NUMBER_OPTIONS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return value
+
+
 def parse_prop(value: str) -> tuple[str | None, dict[str, str]]:
     """Split a property string `a,b=c`: the first bare item is returned apart (default key)."""
     first: str | None = None
@@ -567,26 +579,25 @@ class Backend:
                 if not self.has(token, f"/vms/{vm.vmid}", "VM.Audit"):
                     continue
                 status = self.resource_status(vm, now)
+                if status == "unknown":
+                    out.append(unknown_guest("qemu", vm.vmid, vm.node, vm.config))
+                    continue
                 entry: dict[str, Any] = {"id": f"qemu/{vm.vmid}", "type": "qemu", "vmid": vm.vmid,
                                          "node": vm.node, "name": vm.config.get("name", f"VM {vm.vmid}"),
                                          "template": int(vm.is_template), "status": status}
-                if status != "unknown":
-                    usage = self.vm_usage(vm, now)
-                    if status == "stopped":      # pvestatd may not have seen a start yet
-                        usage.update(cpu=0, mem=0, uptime=0, netin=0, netout=0, diskread=0, diskwrite=0)
-                    entry.update(usage)
-                    entry["memhost"] = entry["mem"]
-                else:
-                    entry.update(maxcpu=vm_cpus(vm.config), maxmem=memory_mib(vm.config) * MIB)
+                usage = self.vm_usage(vm, now)
+                if status == "stopped":      # pvestatd may not have seen a start yet
+                    usage.update(cpu=0, mem=0, uptime=0, netin=0, netout=0, diskread=0, diskwrite=0)
+                entry.update(usage)
+                entry["memhost"] = entry["mem"]
                 for key in ("lock", "tags"):
                     if vm.config.get(key):
                         entry[key] = vm.config[key]
                 out.append(entry)
         if rtype in (None, "node"):
             for n in self.state.nodes.values():
-                entry = {"id": f"node/{n.name}", "type": "node", "node": n.name,
-                         "status": "online" if n.online else "offline", "level": ""}
-                if n.online and self.has(token, f"/nodes/{n.name}", "Sys.Audit"):
+                entry = self.node_resource(n, token)
+                if n.online and "maxmem" in entry:
                     entry.update(self.node_usage(n))
                     entry["cgroup-mode"] = 2
                 out.append(entry)
@@ -610,6 +621,18 @@ class Backend:
                     out.append({"id": f"sdn/{n.name}/localnetwork", "type": "sdn", "sdn": "localnetwork",
                                 "node": n.name, "status": "ok" if n.online else "unknown"})
         return out
+
+    def node_resource(self, n: Node, token: Token) -> dict[str, Any]:
+        """A node's entry without its live usage (API2Tools.pm::extract_node_stats): `level` and the
+        maxima while its RRD entry is fresh (also for a node that just went offline), for a caller with
+        Sys.Audit; uptime, cpu, mem and disk come on top for an online member."""
+        entry: dict[str, Any] = {"id": f"node/{n.name}", "type": "node", "node": n.name,
+                                 "status": "online" if n.online else "offline"}
+        if n.online or self._rrd_fresh(n.name):
+            entry["level"] = ""
+            if self.has(token, f"/nodes/{n.name}", "Sys.Audit"):
+                entry.update(maxcpu=n.maxcpu, maxmem=n.mem_total, maxdisk=n.rootfs_total)
+        return entry
 
     def storage_usage(self) -> dict[tuple[str, str | None], int]:
         """Bytes used per (storage, node) - node None for shared storage - in one pass over the volumes."""
@@ -1185,16 +1208,19 @@ class Backend:
         # qemu-server API2/Qemu.pm::clone_vm; checks in `$load_and_check` run before the fork (§4.2)
         newid = int(params["newid"])
         self.check(caller.token, f"/vms/{vmid}", "VM.Clone")
-        pool = params.get("pool")
-        if pool:
-            raise ApiFail(f"Permission check failed (pool '{pool}' does not exist)", 403)
         self.check(caller.token, f"/vms/{newid}", "VM.Allocate")
-        self.require_quorum()
         target = params.get("target")
         if target in (node, "localhost"):
             target = None
+        # `my $running = check_running($vmid)` comes first: assert_config_exists_on_node
+        self.check_running_vm(node, vmid)
+        pool = params.get("pool")
+        if pool:
+            # $load_and_check: RPCEnvironment::check_pool_exist -> raise_perm_exc
+            raise ApiFail(f"Permission check failed (pool '{pool}' does not exist)", 403)
         if target is not None:
             self.node(target)
+        self.require_quorum()
         src = self.load_config(node, vmid)
         self.check_lock(src)
         running = src.status == "running"
@@ -1264,9 +1290,9 @@ class Backend:
         ctx.log(f"creating a clone of VM {vmid} with ID {newid}")
         with self.mu:
             self._reserved.discard(newid)
-            other = self.state.vms.get(newid)
-            if other is not None:
-                # pmxcfs refuses the temp config with EEXIST (memdb.c vmlist_different_vm_exists)
+            if newid in self.state.vms or newid in self.state.containers:
+                # pmxcfs refuses the temp config with EEXIST (memdb.c vmlist_different_vm_exists: the
+                # vmlist entry has another node or another type, a container included)
                 raise TaskError(f"close (rename) atomic file '/etc/pve/nodes/{node}/qemu-server/{newid}.conf' "
                                 "failed: File exists")
             src = self.load_config(node, vmid)
@@ -1439,7 +1465,7 @@ class Backend:
         # qemu-server API2/Qemu.pm `$update_vm_api` (row 6, §7.2–7.5)
         if params.get("skiplock") and not caller.is_root:
             raise param_fail({"skiplock": "Only root may use this option."})
-        changes = {k: v for k, v in params.items() if k not in CONFIG_META}
+        changes = {k: config_value(k, v) for k, v in params.items() if k not in CONFIG_META}
         deletes = [d for d in str(params.get("delete", "")).replace(" ", ",").split(",") if d]
         deletes = ["ide2" if d == "cdrom" else d for d in deletes]
         reverts = [r for r in str(params.get("revert", "")).replace(" ", ",").split(",") if r]
@@ -1933,6 +1959,16 @@ class Backend:
     def fail_task(self, *, type: str, message: str, times: int = 1) -> None:  # noqa: A002
         with self.mu:
             self.engine.failures.setdefault(type, []).extend([message] * times)
+
+
+def unknown_guest(kind: str, vmid: int, node: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A guest's entry without RRD data (API2Tools.pm::extract_vm_stats: status `unknown`, no name, no
+    stats); Cluster.pm::resources adds `lock` and `tags` read from the config."""
+    entry: dict[str, Any] = {"id": f"{kind}/{vmid}", "type": kind, "vmid": vmid, "node": node, "status": "unknown"}
+    for key in ("lock", "tags"):
+        if config.get(key):
+            entry[key] = config[key]
+    return entry
 
 
 def _uuid4(rng: random.Random) -> str:

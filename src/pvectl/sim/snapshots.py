@@ -78,6 +78,44 @@ def has_snapshot_feature(b: Backend, conf: dict[str, Any]) -> bool:
     return True
 
 
+# pve-storage *Plugin.pm::volume_has_feature: feature -> volume state (`current`, `base`, `snap`) ->
+# the formats that have it (None: every format)
+_ANY = None
+_FEATURES: dict[str, dict[str, dict[str, set[str] | None]]] = {
+    "lvmthin": {"snapshot": {"current": _ANY}, "clone": {"base": _ANY, "snap": _ANY},
+                "template": {"current": _ANY}, "copy": {"base": _ANY, "current": _ANY, "snap": _ANY}},
+    "rbd": {"snapshot": {"current": _ANY, "snap": _ANY}, "clone": {"base": _ANY, "snap": _ANY},
+            "template": {"current": _ANY}, "copy": {"base": _ANY, "current": _ANY, "snap": _ANY}},
+    "zfspool": {"snapshot": {"current": _ANY, "snap": _ANY}, "clone": {"base": _ANY},
+                "template": {"current": _ANY}, "copy": {"base": _ANY, "current": _ANY}},
+    "lvm": {"snapshot": {"current": {"qcow2"}, "snap": {"qcow2"}},
+            "copy": {"base": {"qcow2", "raw"}, "current": {"qcow2", "raw"}, "snap": {"qcow2"}}},
+    # Plugin.pm's own table: dir, nfs, cifs
+    "file": {"snapshot": {"current": {"qcow2"}, "snap": {"qcow2"}}, "clone": {"base": {"qcow2", "raw", "vmdk"}},
+             "template": {"current": {"qcow2", "raw", "vmdk", "subvol"}},
+             "copy": {"base": {"qcow2", "raw", "vmdk"}, "current": {"qcow2", "raw", "vmdk"}, "snap": {"qcow2"}}},
+}
+
+
+def volume_has_feature(b: Backend, volid: str, feature: str, snapname: str | None) -> bool:
+    storage = b.state.storages.get(volid.split(":", 1)[0])
+    if storage is None:
+        return False
+    volname = volid.split(":", 1)[1]
+    table = _FEATURES.get("file" if storage.plugintype in ("dir", "nfs", "cifs") else storage.plugintype, {})
+    state = "snap" if snapname else "base" if volname.rsplit("/", 1)[-1].startswith("base-") else "current"
+    by_state = table.get(feature, {})
+    if state not in by_state:
+        return False
+    formats = by_state[state]
+    return formats is None or _volume_format(volname) in formats
+
+
+def has_feature(b: Backend, conf: dict[str, Any], feature: str, snapname: str | None) -> bool:
+    """QemuConfig.pm::has_feature: every drive but CD-ROMs (cloud-init included) must have it."""
+    return all(volume_has_feature(b, volid, feature, snapname) for _, volid, _ in snapshot_drives(conf))
+
+
 def snapshot_volids(vm: VM) -> list[str]:
     """The vmstate volumes the VM's snapshots own (freed with the VM)."""
     return [str(s["vmstate"]) for s in vm.snapshots.values() if s.get("vmstate")]

@@ -2,7 +2,8 @@
 
 `routes.Api` calls `answer()` for a GET whose path has no `@route` handler. Readers are registered per
 schema path template (`@reader("/nodes/{node}/version")`) in the modules of this package: `nodes`,
-`cluster`, `storage`, `access`, `guests` (QEMU detail), `lxc`, `ceph`, `firewall`, `hardware`. A path
+`cluster`, `storage`, `access`, `guests` (QEMU detail), `lxc`, `ceph`, `firewall`, `hardware`, `remote`
+(scans of remote servers, URL and registry queries). A path
 without a reader gets the
 shape a real cluster gives for a concept the simulator does not model:
 
@@ -62,7 +63,7 @@ def reader(*paths: str) -> Callable[[Reader], Reader]:
 
 
 def _load_modules() -> None:
-    from . import access, ceph, cluster, firewall, guests, hardware, lxc, nodes, storage  # noqa: F401 - register
+    from . import access, ceph, cluster, firewall, guests, hardware, lxc, nodes, remote, storage  # noqa: F401 - register
 
 
 _loaded = False

@@ -35,6 +35,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import wire
+from .wire import first_line
+from .wire import plain_error as error_response
 
 if TYPE_CHECKING:
     from .faults import Faults
@@ -110,11 +112,6 @@ def _http_date() -> str:
         cached = (now, email.utils.formatdate(now, usegmt=True))
         _date_cache = cached
     return cached[1]
-
-
-def first_line(text: str) -> str:
-    # AnyEvent.pm::response: `($msg) = $msg =~ m/^(.*)$/m` - the reason phrase is the first line
-    return text.split("\n", 1)[0].rstrip("\r")
 
 
 _STD_HEADERS = frozenset({
@@ -196,16 +193,6 @@ def render_response(
 def _gzip(data: bytes) -> bytes:
     c = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)   # 31 = gzip container, like memGzip
     return c.compress(data) + c.flush()
-
-
-def error_response(status: int, message: str, *, body: bool = True) -> wire.Response:
-    """An error as pve-http-server formats it: reason = first line of the message, JSON body
-    `{"data":null,"message":"<msg>\\n"}` (`message` since libpve-http-server-perl 5.2.0, §12.3)."""
-    if not body:
-        return wire.Response(status, first_line(message))
-    msg = message if message.endswith("\n") else message + "\n"
-    payload = json.dumps({"data": None, "message": msg}, separators=(",", ":")).encode()
-    return wire.Response(status, first_line(message), payload)
 
 
 # ----------------------------------------------------------------------------------------------

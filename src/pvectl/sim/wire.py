@@ -8,7 +8,9 @@ forwards `/nodes/{node}/...` requests for other nodes: pve-manager `PVE/HTTPServ
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +39,33 @@ class ProxyTo:
     """Relay the request unchanged (plus `PVEDisableProxy: true`) to this node's listener."""
 
     node: str
+
+
+def first_line(text: str) -> str:
+    # AnyEvent.pm::response: `($msg) = $msg =~ m/^(.*)$/m` - the reason phrase is the first line
+    return text.split("\n", 1)[0].rstrip("\r")
+
+
+def plain_error(status: int, message: str, *, body: bool = True) -> Response:
+    """An error as pve-http-server formats it: reason = first line of the message, JSON body
+    `{"data":null,"message":"<msg>\\n"}` (`message` since libpve-http-server-perl 5.2.0, §12.3)."""
+    if not body:
+        return Response(status, first_line(message))
+    msg = message if message.endswith("\n") else message + "\n"
+    payload = json.dumps({"data": None, "message": msg}, separators=(",", ":")).encode()
+    return Response(status, first_line(message), payload)
+
+
+JSON_HEADERS = [("Content-Type", "application/json;charset=UTF-8")]
+
+
+def error_response(status: int, message: str, errors: dict[str, str] | None = None, *,
+                   newline: bool = True) -> Response:
+    """PVE's error answer: the reason phrase is the message's first line; the body carries
+    `message` (libpve-http-server-perl >= 5.2.0) and `errors` for parameter errors."""
+    body: dict[str, Any] = {"data": None}
+    if errors:
+        body["errors"] = errors
+    body["message"] = message + ("\n" if newline and not message.endswith("\n") else "")
+    reason = message.split("\n", 1)[0]
+    return Response(status, reason, json.dumps(body, separators=(",", ":")).encode(), list(JSON_HEADERS))

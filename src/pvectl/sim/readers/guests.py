@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from ..backend import VM, ApiFail, is_cloudinit_key, is_drive_key, memory_mib, vm_cpus
+from ..backend.snapdisks import has_feature
 from ..models import GIB, MIB
-from . import Ctx, reader
+from .base import Ctx, reader
 from .rrd import vm_rrd
 
 
@@ -127,8 +128,6 @@ def agent_exec_status(ctx: Ctx) -> dict[str, Any]:
 def feature(ctx: Ctx) -> dict[str, Any]:
     # qemu-server API2/Qemu.pm::vm_feature: the snapshot's section with `snapname`, then
     # QemuConfig.pm::has_feature (`return $err ? 0 : 1`) and QemuServer.pm::shared_nodes
-    from ..snapshots import has_feature
-
     vm = _vm(ctx)
     conf: dict[str, Any] = vm.config
     snapname = ctx.params.get("snapname")

@@ -19,7 +19,7 @@ import urllib.parse
 from typing import Any
 
 from ..backend import ApiFail
-from . import Ctx, reader
+from .base import Ctx, reader
 from .storage import _storage, storage_config
 
 # gai_strerror(EAI_NONAME) and connect(2)'s EHOSTUNREACH, as glibc words them

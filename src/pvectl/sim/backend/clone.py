@@ -188,9 +188,9 @@ class CloneMixin(BackendCore):
             if target is not None:
                 vm.node = target      # the config is moved to the target node at the end (§4.3)
                 for key_ in [k for k, v in self.state.volumes.items() if v.vmid == newid and v.node == node]:
-                    v = self.state.volumes.pop(key_)
-                    v.node = target
-                    self.state.volumes[f"{target}/{v.volid}"] = v
+                    moved = self.state.volumes.pop(key_)
+                    moved.node = target
+                    self.state.volumes[f"{target}/{moved.volid}"] = moved
             self.changed()
 
     def _clone_config(self, src_conf: dict[str, Any], drive_keys: set[str], name: str,

@@ -202,17 +202,17 @@ class MigrateMixin(BackendCore):
                     ctx.sleep(0.8)
             except Interrupted:
                 with self.mu:
-                    vm = self.state.vms.get(vmid)
-                    if vm is not None:
-                        vm.config.pop("lock", None)
+                    moving = self.state.vms.get(vmid)
+                    if moving is not None:
+                        moving.config.pop("lock", None)
                         self.changed()
                 log("ERROR: interrupted by signal")
                 abort("interrupted by signal")
             except TaskError:
                 with self.mu:
-                    vm = self.state.vms.get(vmid)
-                    if vm is not None:
-                        vm.config.pop("lock", None)   # phase1_cleanup removes the lock again
+                    moving = self.state.vms.get(vmid)
+                    if moving is not None:
+                        moving.config.pop("lock", None)   # phase1_cleanup removes the lock again
                         self.changed()
                 raise
             with self.mu:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..tasks import TaskContext, TaskError
@@ -43,7 +44,8 @@ class PowerMixin(BackendCore):
 
         return self.engine.start(node, "qmstart", str(vmid), caller.userid, worker)
 
-    def _stop_worker(self, node: str, vmid: int, *, shutdown: bool, timeout: int | None, force: bool):  # noqa: ANN202
+    def _stop_worker(self, node: str, vmid: int, *, shutdown: bool, timeout: int | None,
+                     force: bool) -> Callable[[TaskContext], None]:
         # QemuServer.pm::_do_vm_stop: a stopped VM returns before the lock check (row 3)
         def worker(ctx: TaskContext) -> None:
             with self.mu:
@@ -55,11 +57,11 @@ class PowerMixin(BackendCore):
                     return
             with ctx.config_lock(vmid, timeout=10):
                 with self.mu:
-                    vm = self.check_running_vm(node, vmid) if vmid in self.state.vms else None
-                    if vm is None or vm.status != "running":
+                    current = self.check_running_vm(node, vmid) if vmid in self.state.vms else None
+                    if current is None or current.status != "running":
                         return
-                    if vm.config.get("lock"):
-                        raise TaskError(f"VM is locked ({vm.config['lock']})")
+                    if current.config.get("lock"):
+                        raise TaskError(f"VM is locked ({current.config['lock']})")
                 if shutdown:
                     limit = float(timeout if timeout is not None else 60)
                     if GUEST_SHUTDOWN_SECS > limit:
@@ -73,9 +75,9 @@ class PowerMixin(BackendCore):
                 else:
                     ctx.sleep(0.8)
                 with self.mu:
-                    vm = self.state.vms.get(vmid)
-                    if vm is not None and vm.status == "running":
-                        self._set_status(vm, "stopped")
+                    stopped = self.state.vms.get(vmid)
+                    if stopped is not None and stopped.status == "running":
+                        self._set_status(stopped, "stopped")
         return worker
 
     def vm_stop(self, node: str, vmid: int, caller: Caller, params: dict[str, Any]) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import Token
-from ..tasks import decode_upid
+from ..models import TaskRecord, Token
+from ..tasks import DecodedUpid, decode_upid
 from .common import param_fail, perm_fail
 from .core import BackendCore
 
@@ -67,7 +67,7 @@ class TaskListMixin(BackendCore):
             d["user"], d["tokenid"] = u.user.split("!", 1)
         return d
 
-    def _task_record(self, node: str, upid: str):  # noqa: ANN202
+    def _task_record(self, node: str, upid: str) -> tuple[TaskRecord | None, DecodedUpid]:
         try:
             u = decode_upid(upid)
         except ValueError:

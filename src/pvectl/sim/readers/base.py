@@ -92,8 +92,9 @@ def children(schema: Schema, template: str) -> tuple[list[str], bool]:
     """The static child names of a schema path, and whether it has a `{param}` child too."""
     node = schema._root  # noqa: SLF001 - the schema tree is this package's index source
     for seg in [s for s in template.split("/") if s]:
-        node = node.var_child if seg.startswith("{") else node.static[seg]
-        assert node is not None
+        child = node.var_child if seg.startswith("{") else node.static[seg]
+        assert child is not None
+        node = child
     return sorted(node.static), node.var_child is not None
 
 

@@ -329,16 +329,20 @@ class _Connection:
         except OSError:
             return False
 
+    def _next_head(self, rfile: Any) -> tuple[str, str, str, dict[str, str]] | None:
+        """The next request head; None when the connection is done (closed, or a bad head answered)."""
+        try:
+            return self._read_head(rfile)
+        except _BadRequest as e:
+            self._write(render_response(e.status, e.message, b"", keep_alive=False))
+            return None
+
     # -- plain HTTP: redirect to https (AnyEvent.pm::ensure_tls_connection) ---------------------
 
     def _serve_plain(self) -> None:
         rfile = self.sock.makefile("rb")
         try:
-            try:
-                head = self._read_head(rfile)
-            except _BadRequest as e:
-                self._write(render_response(e.status, e.message, b"", keep_alive=False))
-                return
+            head = self._next_head(rfile)
             if head is None:
                 return
             method, target, proto, headers = head
@@ -365,11 +369,7 @@ class _Connection:
         remaining = KEEP_ALIVE_REQUESTS
         try:
             while self._alive():
-                try:
-                    head = self._read_head(rfile)
-                except _BadRequest as e:
-                    self._write(render_response(e.status, e.message, b"", keep_alive=False))
-                    return
+                head = self._next_head(rfile)
                 if head is None:
                     return
                 remaining -= 1

@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+import pytest
 from apiharness import Client, wait_until
 from testkit import move_to_shared
 
 from pvectl.sim.backend import Backend
+from pvectl.sim.models import Container
 
 PROGRESS = re.compile(r"^transferred (\d+\.\d) (B|KiB|MiB|GiB|TiB) of (\d+\.\d) (B|KiB|MiB|GiB|TiB) \((\d+\.\d\d)%\)$")
 
@@ -249,3 +251,17 @@ def test_clone_config_is_rewritten_after_each_disk(client: Client, backend: Back
     assert "description" not in during and during["net0"] != src["net0"]
     client.ok("DELETE", f"/nodes/pve1/tasks/{urllib.parse.quote(upid, safe='')}")
     client.wait(upid)
+
+
+@pytest.mark.parametrize("ct_node", ["pve1", "pve2"])
+def test_newid_held_by_a_container_fails_in_task(client: Client, backend: Backend, ct_node: str) -> None:
+    # the cluster's vmlist holds containers too: pmxcfs refuses a qemu-server config for a VMID that a
+    # CT has, on any node (memdb.c vmlist_different_vm_exists: other type or other node -> EEXIST);
+    # `-f` on the local qemu-server path finds nothing, so the refusal comes inside the task
+    with backend.mu:
+        backend.state.containers[450] = Container.generate(450, ct_node, running=False)
+    status, _ = client.run("POST", "/nodes/pve1/qemu/9000/clone", {"newid": 450})
+    assert status == "close (rename) atomic file '/etc/pve/nodes/pve1/qemu-server/450.conf' failed: File exists"
+    assert 450 not in backend.state.vms
+    assert client.call("GET", "/nodes/pve1/qemu/450/config").status == 500
+    assert [e["vmid"] for e in client.get("/cluster/resources", {"type": "vm"})].count(450) == 1

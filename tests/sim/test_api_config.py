@@ -77,6 +77,21 @@ def test_running_vm_pending_vs_live(client: Client) -> None:
     assert client.get("/nodes/pve1/qemu/100/config", {"current": 1})["cores"] == conf["cores"] + 1
 
 
+def test_pending_and_config_value_types(client: Client) -> None:
+    # qemu-server QemuServer.pm::parse_vm_config runs every value through check_type: integer and
+    # boolean options become numbers (`int($1)`, `return 1`), `number` options keep the text they were
+    # written as (`return $value`), so JSON::XS encodes them as strings; GuestHelpers.pm
+    # config_with_pending_array hands both on as they are
+    client.ok("PUT", "/nodes/pve1/qemu/100/config", {"cores": 3, "cpulimit": "1.5", "migrate_downtime": "2",
+                                                     "onboot": "1", "description": "x"})
+    pending = {p["key"]: p for p in client.get("/nodes/pve1/qemu/100/pending")}
+    assert pending["cores"]["pending"] == 3 and pending["onboot"]["value"] == 1
+    assert pending["cpulimit"]["value"] == "1.5" and pending["migrate_downtime"]["value"] == "2"
+    assert pending["description"]["value"] == "x" and isinstance(pending["sockets"]["value"], int)
+    conf = client.get("/nodes/pve1/qemu/100/config")
+    assert (conf["cores"], conf["cpulimit"], conf["migrate_downtime"], conf["onboot"]) == (3, "1.5", "2", 1)
+
+
 def test_delete_on_running_vm_is_pending(client: Client) -> None:
     client.ok("PUT", "/nodes/pve1/qemu/100/config", {"delete": "cpu,tags"})
     current = client.get("/nodes/pve1/qemu/100/config", {"current": 1})

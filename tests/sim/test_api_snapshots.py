@@ -344,3 +344,30 @@ def test_answers_fit_the_schema(client: Client, schema: Schema) -> None:
         p, _, query = path.partition("?")
         data = client.get(p, query=query)
         assert schema.check_returns(schema.endpoint(method, template), data) == [], template
+
+
+def test_feature_endpoint_asks_every_disk(client: Client, backend: Backend) -> None:
+    # qemu-server API2/Qemu.pm::vm_feature -> QemuConfig.pm::has_feature: one disk without the feature
+    # makes the answer 0, whatever the disks after it offer (pve-storage *Plugin.pm::volume_has_feature)
+    nas = Storage("nas", "nfs", "images", True, 2048 * GIB)
+    _add_disk(backend, 103, "scsi1", nas, "103/vm-103-disk-1.raw")
+    _add_disk(backend, 103, "scsi2", nas, "103/vm-103-disk-2.qcow2")
+    feature = client.get(f"{VM}/103/feature", {"feature": "snapshot"})
+    # `return $err ? 0 : 1`: a JSON number
+    assert type(feature["hasFeature"]) is int and feature["hasFeature"] == 0
+    # shared_nodes: a local disk (local-lvm) pins the VM to its node
+    assert feature["nodes"] == ["pve1"]
+    backend.state.vms[103].config.pop("scsi1")
+    assert client.get(f"{VM}/103/feature", {"feature": "snapshot"})["hasFeature"] == 1
+    # copy: every format on every storage; clone: base volumes only (a VM, not a template)
+    assert client.get(f"{VM}/103/feature", {"feature": "copy"})["hasFeature"] == 1
+    assert client.get(f"{VM}/103/feature", {"feature": "clone"})["hasFeature"] == 0
+    # with snapname: the snapshot's disks, `snap` key (LVM-thin clones from a snapshot, NFS qcow2 does not)
+    assert snap(client, 103, "s1")[0] == "OK"
+    r = client.get(f"{VM}/103/feature", {"feature": "clone", "snapname": "s1"})
+    assert r["hasFeature"] == 0
+    backend.state.vms[103].config.pop("scsi2")
+    backend.state.vms[103].snapshots["s1"].pop("scsi2")
+    assert client.get(f"{VM}/103/feature", {"feature": "clone", "snapname": "s1"})["hasFeature"] == 1
+    r = client.call("GET", f"{VM}/103/feature", {"feature": "clone", "snapname": "nope"})
+    assert (r.status, r.reason) == (500, "snapshot 'nope' does not exist")

@@ -94,3 +94,40 @@ def test_nextid_skips_container_vmids(backend: Backend, client: Client) -> None:
     assert int(client.get("/cluster/nextid")) == first + 1
     r = client.call("GET", "/cluster/nextid", {"vmid": first})
     assert r.status == 400 and r.json["errors"] == {"vmid": f"VM {first} already exists"}
+
+
+def test_guests_without_rrd_data_carry_no_stats(backend: Backend, client: Client) -> None:
+    # API2Tools.pm::extract_vm_stats: without the guest's RRD entry (pmxcfs drops it 5 minutes after its
+    # node went away) the entry is id, vmid, node, type and status `unknown` only; Cluster.pm::resources
+    # adds lock and tags from the config (get_guest_config_properties)
+    with backend.mu:
+        backend.state.containers[310] = Container.generate(310, "pve3", running=True)
+        on_pve3 = [v for v in backend.state.vms.values() if v.node == "pve3"]
+        on_pve3[0].config["tags"] = "db"
+        backend.set_node_online("pve3", False)
+        backend.offline_since["pve3"] = time.time() - 3600
+    data = client.get("/cluster/resources")
+    gone = [e for e in data if e.get("node") == "pve3" and e["type"] in ("qemu", "lxc")]
+    assert next(e for e in gone if e["vmid"] == on_pve3[0].vmid)["tags"] == "db"
+    assert {e["vmid"] for e in gone} == {v.vmid for v in on_pve3} | {310}
+    for e in gone:
+        base = {"id": f"{e['type']}/{e['vmid']}", "vmid": e["vmid"], "node": "pve3", "type": e["type"],
+                "status": "unknown"}
+        guest = backend.state.vms if e["type"] == "qemu" else backend.state.containers
+        conf = guest[e["vmid"]].config
+        extra = {k: conf[k] for k in ("lock", "tags") if conf.get(k)}
+        assert e == dict(base, **extra)
+    # extract_node_stats: an offline node without RRD data: no level, no stats
+    assert next(e for e in data if e["id"] == "node/pve3") == {"id": "node/pve3", "type": "node", "node": "pve3",
+                                                               "status": "offline"}
+
+
+def test_offline_node_with_recent_rrd_data_keeps_its_maxima(backend: Backend, client: Client) -> None:
+    # extract_node_stats: while the node's RRD entry is fresh, `level` and maxcpu/maxmem/maxdisk stay;
+    # uptime, cpu, mem and disk only for an online member
+    with backend.mu:
+        backend.set_node_online("pve3", False)
+    node = next(e for e in client.get("/cluster/resources", {"type": "node"}) if e["id"] == "node/pve3")
+    assert node["status"] == "offline" and node["level"] == ""
+    assert node["maxcpu"] > 0 and node["maxmem"] > 0 and node["maxdisk"] > 0
+    assert not {"uptime", "cpu", "mem", "disk"} & set(node)

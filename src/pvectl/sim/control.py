@@ -38,15 +38,67 @@ node or VM).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from . import wire
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from .backend import Backend
+    from .faults import Faults
+
+
+class Cluster(Protocol):
+    """What the control API drives: a running simulated cluster (`sim.cluster.Cluster`)."""
+
+    @property
+    def nodes(self) -> dict[str, tuple[str, int]]: ...
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    def requests_log(self, *, since: int = 0, node: str | None = None,
+                     limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    def clear_requests(self) -> None: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def save_state(self, path: str | os.PathLike[str] | None = None) -> Path: ...
+
+    def slow_node(self, node: str, seconds: float) -> None: ...
+
+    def hang_node(self, node: str, seconds: float | None = None) -> None: ...
+
+    def set_node(self, node: str, *, mem_total: int | None = None, mem_used: int | None = None,
+                 cpu: float | None = None, maxcpu: int | None = None) -> None: ...
+
+    def fail_next(self, count: int = 1, *, status: int = 500, message: str | None = None,
+                  method: str | None = None, path: str | None = None, node: str | None = None) -> None: ...
+
+    def drop_next(self, count: int = 1, *, method: str | None = None, path: str | None = None,
+                  node: str | None = None) -> None: ...
+
+    def clear_faults(self, node: str | None = None) -> None: ...
+
+    def hold_lock(self, vmid: int, *, seconds: float | None = None, kind: str = "backup") -> str: ...
+
+    def release_lock(self, vmid: int) -> None: ...
+
+    def fail_task(self, *, type: str, message: str, times: int = 1) -> None: ...  # noqa: A002
+
+    def add_token(self, tokenid: str, secret: str | None = None, *,
+                  privs: dict[str, list[str]] | None = None) -> str: ...
+
+    def add_user(self, userid: str, password: str | None = None, *,
+                 privs: dict[str, list[str]] | None = None) -> str: ...
 
 After = Callable[[], None] | None
 _Route = tuple[str, re.Pattern[str], Callable[..., tuple[Any, After]]]

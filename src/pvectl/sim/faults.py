@@ -24,12 +24,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import wire
 
-if TYPE_CHECKING:
-    from .server import SimServer
+
+class Listeners(Protocol):
+    """What faults switch on and off: the cluster's listeners (`server.SimServer`)."""
+
+    def stop_listener(self, node: str) -> None: ...
+
+    def start_listener(self, node: str) -> None: ...
 
 
 @dataclass
@@ -70,15 +75,13 @@ _EMPTY_BODY = frozenset({401, 595, 596, 597, 598, 599})
 
 def pve_error(status: int, message: str) -> wire.Response:
     """A response formatted like a real PVE error with this status and message."""
-    from .server import error_response
-
-    return error_response(status, message, body=status not in _EMPTY_BODY)
+    return wire.plain_error(status, message, body=status not in _EMPTY_BODY)
 
 
 class Faults:
     """Fault state of one simulated cluster, consulted by every listener for every request."""
 
-    def __init__(self, server: SimServer | None = None) -> None:
+    def __init__(self, server: Listeners | None = None) -> None:
         self.server = server
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -91,7 +94,7 @@ class Faults:
 
     # -- listener up/down ---------------------------------------------------------------------
 
-    def _srv(self) -> SimServer:
+    def _srv(self) -> Listeners:
         if self.server is None:
             raise RuntimeError("faults are not attached to running listeners")
         return self.server

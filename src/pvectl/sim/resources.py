@@ -14,7 +14,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from .backend import memory_mib, parse_size, vm_cpus
+from .backend import memory_mib, parse_size, unknown_guest, vm_cpus
 from .models import MIB
 
 if TYPE_CHECKING:
@@ -30,14 +30,16 @@ class _Static:
 
     __slots__ = ("key", "stopped", "unknown", "running", "maxmem", "maxcpu")
 
-    def __init__(self, key: tuple[int, str], head: str, tail: str, maxcpu: int, maxmem: int, maxdisk: int) -> None:
+    def __init__(self, key: tuple[int, str], ident: str, head: str, tail: str, maxcpu: int, maxmem: int,
+                 maxdisk: int) -> None:
         self.key = key
         self.maxmem = maxmem
         self.maxcpu = maxcpu
         self.stopped = (f'{head}"stopped","cpu":0,"maxcpu":{maxcpu},"mem":0,"maxmem":{maxmem},"disk":0,'
                         f'"maxdisk":{maxdisk},"uptime":0,"netin":0,"netout":0,"diskread":0,"diskwrite":0,'
                         f'"memhost":0{tail}')
-        self.unknown = f'{head}"unknown","maxcpu":{maxcpu},"maxmem":{maxmem}{tail}'
+        # API2Tools.pm::extract_vm_stats without RRD data: identity and status only (lock/tags from the config)
+        self.unknown = f'{ident}"status":"unknown"{tail}'
         self.running = (head.replace("%", "%%") + '%s,"cpu":%r,"maxcpu":' + str(maxcpu) + ',"mem":%d,"maxmem":'
                         + str(maxmem) + ',"disk":0,"maxdisk":' + str(maxdisk) + ',"uptime":%d,"netin":%d,'
                         '"netout":%d,"diskread":%d,"diskwrite":%d,"memhost":%d' + tail.replace("%", "%%"))
@@ -63,10 +65,10 @@ class ResourceEncoder:
     def _vm_static(self, vm: VM) -> _Static:
         conf = vm.config
         key = (conf.revision, vm.node)
-        head = (f'{{"id":"qemu/{vm.vmid}","type":"qemu","vmid":{vm.vmid},"node":{_dumps(vm.node)},'
-                f'"name":{_dumps(conf.get("name", f"VM {vm.vmid}"))},"template":{int(vm.is_template)},"status":')
+        ident = f'{{"id":"qemu/{vm.vmid}","type":"qemu","vmid":{vm.vmid},"node":{_dumps(vm.node)},'
+        head = f'{ident}"name":{_dumps(conf.get("name", f"VM {vm.vmid}"))},"template":{int(vm.is_template)},"status":'
         tail = "".join(f',"{k}":{_dumps(conf[k])}' for k in ("lock", "tags") if conf.get(k)) + "}"
-        st = _Static(key, head, tail, vm_cpus(conf), memory_mib(conf) * MIB, boot_disk_size(self.backend, vm))
+        st = _Static(key, ident, head, tail, vm_cpus(conf), memory_mib(conf) * MIB, boot_disk_size(self.backend, vm))
         if len(self._static) > 2 * len(self.backend.state.vms) + 64:
             self._static.clear()          # forget deleted guests
         self._static[vm.vmid] = st
@@ -128,9 +130,12 @@ class ResourceEncoder:
 
         b = self.backend
         out = []
+        stale = {n for n in b.state.nodes if not b._rrd_fresh(n)}  # noqa: SLF001 - the backend's rule
         for ct in b.state.containers.values():
             if b.has(token, f"/vms/{ct.vmid}", "VM.Audit"):
-                out.append((ct.vmid, _dumps(container_resource(ct, ct_status(ct, now)))))
+                entry = unknown_guest("lxc", ct.vmid, ct.node, ct.config) if ct.node in stale else \
+                    container_resource(ct, ct_status(ct, now))
+                out.append((ct.vmid, _dumps(entry)))
         return out
 
     def encode(self, token: Token, rtype: str | None) -> bytes:
@@ -169,13 +174,11 @@ class ResourceEncoder:
         b = self.backend
         out = []
         for n in b.state.nodes.values():
-            entry: dict[str, Any] = {"id": f"node/{n.name}", "type": "node", "node": n.name,
-                                     "status": "online" if n.online else "offline", "level": ""}
-            if n.online and b.has(token, f"/nodes/{n.name}", "Sys.Audit"):
+            entry = b.node_resource(n, token)
+            if n.online and "maxmem" in entry:
                 used, cpu, _ = load[n.name]
-                entry.update(mem=min(int(used), n.mem_total), maxmem=n.mem_total, cpu=round(min(cpu, 1.0), 6),
-                             maxcpu=n.maxcpu, uptime=int(time.time() - n.boot_time), disk=n.rootfs_used,
-                             maxdisk=n.rootfs_total)
+                entry.update(mem=min(int(used), n.mem_total), cpu=round(min(cpu, 1.0), 6),
+                             uptime=int(time.time() - n.boot_time), disk=n.rootfs_used)
                 entry["cgroup-mode"] = 2
             out.append(entry)
         return out

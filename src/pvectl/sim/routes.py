@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import readers, wire
+from .wire import JSON_HEADERS, error_response
 from .access import AccessRoutes
 from .backend import ApiFail, Backend, Caller
 from .resources import ResourceEncoder
@@ -44,21 +45,6 @@ class Result:
         self.total = total
 
 
-JSON_HEADERS = [("Content-Type", "application/json;charset=UTF-8")]
-
-
-def error_response(status: int, message: str, errors: dict[str, str] | None = None, *,
-                   newline: bool = True) -> wire.Response:
-    """PVE's error answer: the reason phrase is the message's first line; the body carries
-    `message` (libpve-http-server-perl >= 5.2.0) and `errors` for parameter errors."""
-    body: dict[str, Any] = {"data": None}
-    if errors:
-        body["errors"] = errors
-    body["message"] = message + ("\n" if newline and not message.endswith("\n") else "")
-    reason = message.split("\n", 1)[0]
-    return wire.Response(status, reason, json.dumps(body, separators=(",", ":")).encode(), list(JSON_HEADERS))
-
-
 _ROUTES.update(SnapshotRoutes.ROUTES)
 _ROUTES.update(AccessRoutes.ROUTES)
 
@@ -68,6 +54,7 @@ class Api(SnapshotRoutes, AccessRoutes):
         self.backend = backend
         self.schema = schema or Schema.load()
         self._resources = ResourceEncoder(backend)
+        self._routed = frozenset(path for method, path in _ROUTES if method == "GET")
 
     # ------------------------------------------------------------------ entry point
     def handle(self, local_node: str, request: wire.Request) -> wire.Response | wire.ProxyTo:
@@ -113,7 +100,7 @@ class Api(SnapshotRoutes, AccessRoutes):
         caller = Caller(token)
         try:
             if handler_name == "_read":
-                result = readers.answer(b, self.schema, endpoint, local_node, caller, params)
+                result = readers.answer(b, self.schema, endpoint, local_node, caller, params, self._routed)
             else:
                 result = getattr(self, handler_name)(local_node, caller, params)
         except ApiFail as exc:

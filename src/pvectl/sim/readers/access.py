@@ -10,7 +10,7 @@ from typing import Any
 
 from ..backend import ApiFail
 from ..models import ROLES
-from . import Ctx, reader
+from .base import Ctx, reader
 
 _BUILTIN_ROLES = ROLES  # the built-in roles the simulator knows (pve-access-control AccessControl.pm)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NoReturn
 
 from ..backend import ApiFail
-from . import Ctx, reader
+from .base import Ctx, reader
 
 NOT_INSTALLED = "binary not installed: /usr/bin/ceph-mon"
 

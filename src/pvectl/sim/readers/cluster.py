@@ -14,7 +14,7 @@ from typing import Any
 
 from ..backend import ApiFail
 from ..tasks import decode_upid
-from . import Ctx, reader
+from .base import Ctx, reader
 
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from . import Ctx, reader
+from .base import Ctx, reader
 
 # pve-firewall src/PVE/Firewall.pm `$pve_fw_macros`: name -> description (@ 6f1311f3)
 MACROS: dict[str, str] = {

@@ -1,14 +1,15 @@
 """QEMU guest detail readers: guest agent commands, feature checks, cloud-init, RRD data, firewall
-options, and the snapshot list of a VM without snapshots."""
+options (snapshots are served by sim/snapshots.py)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from ..backend import VM, ApiFail, is_cloudinit_key, memory_mib, vm_cpus
+from ..backend import VM, ApiFail, is_cloudinit_key, is_drive_key, memory_mib, vm_cpus
+from ..backend.snapdisks import has_feature
 from ..models import GIB, MIB
-from . import Ctx, reader
+from .base import Ctx, reader
 from .rrd import vm_rrd
 
 
@@ -125,23 +126,38 @@ def agent_exec_status(ctx: Ctx) -> dict[str, Any]:
 
 @reader("/nodes/{node}/qemu/{vmid}/feature")
 def feature(ctx: Ctx) -> dict[str, Any]:
-    # qemu-server API2/Qemu.pm::vm_feature -> QemuConfig.pm::has_feature, PVE::Storage::volume_has_feature
+    # qemu-server API2/Qemu.pm::vm_feature: the snapshot's section with `snapname`, then
+    # QemuConfig.pm::has_feature (`return $err ? 0 : 1`) and QemuServer.pm::shared_nodes
     vm = _vm(ctx)
+    conf: dict[str, Any] = vm.config
+    snapname = ctx.params.get("snapname")
+    if snapname:
+        if snapname not in vm.snapshots:
+            raise ApiFail(f"snapshot '{snapname}' does not exist")
+        conf = vm.snapshots[snapname]
+    ok = has_feature(ctx.backend, conf, str(ctx.params["feature"]), snapname)
+    return {"hasFeature": int(ok), "nodes": _shared_nodes(ctx, conf, vm.node)}
+
+
+def _shared_nodes(ctx: Ctx, conf: dict[str, Any], node: str) -> list[str]:
+    """QemuServer.pm::shared_nodes: the cluster's nodes (online or not) that reach every volume,
+    CD-ROM images included: a disabled storage leaves none, `nodes=` restricts, local keeps this one."""
     b = ctx.backend
-    want = str(ctx.params["feature"])
-    ok = True
-    local = False
-    for key, volid, _ in b.vm_drives(vm):
-        if "cloudinit" in volid or key.startswith("unused"):
+    nodes = set(b.state.nodes)
+    for key, value in conf.items():
+        if not is_drive_key(key):
             continue
-        store = b.state.storages[volid.split(":", 1)[0]]
-        local = local or not store.shared
-        if want == "snapshot":
-            ok = ok and store.plugintype in ("lvmthin", "rbd", "zfspool") or volid.endswith(".qcow2")
-        elif want == "clone":
-            ok = ok and vm.is_template and store.plugintype in ("lvmthin", "rbd", "zfspool")
-    nodes = [vm.node] if local else [n.name for n in b.state.nodes.values() if n.online]
-    return {"hasFeature": bool(ok), "nodes": nodes}
+        volid = str(value).split(",", 1)[0]
+        store = b.state.storages.get(volid.split(":", 1)[0]) if ":" in volid else None
+        if store is None:
+            continue
+        if not store.enabled:
+            nodes = set()
+        elif store.nodes is not None:
+            nodes &= set(store.nodes)
+        elif not store.shared:
+            nodes &= {node}
+    return sorted(nodes)
 
 
 @reader("/nodes/{node}/qemu/{vmid}/cloudinit")
@@ -179,26 +195,6 @@ def cloudinit_dump(ctx: Ctx) -> str:
 @reader("/nodes/{node}/qemu/{vmid}/rrddata")
 def qemu_rrddata(ctx: Ctx) -> list[dict[str, Any]]:
     return vm_rrd(ctx.backend, _vm(ctx), str(ctx.params["timeframe"]))
-
-
-@reader("/nodes/{node}/qemu/{vmid}/snapshot")
-def snapshots(ctx: Ctx) -> list[dict[str, Any]]:
-    # qemu-server API2/Qemu.pm::snapshot_list for a VM without snapshots: only `current`
-    vm = _vm(ctx)
-    current: dict[str, Any] = {"name": "current", "digest": ctx.backend.digest(vm),
-                               "description": "You are here!", "running": int(vm.status == "running")}
-    if vm.config.get("parent"):
-        current["parent"] = vm.config["parent"]
-    return [current]
-
-
-@reader("/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config")
-def snapshot_config(ctx: Ctx) -> dict[str, Any]:
-    _vm(ctx)
-    # pve-guest-common AbstractConfig.pm / Qemu.pm::get_snapshot_config
-    raise ApiFail(f"snapshot '{ctx.params['snapname']}' does not exist")
-
-
 
 
 @reader("/nodes/{node}/vncwebsocket", "/nodes/{node}/qemu/{vmid}/vncwebsocket", "/nodes/{node}/lxc/{vmid}/vncwebsocket")

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ..models import GIB
-from . import Ctx, reader
+from .base import Ctx, reader
 
 # (id, class, vendor, device, vendor name, device name, IOMMU group) as pve-manager API2/Hardware/PCI.pm
 # lists them from sysfs (PVE::SysFSTools::lspci)

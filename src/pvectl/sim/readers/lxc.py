@@ -12,7 +12,7 @@ from typing import Any
 
 from ..backend import ApiFail, parse_size
 from ..models import MIB, Container
-from . import Ctx, reader
+from .base import Ctx, reader
 from .rrd import ROWS, STEPS
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..backend import KVERSION, PVE_VERSION, ApiFail
 from ..models import GIB
-from . import Ctx, reader
+from .base import Ctx, reader
 from .rrd import node_rrd, rrd_png
 
 # pve-manager API2/Nodes.pm::version: the same package as GET /version, from the node itself

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..backend import ApiFail
 from ..models import Storage
-from . import Ctx, reader
+from .base import Ctx, reader
 from .rrd import storage_rrd
 
 # storage.cfg options of the generated storages beyond type and content (pve-storage Plugin.pm and the

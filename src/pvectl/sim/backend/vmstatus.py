@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..backend import is_drive_key, parse_prop, parse_size
+from .common import is_drive_key, parse_prop, parse_size
 
 if TYPE_CHECKING:
-    from ..backend import Backend
     from ..models import VM
+    from .core import BackendCore as Backend
 
 QEMU_VERSION = "10.1.2"                      # pve-qemu-kvm of PVE 9.1
 MACHINE = "pc-i440fx-10.1+pve0"

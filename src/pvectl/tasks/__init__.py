@@ -21,7 +21,7 @@ class TasksApi:
     def __init__(self, session: Session) -> None:
         self._s = session
 
-    def get(self, upid: str | Upid) -> Task:
+    def get(self, upid: str | Upid) -> Task[TaskResult]:
         return Task(self._s, upid)
 
     def list(self, *, node: str | None = None, running: bool = False, vmid: int | None = None,

@@ -243,6 +243,8 @@ class Task(Generic[R]):
                 raise
             if self._writer is not None:
                 self._writer.task_done(res.upid, res.exitstatus)
+            if self._s.on_event is not None:
+                self._s.emit("task_done", upid=res.upid, exitstatus=res.exitstatus)
             result = res if self._finish_with is None else self._finish_with(res)
         self._result = result  # type: ignore[assignment]
         return result  # type: ignore[return-value]

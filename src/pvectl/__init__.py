@@ -43,15 +43,13 @@ if TYPE_CHECKING:
     )
     from .membership import ClusterStatus, NodeMembership
     from .migration import MigrationCheck, MigrationResult
-    from .nodes.reads import NodeStatus, NodeSummary
-    from .provision.types import ProvisionFailed, ProvisionResult
+    from .nodes import NodeStatus, NodeSummary
+    from .provision import ProvisionFailed, ProvisionResult
     from .results import OpResult
     from .session import Session
-    from .tasks.listing import TaskSummary
-    from .tasks.task import Progress, Task, TaskResult, TaskStatus
+    from .tasks import Progress, Task, TaskResult, TasksInterrupted, TaskStatus, TaskSummary
     from .templates import TemplateInfo
-    from .vms.power import TasksInterrupted
-    from .vms.reads import VmStatus, VmSummary
+    from .vms import VmStatus, VmSummary
     from .writes import PlannedWrite
 
 __version__ = "0.1.0"
@@ -67,14 +65,14 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "errors": ("errors", None), "Deadline": ("deadline", "Deadline"),
     # results
     "OpResult": ("results", "OpResult"), "PlannedWrite": ("writes", "PlannedWrite"),
-    "Task": ("tasks.task", "Task"), "TaskResult": ("tasks.task", "TaskResult"),
-    "TaskStatus": ("tasks.task", "TaskStatus"), "Progress": ("tasks.task", "Progress"),
-    "TaskSummary": ("tasks.listing", "TaskSummary"), "TasksInterrupted": ("vms.power", "TasksInterrupted"),
+    "Task": ("tasks", "Task"), "TaskResult": ("tasks", "TaskResult"), "TaskStatus": ("tasks", "TaskStatus"),
+    "Progress": ("tasks", "Progress"), "TaskSummary": ("tasks", "TaskSummary"),
+    "TasksInterrupted": ("tasks", "TasksInterrupted"),
     "ClusterStatus": ("membership", "ClusterStatus"), "NodeMembership": ("membership", "NodeMembership"),
-    "VmSummary": ("vms.reads", "VmSummary"), "VmStatus": ("vms.reads", "VmStatus"),
-    "NodeSummary": ("nodes.reads", "NodeSummary"), "NodeStatus": ("nodes.reads", "NodeStatus"),
+    "VmSummary": ("vms", "VmSummary"), "VmStatus": ("vms", "VmStatus"),
+    "NodeSummary": ("nodes", "NodeSummary"), "NodeStatus": ("nodes", "NodeStatus"),
     "TemplateInfo": ("templates", "TemplateInfo"),
-    "ProvisionResult": ("provision.types", "ProvisionResult"), "ProvisionFailed": ("provision.types", "ProvisionFailed"),
+    "ProvisionResult": ("provision", "ProvisionResult"), "ProvisionFailed": ("provision", "ProvisionFailed"),
     "MigrationCheck": ("migration", "MigrationCheck"), "MigrationResult": ("migration", "MigrationResult"),
     "DrainPlan": ("drain", "DrainPlan"), "DrainResult": ("drain", "DrainResult"),
     "Diagnosis": ("diagnose", "Diagnosis"),

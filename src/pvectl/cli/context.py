@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from ..session import Session
     from ..writes import Writer
 
-# How long a forced shutdown may take past the guest's own timeout: SIGTERM, then up to 10 s more
-# before SIGKILL (qemu-server QemuServer.pm::_do_vm_stop; pve-semantics §5.1).
-FORCE_STOP_MARGIN = 30.0
-
 
 class Context:
     def __init__(self, args: argparse.Namespace, argv: Sequence[str] = ()) -> None:
@@ -76,9 +72,10 @@ class Context:
 
             timeout = self.args.timeout
             if timeout is not None and getattr(self.args, "cmd", None) == "shutdown":
-                # `vm shutdown --timeout S` is the guest's time to power off (Proxmox's own `timeout`);
-                # pvectl waits that long plus what a forced stop may add
-                timeout += FORCE_STOP_MARGIN
+                # `vm shutdown --timeout S` is the guest's time to power off: the library's rule
+                from ..vms.power import wait_seconds
+
+                timeout = wait_seconds("shutdown", timeout)
             self._deadline = Deadline(timeout)
         return self._deadline
 

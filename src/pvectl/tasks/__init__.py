@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..deadline import Deadline
 from .listing import TaskSummary, list_tasks
-from .task import Backoff, Progress, Task, TaskResult, TaskStatus, parse_progress
+from .task import Backoff, Progress, Task, TaskResult, TasksInterrupted, TaskStatus, parse_progress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from ..session import Session
     from ..upid import Upid
 
-__all__ = ["Backoff", "Deadline", "Progress", "Task", "TaskResult", "TaskStatus", "TaskSummary", "TasksApi", "parse_progress"]
+__all__ = ["Backoff", "Deadline", "Progress", "Task", "TaskResult", "TaskStatus", "TaskSummary", "TasksApi", "TasksInterrupted", "parse_progress"]
 
 
 class TasksApi:
     def __init__(self, session: Session) -> None:
         self._s = session
 
-    def get(self, upid: str | Upid) -> Task:
+    def get(self, upid: str | Upid) -> Task[TaskResult]:
         return Task(self._s, upid)
 
     def list(self, *, node: str | None = None, running: bool = False, vmid: int | None = None,

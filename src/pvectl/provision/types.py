@@ -74,6 +74,7 @@ class ProvisionResult:
     warnings: list[str] = field(default_factory=list)
     differs: list[str] = field(default_factory=list)   # an existing VM's settings that differ from the wish
     error: PvectlError | None = None
+    planned: list[dict[str, Any]] | None = None         # a dry run: the writes it would have sent
 
     @property
     def ok(self) -> bool:
@@ -86,6 +87,8 @@ class ProvisionResult:
                              "differs": list(self.differs)}
         if self.error is not None:
             d["error"] = {"type": self.error.type, "message": self.error.message, "hint": self.error.hint}
+        if self.planned is not None:
+            d["planned"] = self.planned
         return d
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..session import Session
-    from ..writes import Writer
+    from ..writes import PlannedWrite, Writer
 
 UPID_HINT = "a UPID looks like UPID:pve1:0000A1B2:03B4C5D6:66F1E2D3:qmclone:9000:root@pam:"
 # how long `stop` waits for the worker to end when the call has no deadline: SIGTERM, then SIGKILL
@@ -87,13 +87,13 @@ class StopResult:
     type: str
     outcome: str
     exitstatus: str | None = None
-    planned: list[dict[str, Any]] | None = None
+    planned: list[PlannedWrite] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"upid": self.upid, "node": self.node, "type": self.type, "outcome": self.outcome,
                              "exitstatus": self.exitstatus}
         if self.planned is not None:
-            d["planned"] = self.planned
+            d["planned"] = [p.to_dict() for p in self.planned]
         return d
 
 
@@ -119,7 +119,7 @@ def stop_task(s: Session, upid: str | Upid, *, yes: bool = False, deadline: Dead
                       f"stop task {uid.type} {uid.id} on {uid.node}"))
     if writer.dry_run:
         res.outcome, res.exitstatus = "planned", None
-        res.planned = [p.to_dict() for p in writer.planned_writes()]
+        res.planned = writer.planned_writes()
         return res
     d = s.deadline(deadline)
     if d.at is None:

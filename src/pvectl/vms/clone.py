@@ -13,7 +13,7 @@ UPID when it passes. Progress goes to the session's `on_event` as `{"event": "cl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, overload
 
 from ..errors import UsageError
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..deadline import Deadline
     from ..provision import CloneSpec, ProvisionEvent, ProvisionResult
     from ..session import Session
+    from ..writes import PlannedWrite
 
 
 def clone_spec(template: str | int, name: str, *, vmid: int | None = None, node: str | None = None,
@@ -118,7 +119,7 @@ def clone(session: Session, template: str | int, name: str | None, *, count: int
             raise UsageError("give the NAME of the new VM (or --count N --name-pattern PATTERN)")
         res = provision(session, spec, deadline=deadline, writer=writer, on_event=on_event)
         if writer.dry_run:
-            res.planned = [p.to_dict() for p in writer.planned_writes()]
+            res.planned = writer.planned_writes()
         return res
     if count < 1:
         raise UsageError("--count must be at least 1")
@@ -127,14 +128,14 @@ def clone(session: Session, template: str | int, name: str | None, *, count: int
     results = provision_many(session, specs, deadline=deadline, writer=writer, max_per_node=max_per_node,
                              max_per_storage=max_per_storage, on_event=on_event)
     if writer.dry_run:
-        planned = [p.to_dict() for p in writer.planned_writes()]
+        planned = writer.planned_writes()
         for r in results:
             r.planned = [p for p in planned if r.vmid is not None and _for_vm(p, r.vmid)]
     return results
 
 
-def _for_vm(write: dict[str, Any], vmid: int) -> bool:
+def _for_vm(write: PlannedWrite, vmid: int) -> bool:
     """Whether a planned write of a bulk run acts on VM `vmid`: its clone (`newid`) or a later step
     on its own path."""
-    return write["params"].get("newid") == vmid or f"/qemu/{vmid}/" in write["path"] + "/"
+    return write.params.get("newid") == vmid or f"/qemu/{vmid}/" in write.path + "/"
 

@@ -104,12 +104,12 @@ def choose(rng: random.Random, env: Env) -> OpSpec:
         action = rng.choice(["start", "start", "shutdown", "stop", "reboot"])
         if kind == "power-lib":
             return OpSpec("power", "lib", ["vm", action, ref], target_vmid=vm.vmid, deadline=deadline,
-                          lib=_lib_call("pvectl.lifecycle", "power", vm.vmid, action, yes=True))
+                          lib=_vms_call(action, vm.vmid, **({"yes": True} if action == "stop" else {})))
         return OpSpec("power", "cli", ["vm", action, ref] + (["--yes"] if action == "stop" else []),
                       target_vmid=vm.vmid, deadline=deadline)
     if kind == "resize-lib":
         return OpSpec("resize", "lib", ["vm", "resize", ref, "--disk", "scsi0", "--size", "+1G"], target_vmid=vm.vmid,
-                      deadline=deadline, lib=_lib_call("pvectl.lifecycle", "resize", vm.vmid, disk="scsi0", size="+1G"))
+                      deadline=deadline, lib=_vms_call("resize", vm.vmid, disk="scsi0", size="+1G"))
     if kind == "resize":
         extra = rng.choice([["--disk", "scsi0", "--size", "+1G"], ["--cores", str(rng.randint(1, 4))],
                             ["--memory", rng.choice(["1G", "2048"])]])
@@ -128,7 +128,7 @@ def choose(rng: random.Random, env: Env) -> OpSpec:
                       target_vmid=vm.vmid, deadline=max(deadline, 5.0))
     if kind == "delete-lib":
         return OpSpec("delete", "lib", ["vm", "delete", ref], target_vmid=vm.vmid, deadline=deadline,
-                      lib=_lib_call("pvectl.lifecycle", "delete", vm.vmid, yes=True))
+                      lib=_vms_call("delete", vm.vmid, yes=True))
     return OpSpec("delete", "cli", ["vm", "delete", ref, "--yes"], target_vmid=vm.vmid, deadline=deadline)
 
 
@@ -167,6 +167,14 @@ def _lib_call(module: str, func: str, *args: Any, **kwargs: Any) -> Callable[[An
 
         fn = getattr(importlib.import_module(module), func)
         return fn(pve, *args, writer=writer, deadline=deadline, **kwargs)
+    return run
+
+
+def _vms_call(method: str, *args: Any, **kwargs: Any) -> Callable[[Any, Any, float], Any]:
+    """`pve.vms.method(*args, **kwargs)` with the op's deadline as the cluster's default timeout and
+    the writer's command line in the audit log."""
+    def run(pve: Any, writer: Any, deadline: float) -> Any:
+        return getattr(pve.with_options(timeout=deadline, command=writer.command).vms, method)(*args, **kwargs)
     return run
 
 

@@ -1,4 +1,4 @@
-"""pvectl.lifecycle (power, delete, resize, set) as a library, against the simulator over HTTPS.
+"""`pve.vms` power, delete, resize and set as a library, against the simulator over HTTPS.
 
 Each test checks what the call returns and what the simulated cluster holds afterwards
 (`sim.backend.state`), and counts the requests sent through a wrapper around `Transport.request`,
@@ -7,11 +7,12 @@ so "refused before anything was sent" is a fact, not an assumption.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
-from libharness import Sent, vm, writer
+from libharness import Sent, vm
 
 from pvectl.cluster import Cluster
 from pvectl.errors import (
@@ -21,9 +22,8 @@ from pvectl.errors import (
     TaskFailed,
     UsageError,
 )
-from pvectl.lifecycle import delete, parse_prop, power, resize, set_config
 from pvectl.sim.cluster import Cluster as SimCluster
-from pvectl.units import parse_memory
+from pvectl.units import parse_memory, parse_prop
 
 GIB = 1024**3
 WAIT = 30.0
@@ -35,33 +35,33 @@ def node_tasks(sim: SimCluster, node: str) -> int:
 
 # ------------------------------------------------------------------------------------------ power
 def test_start_stop_shutdown_reboot(sim: SimCluster, pvc: Cluster) -> None:
-    r = power(pvc, 103, "start", writer=writer(pvc), deadline=WAIT)
+    r = pvc.vms.start(103, timeout=WAIT)
     assert (r.vmid, r.name, r.node, r.action, r.outcome, r.exitstatus) == (103, "cache-01", "pve1", "start", "done", "OK")
     assert r.upid and ":qmstart:103:" in r.upid and vm(sim, 103).status == "running"
 
-    r = power(pvc, "cache-01", "reboot", writer=writer(pvc), deadline=WAIT)       # by name
+    r = pvc.vms.reboot("cache-01", timeout=WAIT)       # by name
     assert (r.outcome, r.exitstatus) == ("done", "OK") and ":qmreboot:103:" in (r.upid or "")
 
     with pytest.raises(GuardRefused) as ei:
-        power(pvc, 103, "stop", writer=writer(pvc), deadline=WAIT)
+        pvc.vms.stop(103, timeout=WAIT)
     assert ei.value.message == "stop is a hard power-off of VM 103 (like pulling the plug): data may be lost"
     assert vm(sim, 103).status == "running"
 
-    r = power(pvc, 103, "stop", writer=writer(pvc), deadline=WAIT, yes=True)
+    r = pvc.vms.stop(103, timeout=WAIT, yes=True)
     assert (r.outcome, r.exitstatus) == ("done", "OK") and vm(sim, 103).status == "stopped"
 
-    r = power(pvc, 100, "shutdown", writer=writer(pvc), deadline=WAIT, timeout=30)
+    r = pvc.vms.shutdown(100, guest_timeout=30, timeout=WAIT)
     assert (r.outcome, r.exitstatus) == ("done", "OK") and vm(sim, 100).status == "stopped"
 
 
 def test_already_in_the_state_sends_nothing(sim: SimCluster, pvc: Cluster) -> None:
     sent = Sent(pvc)
     before = node_tasks(sim, "pve1")
-    r = power(pvc, 100, "start", writer=writer(pvc), deadline=WAIT)
+    r = pvc.vms.start(100, timeout=WAIT)
     assert (r.outcome, r.detail, r.upid) == ("already", "already running (qmpstatus running)", None)
-    r = power(pvc, 103, "shutdown", writer=writer(pvc), deadline=WAIT)
+    r = pvc.vms.shutdown(103, timeout=WAIT)
     assert (r.outcome, r.detail) == ("already", "already stopped")
-    r = power(pvc, 103, "stop", writer=writer(pvc), deadline=WAIT)      # nothing to stop: no --yes needed
+    r = pvc.vms.stop(103, timeout=WAIT)      # nothing to stop: no --yes needed
     assert r.outcome == "already"
     assert sent.writes == [] and node_tasks(sim, "pve1") == before
 
@@ -69,22 +69,23 @@ def test_already_in_the_state_sends_nothing(sim: SimCluster, pvc: Cluster) -> No
 def test_reboot_of_a_stopped_vm_and_power_on_a_template_are_refused(sim: SimCluster, pvc: Cluster) -> None:
     sent = Sent(pvc)
     with pytest.raises(GuardRefused) as ei:
-        power(pvc, 104, "reboot", writer=writer(pvc))
+        pvc.vms.reboot(104)
     assert ei.value.message == "VM 104 (mq-01) is stopped: only a running VM can be rebooted"
     assert ei.value.hint == "start it instead: pvectl vm start 104"
     with pytest.raises(GuardRefused, match=r"^VM 9000 \(ubuntu-24.04-cloud\) is a template: it cannot be started$"):
-        power(pvc, 9000, "start", writer=writer(pvc))
+        pvc.vms.start(9000)
     with pytest.raises(UsageError):
-        power(pvc, 103, "hibernate", writer=writer(pvc))
+        pvc.vms.power_many("hibernate", [103])
     assert sent.writes == []
 
 
 def test_no_wait_returns_the_upid_of_a_running_task(sim: SimCluster, pvc: Cluster) -> None:
     upid = sim.backend.hold_lock(103, kind="")       # the flock is taken: the start waits for it
     try:
-        r = power(pvc, 103, "start", writer=writer(pvc), wait=False)
-        assert r.outcome == "started" and r.upid and r.exitstatus is None
-        assert pvc.tasks.get(r.upid).status().running
+        task = pvc.vms.start(103, wait=False)
+        r = task.preview
+        assert r is not None and r.outcome == "started" and r.upid and r.exitstatus is None
+        assert str(task.upid) == r.upid and pvc.tasks.get(r.upid).status().running
     finally:
         sim.backend.release_lock(103)
     assert upid
@@ -95,7 +96,7 @@ def test_failed_start_raises_and_is_audited(sim: SimCluster, pvc: Cluster, tmp_p
 
     sim.backend.fail_task(type="qmstart", message="start failed: QEMU exited with code 1")
     with pytest.raises(TaskFailed) as ei:
-        power(pvc, 106, "start", writer=writer(pvc), deadline=WAIT)
+        pvc.vms.start(106, timeout=WAIT)
     assert ei.value.exitstatus == "start failed: QEMU exited with code 1"
     entries = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(e["event"], e.get("result")) for e in entries] == [
@@ -116,7 +117,7 @@ def test_permission_denied_names_privilege_and_path(sim: SimCluster, tmp_path: P
     cfg.write_text(yaml.safe_dump(doc))
     with Cluster.from_config(str(cfg)) as limited:
         with pytest.raises(PermissionDenied) as ei:
-            power(limited, 103, "start", writer=writer(limited))
+            limited.vms.start(103)
     e = ei.value
     assert (e.message, e.acl_path, e.privilege, e.status) == (
         "Permission check failed (/vms/103, VM.PowerMgmt)", "/vms/103", "VM.PowerMgmt", 403)
@@ -128,7 +129,7 @@ def _refused(pvc: Cluster, sim: SimCluster, vmid: int, message: str, **kw: Any) 
     sent = Sent(pvc)
     kw.setdefault("yes", True)
     with pytest.raises(GuardRefused) as ei:
-        delete(pvc, vmid, writer=writer(pvc), deadline=WAIT, **kw)
+        pvc.vms.delete(vmid, timeout=WAIT, **kw)
     assert ei.value.message == message
     assert ei.value.exit_code == 3
     assert sent.writes == [] and vmid in sim.backend.state.vms
@@ -137,7 +138,7 @@ def _refused(pvc: Cluster, sim: SimCluster, vmid: int, message: str, **kw: Any) 
 def test_delete_guards(sim: SimCluster, pvc: Cluster) -> None:
     _refused(pvc, sim, 100, "VM 100 (web-01) is running: Proxmox refuses to destroy a running VM")
     # 101 is protected (and running): stop it first, then protection is what refuses
-    power(pvc, 101, "stop", writer=writer(pvc), deadline=WAIT, yes=True)
+    pvc.vms.stop(101, timeout=WAIT, yes=True)
     _refused(pvc, sim, 101, "VM 101 (db-01) has protection enabled")
     sim.backend.hold_lock(103)
     try:
@@ -165,7 +166,7 @@ def test_delete_removes_the_vm_and_its_volumes(sim: SimCluster, pvc: Cluster) ->
     vols_before = {k for k, v in sim.backend.state.volumes.items() if v.vmid == 104}
     assert vols_before == {"pve2/local-lvm:vm-104-disk-0", "pve2/local-lvm:vm-104-cloudinit"}
     asked: list[str] = []
-    r = delete(pvc, "mq-01", writer=writer(pvc), deadline=WAIT, confirm=lambda name: asked.append(name) or True)
+    r = pvc.vms.delete("mq-01", timeout=WAIT, confirm=lambda name: asked.append(name) or True)
     assert asked == ["mq-01"]
     assert (r.outcome, r.exitstatus) == ("done", "OK") and ":qmdestroy:104:" in (r.upid or "")
     assert r.extra["disks"] == ["local-lvm:vm-104-cloudinit", "local-lvm:vm-104-disk-0"]
@@ -177,17 +178,18 @@ def test_delete_removes_the_vm_and_its_volumes(sim: SimCluster, pvc: Cluster) ->
 
 
 def test_delete_template_with_allow_template(sim: SimCluster, pvc: Cluster) -> None:
-    r = delete(pvc, 9001, writer=writer(pvc), deadline=WAIT, yes=True, allow_template=True)
+    r = pvc.vms.delete(9001, timeout=WAIT, yes=True, allow_template=True)
     assert r.exitstatus == "OK" and 9001 not in sim.backend.state.vms
 
 
 def test_delete_dry_run_sends_nothing(sim: SimCluster, pvc: Cluster) -> None:
     sent = Sent(pvc)
-    w = writer(pvc, dry_run=True)
-    r = delete(pvc, 104, writer=w, yes=True)
+    out_file = io.StringIO()
+    r = pvc.with_options(dry_run=True, out=out_file).vms.delete(104, yes=True)
     assert r.outcome == "planned" and r.upid is None
+    assert [p.method for p in r.planned or []] == ["DELETE"]
     assert sent.writes == [] and 104 in sim.backend.state.vms
-    out = w.out.getvalue()  # type: ignore[attr-defined]
+    out = out_file.getvalue()
     assert out.startswith("# delete VM 104 (mq-01) on pve2 and its disks: local-lvm:vm-104-cloudinit, "
                           "local-lvm:vm-104-disk-0\ncurl -s --cacert ")
     assert "-X DELETE" in out and "/nodes/pve2/qemu/104?purge=1&destroy-unreferenced-disks=1'" in out
@@ -196,21 +198,21 @@ def test_delete_dry_run_sends_nothing(sim: SimCluster, pvc: Cluster) -> None:
 
 # ------------------------------------------------------------------------------------------ resize
 def test_resize_disk_grows_and_shrink_is_refused_before_any_request(sim: SimCluster, pvc: Cluster) -> None:
-    r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, disk="scsi0", size="+2G")
+    r = pvc.vms.resize(103, timeout=WAIT, disk="scsi0", size="+2G")
     assert r.extra["disk"] == {"disk": "scsi0", "from": 50 * GIB, "to": 52 * GIB} and r.exitstatus == "OK"
     assert parse_prop(vm(sim, 103).config["scsi0"])[1]["size"] == "52G"
-    r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, disk="scsi0", size="60G")
+    r = pvc.vms.resize(103, timeout=WAIT, disk="scsi0", size="60G")
     assert parse_prop(vm(sim, 103).config["scsi0"])[1]["size"] == "60G"
 
     sent = Sent(pvc)
     with pytest.raises(GuardRefused) as ei:
-        resize(pvc, 103, writer=writer(pvc), disk="scsi0", size="10G")
+        pvc.vms.resize(103, disk="scsi0", size="10G")
     assert ei.value.message == ("disk scsi0 of VM 103 is 60.0 GiB; 10G would shrink it and Proxmox cannot "
                                 "shrink disks")
     with pytest.raises(GuardRefused, match="^VM 103 has no disk 'scsi7'$"):
-        resize(pvc, 103, writer=writer(pvc), disk="scsi7", size="+1G")
+        pvc.vms.resize(103, disk="scsi7", size="+1G")
     with pytest.raises(GuardRefused, match="^ide2 of VM 103 is a CD-ROM drive; it cannot be resized$"):
-        resize(pvc, 103, writer=writer(pvc), disk="ide2", size="+1G")
+        pvc.vms.resize(103, disk="ide2", size="+1G")
     assert sent.writes == []
     assert parse_prop(vm(sim, 103).config["scsi0"])[1]["size"] == "60G"
 
@@ -218,25 +220,25 @@ def test_resize_disk_grows_and_shrink_is_refused_before_any_request(sim: SimClus
     n = len(sent.calls)
     for kw in ({}, {"disk": "scsi0"}, {"cores": 0}, {"memory": "8"}):
         with pytest.raises(UsageError):
-            resize(pvc, 103, writer=writer(pvc), **kw)
+            pvc.vms.resize(103, **kw)
     assert len(sent.calls) == n
 
 
 def test_resize_cpu_memory_running_vm(sim: SimCluster, pvc: Cluster) -> None:
     sent = Sent(pvc)
     with pytest.raises(GuardRefused) as ei:
-        resize(pvc, 105, writer=writer(pvc), cores=2, memory="4G")
+        pvc.vms.resize(105, cores=2, memory="4G")
     assert ei.value.message == ("VM 105 is running: changing cores, memory takes effect only after a restart "
                                 "(Proxmox keeps it pending)")
     assert sent.writes == []
-    r = resize(pvc, 105, writer=writer(pvc), cores=2, memory="4G", allow_running=True)
+    r = pvc.vms.resize(105, cores=2, memory="4G", allow_running=True)
     assert r.extra["applied"] == {"cores": "pending until the next start", "memory": "pending until the next start"}
     assert {k: str(v) for k, v in vm(sim, 105).pending.items()} == {"cores": "2", "memory": "4096"}
     assert str(vm(sim, 105).config["cores"]) == "4"
 
 
 def test_resize_cpu_memory_stopped_vm_applies(sim: SimCluster, pvc: Cluster) -> None:
-    r = resize(pvc, 104, writer=writer(pvc), cores=6, memory="3072")
+    r = pvc.vms.resize(104, cores=6, memory="3072")
     assert r.extra["applied"] == {"cores": "applied", "memory": "applied"}
     assert (str(vm(sim, 104).config["cores"]), str(vm(sim, 104).config["memory"])) == ("6", "3072")
     assert vm(sim, 104).pending == {}
@@ -250,20 +252,20 @@ def test_parse_memory(text: Any, mib: int) -> None:
 
 # ------------------------------------------------------------------------------------------ set
 def test_set_applies_valid_keys_and_refuses_invalid_ones_unsent(sim: SimCluster, pvc: Cluster) -> None:
-    r = set_config(pvc, 104, {"onboot": "1", "description": "a b=c+d&e", "tags": "prod;db"}, writer=writer(pvc))
+    r = pvc.vms.set(104, {"onboot": "1", "description": "a b=c+d&e", "tags": "prod;db"})
     assert r.extra["applied"] == {"onboot": "applied", "description": "applied", "tags": "applied"}
     conf = vm(sim, 104).config
     assert (str(conf["onboot"]), conf["description"], conf["tags"]) == ("1", "a b=c+d&e", "prod;db")
 
     sent = Sent(pvc)
     with pytest.raises(UsageError) as ei:
-        set_config(pvc, 104, {"cores": "abc", "net0": "bogus"}, writer=writer(pvc))
+        pvc.vms.set(104, {"cores": "abc", "net0": "bogus"})
     assert ei.value.message.startswith("invalid config for VM 104: cores: type check ('integer') failed - got 'abc'; "
                                        "net0: invalid format")
     assert ei.value.exit_code == 2
     assert sent.writes == []
 
-    r = set_config(pvc, 104, {}, writer=writer(pvc), delete=["description"])
+    r = pvc.vms.set(104, {}, delete=["description"])
     assert "description" not in vm(sim, 104).config and r.extra["applied"] == {"description": "applied"}
 
 
@@ -280,7 +282,7 @@ def test_set_detects_a_concurrent_edit_by_digest(sim: SimCluster, pvc: Cluster) 
 
     pvc.transport.request = racing  # type: ignore[method-assign]
     with pytest.raises(ApiError) as ei:
-        set_config(pvc, 104, {"onboot": "1"}, writer=writer(pvc))
+        pvc.vms.set(104, {"onboot": "1"})
     assert (ei.value.status, ei.value.message) == (500, "checksum mismatch (file change by other user?)")
     assert ei.value.exit_code == 1
     conf = vm(sim, 104).config
@@ -294,10 +296,10 @@ def test_a_task_write_whose_answer_is_lost_finds_its_task(sim: SimCluster, pvc: 
     method, path = ("POST", "/status/start$") if action == "start" else ("DELETE", "/qemu/103$")
     sim.faults.drop_answer_next(1, method=method, path=path)
     if action == "start":
-        r = power(pvc, 103, "start", writer=writer(pvc), deadline=WAIT)
+        r = pvc.vms.start(103, timeout=WAIT)
         assert vm(sim, 103).status == "running"
     else:
-        r = delete(pvc, 103, writer=writer(pvc), deadline=WAIT, yes=True)
+        r = pvc.vms.delete(103, timeout=WAIT, yes=True)
         assert 103 not in sim.backend.state.vms
     kind = "qmstart" if action == "start" else "qmdestroy"
     assert (r.outcome, r.exitstatus) == ("done", "OK") and f":{kind}:103:" in (r.upid or ""), r.to_dict()

@@ -57,8 +57,13 @@ class RunningForever:
 
 
 class FakeCluster:
+    on_event = None          # the session's progress callback: none
+
     def __init__(self, transport: Any) -> None:
         self.transport = transport
+
+    def deadline(self, timeout: Any = None) -> Deadline:    # Session.deadline: no default timeout
+        return Deadline.of(timeout)
 
 
 @pytest.fixture

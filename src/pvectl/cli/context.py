@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from ..session import Session
     from ..writes import Writer
 
-# How long a forced shutdown may take past the guest's own timeout: SIGTERM, then up to 10 s more
-# before SIGKILL (qemu-server QemuServer.pm::_do_vm_stop; pve-semantics §5.1).
-FORCE_STOP_MARGIN = 30.0
-
 
 class Context:
     def __init__(self, args: argparse.Namespace, argv: Sequence[str] = ()) -> None:
@@ -76,8 +72,9 @@ class Context:
 
             timeout = self.args.timeout
             if timeout is not None and getattr(self.args, "cmd", None) == "shutdown":
-                # `vm shutdown --timeout S` is the guest's time to power off (Proxmox's own `timeout`);
-                # pvectl waits that long plus what a forced stop may add
+                # `vm shutdown --timeout S` is the guest's time to power off: the library's rule
+                from ..vms.power import FORCE_STOP_MARGIN
+
                 timeout += FORCE_STOP_MARGIN
             self._deadline = Deadline(timeout)
         return self._deadline

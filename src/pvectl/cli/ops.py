@@ -11,29 +11,6 @@ if TYPE_CHECKING:
     from .context import Context
 
 
-def writer(ctx: Context) -> Any:
-    import shlex
-
-    from ..writes import Writer
-
-    return Writer(ctx.session, command="pvectl " + shlex.join(ctx.argv), dry_run=ctx.args.dry_run)
-
-
-def deadline(ctx: Context) -> Any:
-    """The command's one deadline (Context.deadline: --timeout, and for vm shutdown the stop margin)."""
-    return ctx.deadline()
-
-
-def shutdown_timeout(ctx: Context) -> int | None:
-    """`--shutdown-timeout S`, or `--timeout S` given to `vm shutdown`."""
-    explicit = getattr(ctx.args, "shutdown_timeout", None)
-    if explicit is not None:
-        return explicit
-    if getattr(ctx.args, "cmd", None) == "shutdown" and ctx.args.timeout is not None:
-        return max(1, int(ctx.args.timeout))
-    return None
-
-
 def _interrupt_hint(upids: list[str]) -> None:
     for upid in upids:
         sys.stderr.write(f"pvectl: stopped waiting; the task keeps running on the node. Resume with: "
@@ -45,63 +22,24 @@ OP_COLUMNS = [Column("vmid", "VMID"), Column("name", "NAME"), Column("node", "NO
 
 
 def power(ctx: Context) -> int:
-    """vm start|shutdown|stop|reboot VM...: the tasks are started for every VM first, then waited for."""
-    from ..lifecycle import OpResult, _wait
-    from ..lifecycle import power as do_power
+    """vm start|shutdown|stop|reboot VM...: every guard first, then every task started, then all waited for."""
+    from ..vms.power import TasksInterrupted
 
-    action = ctx.args.cmd
-    w = ctx.writer()
-    dl = ctx.deadline()
-    wait = not ctx.args.no_wait
-    results: list[OpResult] = []
-    opts = dict(timeout=shutdown_timeout(ctx),
-                force_stop=getattr(ctx.args, "force_stop", False), yes=ctx.args.yes)
-    if len(ctx.args.vms) > 1 and not ctx.args.dry_run:
-        # All or nothing: resolve every VM and apply every guard before the first task is started,
-        # so a refusal (or a typo) for the last VM does not leave the first ones half done.
-        import io
-
-        probe = ctx.session.replace(dry_run=True, out=io.StringIO(), audit=False).writer()
-        for ref in ctx.args.vms:
-            do_power(ctx.session, ref, action, writer=probe, wait=False, **opts)
-    # Start every VM's task without waiting, then wait for all: N VMs take the time of the slowest.
-    for ref in ctx.args.vms:
-        results.append(do_power(ctx.session, ref, action, writer=w, deadline=dl, wait=False, **opts))
-    failed = 0
-    waiting = [r.upid for r in results if r.upid]
+    a = ctx.args
     try:
-        for r in results:
-            if r.upid is None or not wait:
-                continue
-            try:
-                res = _wait(ctx.session, w, r.upid, dl)
-                r.outcome, r.exitstatus, r.warnings = "done", res.exitstatus, res.warnings
-            except Exception as exc:
-                from ..errors import TaskFailed, TaskTimeout
-
-                if isinstance(exc, TaskTimeout):
-                    raise
-                if not isinstance(exc, TaskFailed):
-                    raise
-                failed += 1
-                r.outcome, r.exitstatus, r.detail = "failed", exc.exitstatus, exc.exitstatus
-            waiting.remove(r.upid)
-    except KeyboardInterrupt:
-        _interrupt_hint(waiting)
+        results = ctx.cluster.vms.power_many(a.cmd, a.vms, wait=not a.no_wait, yes=a.yes, timeout=a.timeout,
+                                             guest_timeout=getattr(a, "shutdown_timeout", None),
+                                             force_stop=getattr(a, "force_stop", False))
+    except TasksInterrupted as exc:
+        _interrupt_hint(exc.upids)
         return 130
-    for r in results:
-        if r.outcome == "done" and not r.detail:
-            r.detail = {"start": "running", "shutdown": "stopped", "stop": "stopped (hard power-off)",
-                        "reboot": "rebooted"}[action]
-        if r.warnings:
-            r.detail += f" ({len(r.warnings)} warnings)"
-    if not ctx.args.dry_run:
+    if not a.dry_run:
         ctx.emit([r.to_dict() for r in results], columns=OP_COLUMNS)
     else:
         for r in results:
             if r.outcome == "already":
-                print(f"# {action} VM {r.vmid} ({r.name}): {r.detail}, nothing to send")
-    return 1 if failed else 0
+                print(f"# {r.action} VM {r.vmid} ({r.name}): {r.detail}, nothing to send")
+    return 1 if any(r.outcome == "failed" for r in results) else 0
 
 
 def _confirm_name(name: str) -> bool:
@@ -113,17 +51,18 @@ def _confirm_name(name: str) -> bool:
 
 
 def delete(ctx: Context) -> int:
-    from ..lifecycle import delete as do_delete
+    from ..tasks.task import Task
 
     a = ctx.args
     try:
-        r = do_delete(ctx.session, a.vm, writer=ctx.writer(), deadline=ctx.deadline(), purge=a.purge,
-                      destroy_unreferenced_disks=a.destroy_unreferenced_disks, allow_template=a.allow_template,
-                      yes=a.yes, wait=not a.no_wait, confirm=_confirm_name)
+        done = ctx.cluster.vms.delete(a.vm, yes=a.yes, confirm=_confirm_name, allow_template=a.allow_template,
+                                      purge=a.purge, destroy_unreferenced_disks=a.destroy_unreferenced_disks,
+                                      wait=not a.no_wait, timeout=a.timeout)
     except KeyboardInterrupt:
         sys.stderr.write("pvectl: interrupted; check the VM with: pvectl vm status " + str(a.vm) + "\n")
         return 130
-    if a.dry_run:
+    r = done.preview if isinstance(done, Task) else done
+    if a.dry_run or r is None:
         return 0
     if ctx.output == "table":
         word = {"done": "deleted", "started": "deletion started"}.get(r.outcome, r.outcome)
@@ -140,11 +79,9 @@ def delete(ctx: Context) -> int:
 
 
 def resize(ctx: Context) -> int:
-    from ..lifecycle import resize as do_resize
-
     a = ctx.args
-    r = do_resize(ctx.session, a.vm, writer=ctx.writer(), deadline=ctx.deadline(), cores=a.cores, memory=a.memory,
-                  disk=a.disk, size=a.size, allow_running=a.allow_running)
+    r = ctx.cluster.vms.resize(a.vm, cores=a.cores, memory=a.memory, disk=a.disk, size=a.size,
+                               allow_running=a.allow_running, timeout=a.timeout)
     if a.dry_run:
         return 0
     if _print_changes(ctx, r):
@@ -172,9 +109,7 @@ def _print_changes(ctx: Context, r: Any) -> bool:
 
 
 def set_(ctx: Context) -> int:
-    from ..audit import HIDDEN_KEYS
-    from ..errors import UsageError, register_secret
-    from ..lifecycle import set_config
+    from ..errors import UsageError
 
     a = ctx.args
     assignments: dict[str, str] = {}
@@ -182,11 +117,9 @@ def set_(ctx: Context) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"'{item}' is not KEY=VALUE (e.g. pvectl vm set web-01 onboot=1 tags='prod;web')")
-        if key in HIDDEN_KEYS:
-            register_secret(value)   # no error message (schema check, Proxmox's answer) may show it
         assignments[key] = value
     delete = [k for part in (a.delete or []) for k in part.split(",") if k]
-    r = set_config(ctx.session, a.vm, assignments, writer=ctx.writer(), delete=delete)
+    r = ctx.cluster.vms.set(a.vm, assignments, delete=delete, timeout=a.timeout)
     if not a.dry_run:
         _print_changes(ctx, r)
     return 0

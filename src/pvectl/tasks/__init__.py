@@ -24,7 +24,7 @@ class TasksApi:
     def __init__(self, session: Session) -> None:
         self._s = session
 
-    def get(self, upid: str | Upid) -> Task:
+    def get(self, upid: str | Upid) -> Task[TaskResult]:
         """The task of a UPID (UsageError, exit 2, for text that is not one or a node not in the
         cluster)."""
         return task_of(self._s, upid)

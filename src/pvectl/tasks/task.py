@@ -22,14 +22,18 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..deadline import Deadline
-from ..errors import DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout
+from ..errors import DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout, UsageError
 from ..upid import Upid
 
 if TYPE_CHECKING:
     from ..session import Session
+    from ..writes import Writer
+
+R = TypeVar("R")
+S = TypeVar("S")
 
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "PiB": 1024**5}
 # qemu-img convert: `transferred 330.2 MiB of 32.0 GiB (1.01%)`; drive-mirror:
@@ -120,36 +124,73 @@ class Backoff:
             interval = min(interval * self.factor, self.cap)
 
 
-class Task:
-    """A Proxmox task, addressed by its UPID (polling goes to the UPID's node first)."""
+class Task(Generic[R]):
+    """A Proxmox task, addressed by its UPID (polling goes to the UPID's node first).
+
+    `pve.tasks.get(upid)` gives a `Task[TaskResult]`. An operation called with `wait=False` gives a
+    `Task` of its own result type: `wait()` then returns what the blocking call would have returned
+    (`pve.vms.start(x)` is `pve.vms.start(x, wait=False).wait()`), records the task's exit status in
+    the audit log, and waits by the operation's deadline unless given another. When the operation
+    started nothing (already in that state, or a dry run) `upid` is None and `wait()` returns the
+    result at once. `preview` is the result as it stands before the task ends (outcome `started`).
+    """
 
     LOST_GRACE = 15.0   # without a deadline: how long a node may stay silent before wait() gives up
     MIN_ANSWER = 0.5    # a wait whose deadline is (nearly) over still has this long for one poll
 
-    def __init__(self, session: Session, upid: str | Upid) -> None:
-        self._s = session
+    upid: Upid | None
+    preview: R | None
+
+    @overload
+    def __init__(self: Task[TaskResult], session: Session, upid: str | Upid) -> None: ...
+
+    @overload
+    def __init__(self, session: Session, upid: str | Upid | None, *, finish: Callable[[TaskResult], R],
+                 preview: R | None = None, writer: Writer | None = None, deadline: Deadline | None = None) -> None: ...
+
+    def __init__(self, session: Session, upid: str | Upid | None, *, finish: Callable[[TaskResult], R] | None = None,
+                 preview: R | None = None, writer: Writer | None = None, deadline: Deadline | None = None) -> None:
+        # (a `Cluster` passed for its session is accepted: `Task(pve, upid)`)
+        self._s: Session = getattr(session, "session", session)
         self._t = session.transport
-        self.upid = upid if isinstance(upid, Upid) else Upid.parse(upid)
+        self.upid = upid if isinstance(upid, Upid) or upid is None else Upid.parse(upid)
+        self._finish_with = finish
+        self.preview = preview
+        self._writer = writer
+        self._deadline = deadline
+        self._result: R | None = None if upid is not None else preview
         self._log: list[str] = []       # lines read so far (incremental)
         self._log_total = 0
+
+    @staticmethod
+    def completed(session: Session, result: S) -> Task[S]:
+        """A task of an operation that started nothing (already in that state, or a dry run)."""
+        return Task(session, None, finish=lambda _res: result, preview=result)
+
+    @property
+    def _id(self) -> Upid:
+        if self.upid is None:
+            raise UsageError("this operation started no task (nothing to send, or a dry run)",
+                             hint="its result is task.preview (or task.wait())")
+        return self.upid
 
     def __str__(self) -> str:
         return str(self.upid)
 
     @property
     def node(self) -> str:
-        return self.upid.node
+        return self._id.node
 
     def _path(self, what: str) -> str:
         from urllib.parse import quote
 
-        return f"/nodes/{self.node}/tasks/{quote(str(self.upid), safe='')}/{what}"
+        return f"/nodes/{self.node}/tasks/{quote(str(self._id), safe='')}/{what}"
 
     def status(self) -> TaskStatus:
         d = self._t.get(self._path("status"), node=self.node)
-        return TaskStatus(upid=str(self.upid), node=self.node, type=d.get("type", self.upid.type),
-                          id=str(d.get("id", self.upid.id)), user=self.upid.user, status=d.get("status", "running"),
-                          exitstatus=d.get("exitstatus"), starttime=int(d.get("starttime", self.upid.starttime)))
+        return TaskStatus(upid=str(self.upid), node=self.node, type=d.get("type", self._id.type),
+                          id=str(d.get("id", self._id.id)), user=self._id.user, status=d.get("status", "running"),
+                          exitstatus=d.get("exitstatus"), starttime=int(d.get("starttime", self._id.starttime)))
 
     def log(self, start: int = 0, limit: int = 50) -> tuple[list[str], int]:
         """Lines [start, start+limit) (`limit=0`: all remaining) and the log's total line count."""
@@ -171,15 +212,44 @@ class Task:
             self._log = lines
         return self._log[-n:]
 
-    def wait(self, deadline: Deadline | float | None = None, *,
+    def wait(self, timeout: Deadline | float | None = None, *,
              on_progress: Callable[[Progress], None] | None = None,
-             on_line: Callable[[str], None] | None = None, backoff: Backoff | None = None) -> TaskResult:
-        deadline = Deadline.of(deadline)
-        left = deadline.remaining()
+             on_line: Callable[[str], None] | None = None, backoff: Backoff | None = None,
+             deadline: Deadline | float | None = None) -> R:
+        """Wait until the task has stopped and return the operation's result (`TaskResult` for a
+        task looked up by UPID). `timeout`: seconds or a `Deadline` (`deadline=` is the same); none
+        given: the operation's deadline, else the session's default timeout. Raises `TaskFailed`
+        (exit 1), `TaskTimeout` (exit 4, with the UPID to resume with)."""
+        if self._result is not None:
+            return self._result
+        given = timeout if timeout is not None else deadline
+        if given is not None:
+            limit = Deadline.of(given)
+        elif self._deadline is not None:
+            limit = self._deadline
+        else:
+            limit = self._s.deadline(None)
+        if on_progress is None and self._s.on_event is not None:
+            on_progress = self._emit_progress
+        left = limit.remaining()
         # even an expired deadline gets one answer (a task that has ended is reported, not timed out)
-        scope = deadline if left is None or left >= self.MIN_ANSWER else Deadline(self.MIN_ANSWER)
+        scope = limit if left is None or left >= self.MIN_ANSWER else Deadline(self.MIN_ANSWER)
         with self._t.bounded(scope):
-            return self._poll(deadline, on_progress, on_line, backoff or Backoff())
+            try:
+                res = self._poll(limit, on_progress, on_line, backoff or Backoff())
+            except TaskFailed as exc:
+                if self._writer is not None:
+                    self._writer.task_done(str(self._id), exc.exitstatus)
+                raise
+            if self._writer is not None:
+                self._writer.task_done(res.upid, res.exitstatus)
+            result = res if self._finish_with is None else self._finish_with(res)
+        self._result = result  # type: ignore[assignment]
+        return result  # type: ignore[return-value]
+
+    def _emit_progress(self, p: Progress) -> None:
+        self._s.emit("progress", upid=p.upid, fraction=p.fraction, done_bytes=p.done_bytes,
+                     total_bytes=p.total_bytes, phase=p.phase, line=p.line)
 
     def _poll(self, deadline: Deadline, on_progress: Callable[[Progress], None] | None,
               on_line: Callable[[str], None] | None, backoff: Backoff) -> TaskResult:
@@ -238,9 +308,9 @@ class Task:
     def _timeout(self, lost: NodeUnreachable | None) -> TaskTimeout:
         if lost is None:
             return TaskTimeout(str(self.upid), node=self.node,
-                               message=f"task {self.upid.type} on {self.node} is still running at the deadline")
+                               message=f"task {self._id.type} on {self.node} is still running at the deadline")
         return TaskTimeout(str(self.upid), node=self.node,
-                           message=f"task {self.upid.type} on {self.node}: its state is unknown at the deadline, "
+                           message=f"task {self._id.type} on {self.node}: its state is unknown at the deadline, "
                                    f"{self.node} did not answer ({lost.message})")
 
     def _lost(self, exc: NodeUnreachable) -> NodeUnreachable:

@@ -1,5 +1,10 @@
 """`pve.vms`: every VM operation, reads and writes, as methods (`VmsApi`). Each method is a thin
-face over a function of a `Session` in this package's modules (reads) or in the operation modules."""
+face over a function of a `Session` in this package's modules (reads, power, delete, config) or in
+the operation modules.
+
+Writes take a VMID or a unique name, run their guards on fresh state, and return an `OpResult`; with
+`wait=False` a `Task` whose `wait()` returns that same result. `timeout` (seconds) is the call's
+deadline; None: the cluster's default."""
 
 from __future__ import annotations
 
@@ -8,11 +13,17 @@ from .reads import VmStatus, VmSummary, list_vms, resolve, split_tags, vm_config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import builtins
-    from typing import Any, overload
+    from collections.abc import Callable, Iterable
+    from typing import Any, Literal, overload
 
     from ..deadline import Deadline
     from ..provision import ProvisionResult
+    from ..results import OpResult
     from ..session import Session
+    from ..tasks.task import Progress, Task
+    from .migrate import MigrationCheck, MigrationResult
+
+    Timeout = Deadline | float | None
 else:
     def overload(f: object) -> object:
         return f
@@ -24,6 +35,7 @@ class VmsApi:
     def __init__(self, session: Session) -> None:
         self._s = session
 
+    # ------------------------------------------------------------------------------------- reads
     def list(self, *, status: str | None = None, node: str | None = None, tag: str | None = None,
              templates: bool | None = None) -> list[VmSummary]:
         """All QEMU VMs the token may see, filtered (`templates`: True only templates, False none)."""
@@ -39,6 +51,118 @@ class VmsApi:
     def config(self, ref: str | int | VmSummary, *, current: bool = False) -> dict[str, Any]:
         """The VM's config (with its `digest`); `current=True`: with pending changes applied."""
         return vm_config(self._s, resolve(self._s, ref), current=current)
+
+    # ------------------------------------------------------------------------------------- power
+    @overload
+    def start(self, ref: str | int, *, wait: Literal[True] = ..., timeout: Timeout = ...) -> OpResult: ...
+    @overload
+    def start(self, ref: str | int, *, wait: Literal[False], timeout: Timeout = ...) -> Task[OpResult]: ...
+    @overload
+    def start(self, ref: str | int, *, wait: bool, timeout: Timeout = ...) -> OpResult | Task[OpResult]: ...
+
+    def start(self, ref: str | int, *, wait: bool = True, timeout: Timeout = None) -> OpResult | Task[OpResult]:
+        """Start a VM (a running one: outcome `already`, nothing sent). Refused for a template."""
+        from .power import power
+
+        return power(self._s, ref, "start", wait=wait, timeout=timeout)
+
+    @overload
+    def shutdown(self, ref: str | int, *, timeout: Timeout = ..., guest_timeout: int | None = ...,
+                 force_stop: bool = ..., wait: Literal[True] = ...) -> OpResult: ...
+    @overload
+    def shutdown(self, ref: str | int, *, timeout: Timeout = ..., guest_timeout: int | None = ...,
+                 force_stop: bool = ..., wait: Literal[False]) -> Task[OpResult]: ...
+    @overload
+    def shutdown(self, ref: str | int, *, timeout: Timeout = ..., guest_timeout: int | None = ...,
+                 force_stop: bool = ..., wait: bool) -> OpResult | Task[OpResult]: ...
+
+    def shutdown(self, ref: str | int, *, timeout: Timeout = None, guest_timeout: int | None = None,
+                 force_stop: bool = False, wait: bool = True) -> OpResult | Task[OpResult]:
+        """Ask the guest to power off (ACPI, or the guest agent). `timeout` (s) is the guest's time to
+        do so — sent as Proxmox's `timeout` — and the call waits that long plus FORCE_STOP_MARGIN;
+        `guest_timeout` sets the guest's time alone. `force_stop`: stop it hard when that time is up."""
+        from .power import power
+
+        return power(self._s, ref, "shutdown", wait=wait, timeout=timeout, guest_timeout=guest_timeout,
+                     force_stop=force_stop)
+
+    @overload
+    def stop(self, ref: str | int, *, yes: bool = ..., wait: Literal[True] = ..., timeout: Timeout = ...) -> OpResult: ...
+    @overload
+    def stop(self, ref: str | int, *, yes: bool = ..., wait: Literal[False], timeout: Timeout = ...) -> Task[OpResult]: ...
+    @overload
+    def stop(self, ref: str | int, *, yes: bool = ..., wait: bool, timeout: Timeout = ...) -> OpResult | Task[OpResult]: ...
+
+    def stop(self, ref: str | int, *, yes: bool = False, wait: bool = True,
+             timeout: Timeout = None) -> OpResult | Task[OpResult]:
+        """Hard power-off (like pulling the plug): refused (GuardRefused, exit 3) unless `yes=True`."""
+        from .power import power
+
+        return power(self._s, ref, "stop", wait=wait, timeout=timeout, yes=yes)
+
+    @overload
+    def reboot(self, ref: str | int, *, wait: Literal[True] = ..., timeout: Timeout = ...) -> OpResult: ...
+    @overload
+    def reboot(self, ref: str | int, *, wait: Literal[False], timeout: Timeout = ...) -> Task[OpResult]: ...
+    @overload
+    def reboot(self, ref: str | int, *, wait: bool, timeout: Timeout = ...) -> OpResult | Task[OpResult]: ...
+
+    def reboot(self, ref: str | int, *, wait: bool = True, timeout: Timeout = None) -> OpResult | Task[OpResult]:
+        """Reboot a running VM (a stopped one is refused)."""
+        from .power import power
+
+        return power(self._s, ref, "reboot", wait=wait, timeout=timeout)
+
+    def power_many(self, action: str, refs: Iterable[str | int], *, wait: bool = True, yes: bool = False,
+                   timeout: Timeout = None, guest_timeout: int | None = None,
+                   force_stop: bool = False) -> builtins.list[OpResult]:
+        """start | shutdown | stop | reboot several VMs: every guard first, then every task started,
+        then all waited for. A failed task makes that VM's result `failed`; the others go on."""
+        from .power import power_many
+
+        return power_many(self._s, action, refs, wait=wait, yes=yes, timeout=timeout, guest_timeout=guest_timeout,
+                          force_stop=force_stop)
+
+    # ------------------------------------------------------------------------- delete and config
+    @overload
+    def delete(self, ref: str | int, *, yes: bool = ..., confirm: Callable[[str], bool] | None = ...,
+               allow_template: bool = ..., purge: bool = ..., destroy_unreferenced_disks: bool = ...,
+               wait: Literal[True] = ..., timeout: Timeout = ...) -> OpResult: ...
+    @overload
+    def delete(self, ref: str | int, *, yes: bool = ..., confirm: Callable[[str], bool] | None = ...,
+               allow_template: bool = ..., purge: bool = ..., destroy_unreferenced_disks: bool = ...,
+               wait: Literal[False], timeout: Timeout = ...) -> Task[OpResult]: ...
+    @overload
+    def delete(self, ref: str | int, *, yes: bool = ..., confirm: Callable[[str], bool] | None = ...,
+               allow_template: bool = ..., purge: bool = ..., destroy_unreferenced_disks: bool = ...,
+               wait: bool, timeout: Timeout = ...) -> OpResult | Task[OpResult]: ...
+
+    def delete(self, ref: str | int, *, yes: bool = False, confirm: Callable[[str], bool] | None = None,
+               allow_template: bool = False, purge: bool = True, destroy_unreferenced_disks: bool = True,
+               wait: bool = True, timeout: Timeout = None) -> OpResult | Task[OpResult]:
+        """Destroy a VM and its disks, after the guards (running, protected, locked, outside the VM
+        range, a template without `allow_template`) and a confirmation: `yes=True` or `confirm(name)`."""
+        from .delete import delete
+
+        return delete(self._s, ref, yes=yes, confirm=confirm, allow_template=allow_template, purge=purge,
+                      destroy_unreferenced_disks=destroy_unreferenced_disks, wait=wait, timeout=timeout)
+
+    def resize(self, ref: str | int, *, cores: int | None = None, memory: str | int | None = None,
+               disk: str | None = None, size: str | None = None, allow_running: bool = False,
+               timeout: Timeout = None) -> OpResult:
+        """Cores, memory ("4G", MiB as int) and disk growth (`disk="scsi0", size="+10G"` or an absolute
+        size; a shrink is refused). CPU/memory of a running VM needs `allow_running=True`."""
+        from .config import resize
+
+        return resize(self._s, ref, cores=cores, memory=memory, disk=disk, size=size, allow_running=allow_running,
+                      timeout=timeout)
+
+    def set(self, ref: str | int, values: dict[str, str], *, delete: Iterable[str] | None = None,
+            timeout: Timeout = None) -> OpResult:
+        """Set config keys (checked against the official schema first) and delete others."""
+        from .config import set_config
+
+        return set_config(self._s, ref, dict(values), delete=list(delete) if delete else None, timeout=timeout)
 
     # ------------------------------------------------------------------------------------- clone
     @overload

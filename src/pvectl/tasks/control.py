@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..deadline import Deadline
 from ..errors import DeadlineExceeded, TaskFailed, TaskTimeout, UsageError
 from ..upid import Upid
-from .task import Task
+from .task import Task, TaskResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,14 +45,14 @@ def require_node(s: Session, name: str) -> None:
         raise UsageError(f"no node '{name}' in the cluster (nodes: {', '.join(sorted(known))})")
 
 
-def task_of(s: Session, upid: str | Upid) -> Task:
+def task_of(s: Session, upid: str | Upid) -> Task[TaskResult]:
     """The task of a UPID whose node belongs to the cluster."""
     parsed = parse_upid(upid)
     require_node(s, parsed.node)
     return Task(s, parsed)
 
 
-def follow(task: Task, on_line: Callable[[str], None], deadline: Deadline) -> str | None:
+def follow(task: Task[Any], on_line: Callable[[str], None], deadline: Deadline) -> str | None:
     """Hand each new log line to `on_line` as it arrives until the task stops; its exit status.
     TaskTimeout (exit 4, with the UPID) when it still runs at the deadline."""
     still_running = TaskTimeout(str(task), node=task.node,

@@ -188,3 +188,46 @@ class VmsApi:
 
         return clone(self._s, template, name, count=count, name_start=name_start, max_per_node=max_per_node,
                      max_per_storage=max_per_storage, wait=wait, timeout=timeout, **options)
+
+    # ----------------------------------------------------------------------------------- migrate
+    def migration_check(self, ref: str | int | VmSummary, target: str, *, online: bool | None = None,
+                        with_local_disks: bool = False) -> MigrationCheck:
+        """Every migration rule on fresh state (target online and in quorum, lock, mode, Proxmox's
+        own precondition check, local disks, free memory with a reserve); sends nothing.
+        `target="auto"`: the verdict for the node that passes with the most free memory after the
+        move (GuardRefused when none does). `online`: None = live if running."""
+        from .migrate import migration_check
+
+        return migration_check(self._s, ref, target, online=online, with_local_disks=with_local_disks)
+
+    @overload
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = ...,
+                bwlimit: int | str | None = ..., with_local_disks: bool = ..., wait: Literal[True] = ...,
+                timeout: Deadline | float | None = ...,
+                on_progress: Callable[[Progress], None] | None = ...) -> MigrationResult: ...
+    @overload
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = ...,
+                bwlimit: int | str | None = ..., with_local_disks: bool = ..., wait: Literal[False],
+                timeout: Deadline | float | None = ...,
+                on_progress: Callable[[Progress], None] | None = ...) -> Task[MigrationResult]: ...
+    @overload
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = ...,
+                bwlimit: int | str | None = ..., with_local_disks: bool = ..., wait: bool = ...,
+                timeout: Deadline | float | None = ...,
+                on_progress: Callable[[Progress], None] | None = ...) -> MigrationResult | Task[MigrationResult]: ...
+
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = None,
+                bwlimit: int | str | None = None, with_local_disks: bool = False, wait: bool = True,
+                timeout: Deadline | float | None = None,
+                on_progress: Callable[[Progress], None] | None = None) -> MigrationResult | Task[MigrationResult]:
+        """Move a VM to node `target` (or `auto`) after `migration_check`; any refusal raises
+        GuardRefused before anything is sent. Live for a running VM (`online=False` refuses it),
+        offline for a stopped one. `bwlimit`: KiB/s, or `50M`, `1G` per second. `with_local_disks`:
+        mirror local disks while it runs. Waits for the task (TaskFailed with the log tail; at the
+        deadline TaskTimeout with the UPID); `wait=False`: the `Task`, whose `wait()` returns the
+        same `MigrationResult`. Progress: `on_progress`, else the session's `on_event`. Ctrl-C once
+        the request may have gone out: `MigrationInterrupted` (with the task's UPID)."""
+        from .migrate import migrate
+
+        return migrate(self._s, ref, target, deadline=timeout, online=online, with_local_disks=with_local_disks,
+                       bwlimit=bwlimit, wait=wait, on_progress=on_progress)

@@ -14,8 +14,8 @@ import pytest
 import pvectl
 import pvectl.sim
 from pvectl.errors import GuardRefused, UsageError
-from pvectl.tasks import Task
-from pvectl.vms.migrate import MigrationResult
+from pvectl.tasks import Progress, Task
+from pvectl.vms.migrate import MigrationInterrupted, MigrationResult
 from simclient import TEMPLATE, events, pve, sim, writes  # noqa: F401 - fixtures
 
 # ---------------------------------------------------------------------------------------- migration
@@ -112,3 +112,16 @@ def test_drain_usage_errors(pve: pvectl.Cluster) -> None:
         pve.nodes.drain_plan("pve9")
     with pytest.raises(UsageError, match="--parallel must be at least 1"):
         pve.nodes.drain("pve3", yes=True, parallel=0)
+
+
+def test_ctrl_c_while_migrating_names_the_task_that_runs_on(sim: pvectl.sim.Cluster, pve: pvectl.Cluster) -> None:
+    def interrupt(p: Progress) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(MigrationInterrupted) as e:
+        pve.vms.migrate("web-01", "pve2", with_local_disks=True, on_progress=interrupt)
+    assert isinstance(e.value, KeyboardInterrupt) and e.value.vmid == 100
+    [upid] = e.value.upids
+    assert upid.split(":")[5:7] == ["qmigrate", "100"]
+    assert pve.tasks.get(upid).wait(60).exitstatus == "OK"       # Proxmox ran it on
+    assert pve.vms.resolve("web-01").node == "pve2"

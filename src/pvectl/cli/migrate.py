@@ -104,7 +104,7 @@ def _interrupted(ctx: Context, upids: list[str]) -> int:
 def run(ctx: Context) -> int:
     """Parse -> `pve.vms.migration_check(...)` (--check) or `pve.vms.migrate(...)` -> render."""
     from ..errors import TaskFailed
-    from ..vms.migrate import MigrationInterrupted
+    from ..vms.migrate import MigrationInterrupted, MigrationResult
 
     a = ctx.args
     pve = ctx.cluster
@@ -124,9 +124,7 @@ def run(ctx: Context) -> int:
         return _interrupted(ctx, [])
     if a.dry_run:
         return 0
-    from ..tasks.task import Task
-
-    _result(ctx, r.preview if isinstance(r, Task) else r)
+    _result(ctx, r if isinstance(r, MigrationResult) else r.preview or r.wait())
     return 0
 
 

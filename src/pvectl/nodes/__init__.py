@@ -8,6 +8,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ..deadline import Deadline
     from ..drain import DrainPlan, DrainResult
     from ..session import Session
 
@@ -38,7 +39,7 @@ class NodesApi:
 
     def drain(self, name: str | None = None, *, undo: str | DrainPlan | None = None, yes: bool = False,
               to: Sequence[str] | None = None, include_stopped: bool = False, with_local_disks: bool = False,
-              parallel: int | None = None, timeout: float | None = None,
+              parallel: int | None = None, timeout: Deadline | float | None = None,
               plan_file: str | None = None) -> DrainResult:
         """Empty node `name` (or move back what the drain `undo` moved): the plan, then `parallel`
         migrations at once (default: datacenter.cfg max_workers, else 4), each checked again on fresh

@@ -14,7 +14,7 @@ from pvectl.guards import (
     migration_mode,
     migration_reserve,
 )
-from pvectl.migration import parse_bwlimit, parse_log, strip_timestamp
+from pvectl.vms.migrate import parse_bwlimit, parse_log, strip_timestamp
 
 G = 1024**3
 MEMBERS = {"pve1": True, "pve2": True, "pve3": True}

@@ -1,5 +1,5 @@
 """The migration rules (guards.migration_findings and friends) and the pure helpers of
-pvectl.migration, as functions of observed state. Texts are asserted exactly: users act on them."""
+pvectl.vms.migrate, as functions of observed state. Texts are asserted exactly: users act on them."""
 
 from __future__ import annotations
 

@@ -31,15 +31,17 @@ class TasksApi:
 
     def list(self, *, node: str | None = None, running: bool = False, vm: str | int | None = None,
              limit: int = 50) -> builtins.list[TaskSummary]:
-        """Recent tasks per node, newest first (`running=True`: only running ones; `vm`: a VMID or
-        unique name, only its tasks)."""
+        """Recent tasks per node, newest first (`running=True`: only running ones; `vm`: a VMID —
+        also of a VM deleted since — or a unique name, only its tasks)."""
         if node:
             require_node(self._s, node)
-        vmid = None
-        if vm is not None:
+        vmid: int | None = None
+        if isinstance(vm, int):
+            vmid = vm
+        elif vm is not None:
             from ..vms.reads import resolve
 
-            vmid = resolve(self._s, vm).vmid
+            vmid = int(vm) if vm.isascii() and vm.isdigit() else resolve(self._s, vm).vmid
         return list_tasks(self._s, node=node, running=running, vmid=vmid, limit=limit)
 
     def follow(self, upid: str | Upid, on_line: Callable[[str], None], *,

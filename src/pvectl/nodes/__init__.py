@@ -43,7 +43,8 @@ class NodesApi:
               plan_file: str | None = None) -> DrainResult:
         """Empty node `name` (or move back what the drain `undo` moved): the plan, then `parallel`
         migrations at once (default: datacenter.cfg max_workers, else 4), each checked again on fresh
-        state; a failed move is reported and the rest go on. Needs `yes=True` (GuardRefused, exit 3).
+        state; a failed move is reported and the rest go on. Needs `yes=True` (GuardRefused, exit 3),
+        also on a dry-run cluster, where every move is checked and `planned` holds its migration.
         The plan and each outcome are saved to `plan_file` if given. Progress: the session's
         `on_event` gets `{"event": "drain", "kind": "plan" | "start" | "progress" | "done", ...}`."""
         from ..drain import drain

@@ -73,9 +73,9 @@ class Context:
             timeout = self.args.timeout
             if timeout is not None and getattr(self.args, "cmd", None) == "shutdown":
                 # `vm shutdown --timeout S` is the guest's time to power off: the library's rule
-                from ..vms.power import FORCE_STOP_MARGIN
+                from ..vms.power import wait_seconds
 
-                timeout += FORCE_STOP_MARGIN
+                timeout = wait_seconds("shutdown", timeout)
             self._deadline = Deadline(timeout)
         return self._deadline
 

@@ -23,7 +23,7 @@ OP_COLUMNS = [Column("vmid", "VMID"), Column("name", "NAME"), Column("node", "NO
 
 def power(ctx: Context) -> int:
     """vm start|shutdown|stop|reboot VM...: every guard first, then every task started, then all waited for."""
-    from ..vms.power import TasksInterrupted
+    from ..tasks.task import TasksInterrupted
 
     a = ctx.args
     try:

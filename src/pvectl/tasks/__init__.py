@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..deadline import Deadline
 from .control import StopResult, follow, require_node, stop_task, task_of
 from .listing import TaskSummary, list_tasks
-from .task import Backoff, Progress, Task, TaskResult, TaskStatus, parse_progress
+from .task import Backoff, Progress, Task, TaskResult, TasksInterrupted, TaskStatus, parse_progress
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ..session import Session
     from ..upid import Upid
 
-__all__ = ["Backoff", "Deadline", "Progress", "StopResult", "Task", "TaskResult", "TaskStatus", "TaskSummary", "TasksApi", "parse_progress"]
+__all__ = ["Backoff", "Deadline", "Progress", "StopResult", "Task", "TaskResult", "TaskStatus", "TaskSummary", "TasksApi",
+           "TasksInterrupted", "parse_progress"]
 
 
 class TasksApi:

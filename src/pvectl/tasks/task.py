@@ -109,6 +109,14 @@ class TaskResult:
         return {"upid": self.upid, "exitstatus": self.exitstatus, "warnings": self.warnings}
 
 
+class TasksInterrupted(KeyboardInterrupt):
+    """Ctrl-C while waiting for tasks that keep running on their nodes: `upids` names them."""
+
+    def __init__(self, upids: list[str]) -> None:
+        super().__init__(f"stopped waiting for {len(upids)} task(s)")
+        self.upids = upids
+
+
 class Backoff:
     """Poll intervals: 0.1 s, growing 1.5x up to `cap`, cut short when progress predicts the end."""
 
@@ -175,7 +183,10 @@ class Task(Generic[R]):
         return self.upid
 
     def __str__(self) -> str:
-        return str(self.upid)
+        return str(self.upid) if self.upid is not None else ""
+
+    def __repr__(self) -> str:
+        return f"Task({str(self.upid)!r})" if self.upid is not None else f"Task(None, preview={self.preview!r})"
 
     @property
     def node(self) -> str:
@@ -243,6 +254,8 @@ class Task(Generic[R]):
                 raise
             if self._writer is not None:
                 self._writer.task_done(res.upid, res.exitstatus)
+            if self._s.on_event is not None:
+                self._s.emit("task_done", upid=res.upid, exitstatus=res.exitstatus)
             result = res if self._finish_with is None else self._finish_with(res)
         self._result = result  # type: ignore[assignment]
         return result  # type: ignore[return-value]

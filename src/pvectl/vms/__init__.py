@@ -21,14 +21,26 @@ if TYPE_CHECKING:
     from ..results import OpResult
     from ..session import Session
     from ..tasks.task import Progress, Task
-    from .migrate import MigrationCheck, MigrationResult
+    from .migrate import MigrationCheck, MigrationInterrupted, MigrationResult
 
     Timeout = Deadline | float | None
 else:
     def overload(f: object) -> object:
         return f
 
-__all__ = ["VmStatus", "VmSummary", "VmsApi", "split_tags"]
+__all__ = ["MigrationCheck", "MigrationInterrupted", "MigrationResult", "VmStatus", "VmSummary", "VmsApi",
+           "split_tags"]
+
+# the migration's types, imported on first use (the VM reads do not need the migration module)
+_MIGRATION_TYPES = ("MigrationCheck", "MigrationInterrupted", "MigrationResult")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MIGRATION_TYPES:
+        from . import migrate
+
+        return getattr(migrate, name)
+    raise AttributeError(f"module 'pvectl.vms' has no attribute {name!r}")
 
 
 class VmsApi:

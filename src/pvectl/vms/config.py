@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import guards
 from ..errors import GuardRefused, UsageError
+from ..guards import check_disk_resize, check_running_change
 from ..results import OpResult
 from ..taskwrites import wait_task
 from ..units import disk_size_param, parse_disk_size, parse_memory, parse_prop
@@ -69,7 +69,7 @@ def resize(session: Session, ref: str | int, *, cores: int | None = None, memory
         new_size = current = None
         if disk is not None:
             current = _disk_size(config, vm, disk)
-            new_size = guards.check_disk_resize(vmid=vm.vmid, disk=disk, current=current, size=size or "")
+            new_size = check_disk_resize(vmid=vm.vmid, disk=disk, current=current, size=size or "")
             res.extra["disk"] = {"disk": disk, "from": current, "to": new_size}
         changes: dict[str, Any] = {}
         if cores is not None:
@@ -77,7 +77,7 @@ def resize(session: Session, ref: str | int, *, cores: int | None = None, memory
         if mem_mib is not None:
             changes["memory"] = str(mem_mib)
         if changes:
-            guards.check_running_change(vmid=vm.vmid, running=running, allow_running=allow_running,
+            check_running_change(vmid=vm.vmid, running=running, allow_running=allow_running,
                                         keys=list(changes))
             params = dict(changes, digest=config["digest"])
             writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,

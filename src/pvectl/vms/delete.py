@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import guards
+from ..guards import check_delete
 from ..results import OpResult
 from ..taskwrites import start_task
 from ..tasks.task import Task
@@ -52,7 +52,7 @@ def delete(session: Session, ref: str | int, *, yes: bool = False, confirm: Call
             config["lock"] = st["lock"]
         ranges = session.config.vmid_ranges
         confirmed = yes or (confirm is not None and confirm(vm.name))
-        guards.check_delete(vmid=vm.vmid, name=vm.name, status=st.get("status", "unknown"), config=config,
+        check_delete(vmid=vm.vmid, name=vm.name, status=st.get("status", "unknown"), config=config,
                             vm_range=ranges.vms, template_range=ranges.templates, allow_template=allow_template,
                             yes=confirmed)
         from ..writes import Write

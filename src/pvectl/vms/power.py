@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import guards
 from ..deadline import Deadline
 from ..errors import GuardRefused, TaskFailed, UsageError
+from ..guards import check_stop
 from ..results import OpResult
 from ..taskwrites import start_task
-from ..tasks.task import Task
+from ..tasks.task import Task, TasksInterrupted
 from .reads import resolve
 
 if TYPE_CHECKING:
@@ -34,20 +34,19 @@ FORCE_STOP_MARGIN = 30.0
 _DONE_DETAIL = {"start": "running", "shutdown": "stopped", "stop": "stopped (hard power-off)", "reboot": "rebooted"}
 
 
-class TasksInterrupted(KeyboardInterrupt):
-    """Ctrl-C while waiting for tasks that keep running on their nodes: `upids` names them."""
-
-    def __init__(self, upids: list[str]) -> None:
-        super().__init__(f"stopped waiting for {len(upids)} task(s)")
-        self.upids = upids
+def wait_seconds(action: str, timeout: float | None) -> float | None:
+    """How long a power operation given `timeout` may take. For a shutdown, `timeout` is the guest's
+    time to power off (Proxmox's own `timeout`), so the wait is that plus what a forced stop may add."""
+    if action == "shutdown" and timeout is not None:
+        return float(timeout) + FORCE_STOP_MARGIN
+    return timeout
 
 
 def power_deadline(session: Session, action: str, timeout: Deadline | float | None) -> Deadline:
-    """The operation's deadline. For a shutdown, `timeout` is the guest's time to power off
-    (Proxmox's own `timeout`), so the wait is that plus what a forced stop may add."""
-    if action == "shutdown" and timeout is not None and not isinstance(timeout, Deadline):
-        return Deadline(float(timeout) + FORCE_STOP_MARGIN)
-    return session.deadline(timeout)
+    """The operation's deadline: `timeout` as `wait_seconds` reads it, else the session's default."""
+    if isinstance(timeout, Deadline) or timeout is None:
+        return session.deadline(timeout)
+    return Deadline(wait_seconds(action, timeout))
 
 
 def _guest_timeout(timeout: Deadline | float | None, guest_timeout: int | None) -> int | None:
@@ -82,7 +81,7 @@ def plan_power(session: Session, ref: str | int, action: str, *, guest_timeout: 
         raise GuardRefused(f"VM {vm.vmid} ({vm.name}) is {status}: only a running VM can be rebooted",
                            f"start it instead: pvectl vm start {vm.vmid}")
     if action == "stop":
-        guards.check_stop(vmid=vm.vmid, yes=yes)
+        check_stop(vmid=vm.vmid, yes=yes)
     params: dict[str, Any] = {}
     if action == "shutdown":
         if guest_timeout is not None:

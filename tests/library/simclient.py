@@ -1,5 +1,5 @@
-"""Fixtures for the library tests: a simulated cluster and a library client of it (`sim.client()`),
-with every progress event the client reports collected in `events`."""
+"""For the clone, migration, drain and task tests: `pve` here is a client from `sim.client()` (it
+overrides conftest's) whose `on_event` collects every event into `events`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,6 @@ TEMPLATE = "ubuntu-24.04-cloud"      # VMID 9000 on pve1 in the generated cluste
 
 
 @pytest.fixture
-def sim() -> Iterator[pvectl.sim.Cluster]:
-    with pvectl.sim.Cluster(nodes=3, bind="127.0.0.1", port=0, time_scale=0.01) as s:
-        yield s
-
-
-@pytest.fixture
 def events() -> list[dict[str, Any]]:
     return []
 
@@ -32,5 +26,6 @@ def pve(sim: pvectl.sim.Cluster, events: list[dict[str, Any]]) -> Iterator[pvect
 
 
 def writes(sim: pvectl.sim.Cluster, since: int = 0) -> list[tuple[str, str]]:
-    """The non-GET requests the simulated cluster received."""
-    return [(r["method"], r["path"]) for r in sim.requests_log(since=since) if r.get("method") != "GET"]
+    """The writes the simulated nodes received (a request relayed to another node counts once)."""
+    return [(r["method"], r["path"]) for r in sim.requests_log(since=since)
+            if r.get("method") != "GET" and not r.get("forwarded")]

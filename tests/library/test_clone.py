@@ -1,5 +1,5 @@
 """`pve.vms.clone` and `pvectl.sim.Cluster.client()`, written only against the public surface
-(`pvectl.Cluster` from `pvectl.sim.Cluster.client()`, `pvectl.errors`), against the simulator.
+(`import pvectl`, `pvectl.sim`), against the simulator.
 
 What the cluster holds afterwards is read back through the library itself (or the simulator's
 request log, for "nothing was sent")."""
@@ -13,9 +13,7 @@ import pytest
 
 import pvectl
 import pvectl.sim
-from pvectl.errors import GuardRefused, UsageError
-from pvectl.provision import ProvisionResult
-from simclient import TEMPLATE, events, pve, sim, writes  # noqa: F401 - fixtures
+from simclient import TEMPLATE, events, pve, writes  # noqa: F401 - fixtures
 
 # --------------------------------------------------------------------------------------- sim.client
 def test_sim_client_is_a_connected_library_cluster_with_its_own_audit_log(sim: pvectl.sim.Cluster) -> None:
@@ -42,7 +40,7 @@ def test_sim_client_takes_the_cluster_options(sim: pvectl.sim.Cluster) -> None:
 def test_clone_one_vm_configures_and_starts_it(sim: pvectl.sim.Cluster, pve: pvectl.Cluster,
                                                events: list[dict[str, Any]]) -> None:
     r = pve.vms.clone(TEMPLATE, "web-1", cores=2, memory="2G", ip="10.0.0.5/24", gw="10.0.0.1", start=True)
-    assert isinstance(r, ProvisionResult)
+    assert isinstance(r, pvectl.ProvisionResult)
     assert (r.name, r.result, r.state, r.template) == ("web-1", "created", "running", 9000)
     assert pve.vms.resolve("web-1").vmid == r.vmid
     assert pve.vms.status("web-1").status == "running"        # live, not /cluster/resources (it lags)
@@ -89,15 +87,15 @@ def test_clone_dry_run_returns_the_planned_writes_and_writes_nothing(sim: pvectl
 
 def test_clone_refuses_wait_false_and_bad_options_before_any_write(sim: pvectl.sim.Cluster,
                                                                    pve: pvectl.Cluster) -> None:
-    with pytest.raises(UsageError, match="--no-wait does not apply") as e:
+    with pytest.raises(pvectl.UsageError, match="--no-wait does not apply") as e:
         pve.vms.clone(TEMPLATE, "web-1", wait=False)
     assert e.value.exit_code == 2 and e.value.hint and "--timeout" in e.value.hint
-    with pytest.raises(UsageError, match="--count must be at least 1"):
+    with pytest.raises(pvectl.UsageError, match="--count must be at least 1"):
         pve.vms.clone(TEMPLATE, "web-{n}", count=0)
-    with pytest.raises(UsageError, match="--name-start must be a number or 'next'"):
+    with pytest.raises(pvectl.UsageError, match="--name-start must be a number or 'next'"):
         pve.vms.clone(TEMPLATE, "web-{n}", count=2, name_start="later")
-    with pytest.raises(UsageError, match="needs a static ip"):
+    with pytest.raises(pvectl.UsageError, match="needs a static ip"):
         pve.vms.clone(TEMPLATE, "web-1", ip="dhcp", gw="10.0.0.1")
-    with pytest.raises(GuardRefused):                 # the name belongs to a VM not made from the template
+    with pytest.raises(pvectl.GuardRefused):                 # the name belongs to a VM not made from the template
         pve.vms.clone(TEMPLATE, "web-01")
     assert writes(sim) == []

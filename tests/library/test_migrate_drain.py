@@ -1,6 +1,5 @@
 """`pve.vms.migration_check`, `pve.vms.migrate`, `pve.nodes.drain_plan` and `pve.nodes.drain`,
-written only against the public surface (`pvectl.Cluster` from `pvectl.sim.Cluster.client()`,
-`pvectl.errors`), against the simulator.
+written only against the public surface (`import pvectl`, `pvectl.sim`), against the simulator.
 
 What the cluster holds afterwards is read back through the library itself (or the simulator's
 request log, for "nothing was sent")."""
@@ -13,10 +12,7 @@ import pytest
 
 import pvectl
 import pvectl.sim
-from pvectl.errors import GuardRefused, UsageError
-from pvectl.tasks import Progress, Task
-from pvectl.vms.migrate import MigrationInterrupted, MigrationResult
-from simclient import TEMPLATE, events, pve, sim, writes  # noqa: F401 - fixtures
+from simclient import TEMPLATE, events, pve, writes  # noqa: F401 - fixtures
 
 # ---------------------------------------------------------------------------------------- migration
 def test_migration_check_refusals_send_nothing(sim: pvectl.sim.Cluster, pve: pvectl.Cluster) -> None:
@@ -31,7 +27,7 @@ def test_migration_check_refusals_send_nothing(sim: pvectl.sim.Cluster, pve: pve
     sim.stop_node("pve3")
     down = pve.vms.migration_check(103, "pve3")
     assert not down.allowed and down.refusals[0].check == "target"
-    with pytest.raises(GuardRefused) as e:
+    with pytest.raises(pvectl.GuardRefused) as e:
         pve.vms.migrate("web-01", "pve2")
     assert e.value.exit_code == 3 and "local disks" in e.value.message
     assert writes(sim) == []
@@ -40,7 +36,7 @@ def test_migration_check_refusals_send_nothing(sim: pvectl.sim.Cluster, pve: pve
 def test_migrate_live_with_local_disks_reports_progress(sim: pvectl.sim.Cluster, pve: pvectl.Cluster,
                                                         events: list[dict[str, Any]]) -> None:
     r = pve.vms.migrate("web-01", "pve2", online=True, with_local_disks=True, bwlimit="50M")
-    assert isinstance(r, MigrationResult)
+    assert isinstance(r, pvectl.MigrationResult)
     assert (r.outcome, r.mode, r.source, r.node, r.status, r.exitstatus) == \
         ("done", "live", "pve1", "pve2", "running", "OK")
     assert r.duration is not None and r.downtime_ms is not None
@@ -57,7 +53,7 @@ def test_migrate_auto_target_and_without_waiting(sim: pvectl.sim.Cluster, pve: p
     c = pve.vms.migration_check(103, "auto")
     assert c.target == "pve3" and c.allowed
     task = pve.vms.migrate(103, "auto", wait=False)
-    assert isinstance(task, Task) and task.upid is not None
+    assert isinstance(task, pvectl.Task) and task.upid is not None
     assert task.preview is not None and task.preview.outcome == "started" and task.preview.target == "pve3"
     assert [e["target"] for e in events if e["event"] == "target"] == ["pve3"]
     r = task.wait()
@@ -81,7 +77,7 @@ def test_drain_plan_then_drain_and_undo(sim: pvectl.sim.Cluster, pve: pvectl.Clu
     running = sorted(v.vmid for v in pve.vms.list(node="pve3", status="running"))
     assert sorted(m.vmid for m in p.moves) == running and not p.unmovable
     assert {m.target for m in p.moves} <= {"pve1", "pve2"}
-    with pytest.raises(GuardRefused, match="draining pve3 migrates 4 VM") as e:
+    with pytest.raises(pvectl.GuardRefused, match="draining pve3 migrates 4 VM") as e:
         pve.nodes.drain("pve3", with_local_disks=True)
     assert e.value.exit_code == 3 and e.value.hint == "add --yes to run this plan"
     assert writes(sim) == []
@@ -106,19 +102,19 @@ def test_drain_dry_run_returns_the_planned_migrations(sim: pvectl.sim.Cluster, p
 
 
 def test_drain_usage_errors(pve: pvectl.Cluster) -> None:
-    with pytest.raises(UsageError, match="--undo PLANFILE"):
+    with pytest.raises(pvectl.UsageError, match="--undo PLANFILE"):
         pve.nodes.drain_plan()
-    with pytest.raises(UsageError, match="no such cluster node"):
+    with pytest.raises(pvectl.UsageError, match="no such cluster node"):
         pve.nodes.drain_plan("pve9")
-    with pytest.raises(UsageError, match="--parallel must be at least 1"):
+    with pytest.raises(pvectl.UsageError, match="--parallel must be at least 1"):
         pve.nodes.drain("pve3", yes=True, parallel=0)
 
 
 def test_ctrl_c_while_migrating_names_the_task_that_runs_on(sim: pvectl.sim.Cluster, pve: pvectl.Cluster) -> None:
-    def interrupt(p: Progress) -> None:
+    def interrupt(p: pvectl.Progress) -> None:
         raise KeyboardInterrupt
 
-    with pytest.raises(MigrationInterrupted) as e:
+    with pytest.raises(pvectl.MigrationInterrupted) as e:
         pve.vms.migrate("web-01", "pve2", with_local_disks=True, on_progress=interrupt)
     assert isinstance(e.value, KeyboardInterrupt) and e.value.vmid == 100
     [upid] = e.value.upids

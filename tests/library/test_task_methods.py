@@ -1,5 +1,5 @@
-"""`pve.tasks`: diagnose, stop, follow and get, written only against the public surface (`pvectl.Cluster`
-from `pvectl.sim.Cluster.client()`, `pvectl.errors`), against the simulator.
+"""`pve.tasks`: diagnose, stop, follow and get, written only against the public surface
+(`import pvectl`, `pvectl.sim`), against the simulator.
 
 What the cluster holds afterwards is read back through the library itself (or the simulator's
 request log, for "nothing was sent")."""
@@ -12,8 +12,7 @@ import pytest
 
 import pvectl
 import pvectl.sim
-from pvectl.errors import GuardRefused, UsageError
-from simclient import TEMPLATE, events, pve, sim, writes  # noqa: F401 - fixtures
+from simclient import TEMPLATE, events, pve, writes  # noqa: F401 - fixtures
 
 # -------------------------------------------------------------------------------------------- tasks
 def test_diagnose_and_stop_a_task(sim: pvectl.sim.Cluster, pve: pvectl.Cluster) -> None:
@@ -21,7 +20,7 @@ def test_diagnose_and_stop_a_task(sim: pvectl.sim.Cluster, pve: pvectl.Cluster) 
     d = pve.tasks.diagnose("web-01", use_ssh=False)
     assert d.verdict == "backup-lock" and d.upid == upid and d.vmid == 100
     assert [t.upid for t in pve.tasks.list(running=True, vm="web-01")] == [upid]
-    with pytest.raises(GuardRefused) as e:
+    with pytest.raises(pvectl.GuardRefused) as e:
         pve.tasks.stop(upid)
     assert e.value.exit_code == 3 and pve.tasks.get(upid).status().running
     dry = pve.with_options(dry_run=True).tasks.stop(upid, yes=True)
@@ -40,8 +39,8 @@ def test_follow_a_task_log_and_bad_upids(sim: pvectl.sim.Cluster, pve: pvectl.Cl
     threading.Timer(0.3, sim.release_lock, (103,)).start()       # the task ends while it is followed
     assert pve.tasks.follow(upid, lines.append) == "OK"
     assert lines and lines[-1] == "TASK OK"
-    with pytest.raises(UsageError) as e:
+    with pytest.raises(pvectl.UsageError) as e:
         pve.tasks.get("not-a-upid")
     assert e.value.exit_code == 2 and e.value.hint and "UPID:" in e.value.hint
-    with pytest.raises(UsageError, match="no node 'pve9'"):
+    with pytest.raises(pvectl.UsageError, match="no node 'pve9'"):
         pve.tasks.get(upid.replace(":pve1:", ":pve9:"))

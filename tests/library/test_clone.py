@@ -96,6 +96,8 @@ def test_clone_refuses_wait_false_and_bad_options_before_any_write(sim: pvectl.s
         pve.vms.clone(TEMPLATE, "web-{n}", count=2, name_start="later")
     with pytest.raises(pvectl.UsageError, match="needs a static ip"):
         pve.vms.clone(TEMPLATE, "web-1", ip="dhcp", gw="10.0.0.1")
+    with pytest.raises(pvectl.UsageError, match="unknown clone option.*: cpus"):
+        pve.vms.clone(TEMPLATE, "web-1", cpus=2)  # type: ignore[call-overload]
     with pytest.raises(pvectl.GuardRefused):                 # the name belongs to a VM not made from the template
         pve.vms.clone(TEMPLATE, "web-01")
     assert writes(sim) == []

@@ -14,13 +14,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import builtins
     from collections.abc import Callable, Iterable
-    from typing import Any, Literal, overload
+    from typing import Any, Literal, Unpack, overload
 
     from ..deadline import Deadline
     from ..provision import ProvisionResult
     from ..results import OpResult
     from ..session import Session
     from ..tasks.task import Progress, Task
+    from .clone import CloneOptions
     from .migrate import MigrationCheck, MigrationInterrupted, MigrationResult
 
     Timeout = Deadline | float | None
@@ -180,22 +181,24 @@ class VmsApi:
     @overload
     def clone(self, template: str | int, name: str | None, *, count: None = ..., name_start: int | str = ...,
               max_per_node: int = ..., max_per_storage: int = ..., wait: bool = ...,
-              timeout: Deadline | float | None = ..., **options: Any) -> ProvisionResult: ...
+              timeout: Deadline | float | None = ..., **options: Unpack[CloneOptions]) -> ProvisionResult: ...
     @overload
     def clone(self, template: str | int, name: str | None, *, count: int, name_start: int | str = ...,
               max_per_node: int = ..., max_per_storage: int = ..., wait: bool = ...,
-              timeout: Deadline | float | None = ..., **options: Any) -> builtins.list[ProvisionResult]: ...
+              timeout: Deadline | float | None = ...,
+              **options: Unpack[CloneOptions]) -> builtins.list[ProvisionResult]: ...
 
     def clone(self, template: str | int, name: str | None, *, count: int | None = None,
               name_start: int | str = 1, max_per_node: int = 2, max_per_storage: int = 2, wait: bool = True,
               timeout: Deadline | float | None = None,
-              **options: Any) -> ProvisionResult | builtins.list[ProvisionResult]:
+              **options: Unpack[CloneOptions]) -> ProvisionResult | builtins.list[ProvisionResult]:
         """Make VM `name` from `template` (VMID, name or tag), or `count` VMs named by the pattern `name`
-        (`web-{n}`, or the prefix `web`) from `name_start` (a number, or `next`). Options: `vmid`,
-        `node` (a node or `auto`), `storage`, `linked`, `cores`, `memory` (MiB or `4G`), `bridge`,
-        `ip` (`dhcp` or CIDR), `gw`, `ciuser`, `ssh_keys_file`, `disk`, `disk_size` (`+10G` or
-        `50G`), `start`, `wait_ip`, `cleanup_on_failure`. Runs the whole workflow: `wait=False` is
-        refused (UsageError). One result, or a list with `count` (see `pvectl.vms.clone`)."""
+        (`web-{n}`, or the prefix `web`) from `name_start` (a number, or `next`). Options
+        (`pvectl.vms.clone.CloneOptions`): `vmid`, `node` (a node or `auto`), `storage`, `linked`,
+        `cores`, `memory` (MiB or `4G`), `bridge`, `ip` (`dhcp` or CIDR), `gw`, `ciuser`,
+        `ssh_keys_file`, `disk`, `disk_size` (`+10G` or `50G`), `start`, `wait_ip`,
+        `cleanup_on_failure`. Runs the whole workflow: `wait=False` is refused (UsageError). One
+        result, or a list with `count` (see `pvectl.vms.clone`)."""
         from .clone import clone
 
         return clone(self._s, template, name, count=count, name_start=name_start, max_per_node=max_per_node,

@@ -13,7 +13,7 @@ UPID when it passes. Progress goes to the session's `on_event` as `{"event": "cl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, TypedDict, Unpack, overload
 
 from ..errors import UsageError
 
@@ -24,24 +24,48 @@ if TYPE_CHECKING:
     from ..writes import PlannedWrite
 
 
-def clone_spec(template: str | int, name: str, *, vmid: int | None = None, node: str | None = None,
-               storage: str | None = None, linked: bool = False, cores: int | None = None,
-               memory: int | str | None = None, bridge: str | None = None, ip: str | None = None,
-               gw: str | None = None, ciuser: str | None = None, ssh_keys_file: str | None = None,
-               disk: str | None = None, disk_size: str | None = None, start: bool = False, wait_ip: bool = False,
-               cleanup_on_failure: bool = False) -> CloneSpec:
+class CloneOptions(TypedDict, total=False):
+    """What the new VM gets (all optional; unset: the template's value or the config's default)."""
+
+    vmid: int | None                # default: the lowest free one in vmid_ranges.vms
+    node: str | None                # a node, or `auto` (default: the template's node)
+    storage: str | None             # full clone's target storage (default: defaults.storage)
+    linked: bool                    # a linked clone (stays on the template's storage)
+    cores: int | None
+    memory: int | str | None        # MiB (4096) or with a unit (4G)
+    bridge: str | None              # net0's bridge (default: defaults.network_bridge)
+    ip: str | None                  # `dhcp` or CIDR[,gw=IP]
+    gw: str | None                  # the gateway of a static `ip`
+    ciuser: str | None              # default: cloudinit.default_user
+    ssh_keys_file: str | None       # default: cloudinit.ssh_keys_file
+    disk: str | None                # the disk `disk_size` grows (default: the boot disk)
+    disk_size: str | None           # `+10G` (by) or `50G` (to); never shrinks
+    start: bool
+    wait_ip: bool                   # start, then wait for the guest agent's address
+    cleanup_on_failure: bool        # delete the new VM when a step after the clone fails
+
+
+def clone_spec(template: str | int, name: str, **options: Unpack[CloneOptions]) -> CloneSpec:
     """The `CloneSpec` of one VM; `gw` joins `ip` as Proxmox's `ip=CIDR,gw=IP`."""
     from ..provision import CloneSpec
 
+    unknown = sorted(set(options) - set(CloneOptions.__annotations__))
+    if unknown:
+        raise UsageError(f"unknown clone option(s): {', '.join(unknown)}",
+                         hint=f"the options: {', '.join(CloneOptions.__annotations__)}")
+    ip, gw = options.get("ip"), options.get("gw")
     if gw is not None:
         if ip is None or ip == "dhcp" or ",gw=" in ip:
             raise UsageError(f"gw={gw} needs a static ip=CIDR without its own gw",
                              hint="e.g. ip='10.0.0.5/24', gw='10.0.0.1' (or ip='10.0.0.5/24,gw=10.0.0.1')")
         ip = f"{ip},gw={gw}"
-    return CloneSpec(template=template, name=name, vmid=vmid, target=node, storage=storage, linked=linked,
-                     cores=cores, memory=memory, bridge=bridge, ip=ip, ciuser=ciuser, ssh_keys_file=ssh_keys_file,
-                     disk=disk, disk_size=disk_size, start=start, wait_ip=wait_ip,
-                     cleanup_on_failure=cleanup_on_failure)
+    return CloneSpec(template=template, name=name, vmid=options.get("vmid"), target=options.get("node"),
+                     storage=options.get("storage"), linked=options.get("linked", False), cores=options.get("cores"),
+                     memory=options.get("memory"), bridge=options.get("bridge"), ip=ip, ciuser=options.get("ciuser"),
+                     ssh_keys_file=options.get("ssh_keys_file"), disk=options.get("disk"),
+                     disk_size=options.get("disk_size"), start=options.get("start", False),
+                     wait_ip=options.get("wait_ip", False),
+                     cleanup_on_failure=options.get("cleanup_on_failure", False))
 
 
 def name_pattern(name: str | None) -> str:
@@ -68,29 +92,17 @@ def first_index(session: Session, pattern: str, name_start: int | str) -> int:
 @overload
 def clone(session: Session, template: str | int, name: str | None, *, count: None = ..., name_start: int | str = ...,
           max_per_node: int = ..., max_per_storage: int = ..., wait: bool = ...,
-          timeout: Deadline | float | None = ..., vmid: int | None = ..., node: str | None = ...,
-          storage: str | None = ..., linked: bool = ..., cores: int | None = ..., memory: int | str | None = ...,
-          bridge: str | None = ..., ip: str | None = ..., gw: str | None = ..., ciuser: str | None = ...,
-          ssh_keys_file: str | None = ..., disk: str | None = ..., disk_size: str | None = ..., start: bool = ...,
-          wait_ip: bool = ..., cleanup_on_failure: bool = ...) -> ProvisionResult: ...
+          timeout: Deadline | float | None = ..., **options: Unpack[CloneOptions]) -> ProvisionResult: ...
 @overload
 def clone(session: Session, template: str | int, name: str | None, *, count: int, name_start: int | str = ...,
           max_per_node: int = ..., max_per_storage: int = ..., wait: bool = ...,
-          timeout: Deadline | float | None = ..., vmid: int | None = ..., node: str | None = ...,
-          storage: str | None = ..., linked: bool = ..., cores: int | None = ..., memory: int | str | None = ...,
-          bridge: str | None = ..., ip: str | None = ..., gw: str | None = ..., ciuser: str | None = ...,
-          ssh_keys_file: str | None = ..., disk: str | None = ..., disk_size: str | None = ..., start: bool = ...,
-          wait_ip: bool = ..., cleanup_on_failure: bool = ...) -> list[ProvisionResult]: ...
+          timeout: Deadline | float | None = ..., **options: Unpack[CloneOptions]) -> list[ProvisionResult]: ...
 
 
 def clone(session: Session, template: str | int, name: str | None, *, count: int | None = None,
           name_start: int | str = 1, max_per_node: int = 2, max_per_storage: int = 2, wait: bool = True,
-          timeout: Deadline | float | None = None, vmid: int | None = None, node: str | None = None,
-          storage: str | None = None, linked: bool = False, cores: int | None = None,
-          memory: int | str | None = None, bridge: str | None = None, ip: str | None = None,
-          gw: str | None = None, ciuser: str | None = None, ssh_keys_file: str | None = None,
-          disk: str | None = None, disk_size: str | None = None, start: bool = False, wait_ip: bool = False,
-          cleanup_on_failure: bool = False) -> ProvisionResult | list[ProvisionResult]:
+          timeout: Deadline | float | None = None,
+          **options: Unpack[CloneOptions]) -> ProvisionResult | list[ProvisionResult]:
     """Make VM `name` from `template` (VMID, name or tag), or with `count` that many VMs named by the
     pattern `name` (`web-{n}`, or the prefix `web`), numbered from `name_start` (a number, or `next`:
     after the highest one in use). See the module docstring and `pvectl.provision`.
@@ -104,10 +116,7 @@ def clone(session: Session, template: str | int, name: str | None, *, count: int
     if not wait:
         raise UsageError("vm clone waits for the clone task to configure the new VM; --no-wait does not apply",
                          hint="bound the whole workflow with --timeout S instead")
-    spec = clone_spec(template, name or "x", vmid=vmid, node=node, storage=storage, linked=linked, cores=cores,
-                      memory=memory, bridge=bridge, ip=ip, gw=gw, ciuser=ciuser, ssh_keys_file=ssh_keys_file,
-                      disk=disk, disk_size=disk_size, start=start, wait_ip=wait_ip,
-                      cleanup_on_failure=cleanup_on_failure)
+    spec = clone_spec(template, name or "x", **options)
     deadline = session.deadline(timeout)
 
     def on_event(ev: ProvisionEvent) -> None:

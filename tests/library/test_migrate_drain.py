@@ -35,7 +35,7 @@ def test_migration_check_refusals_send_nothing(sim: pvectl.sim.Cluster, pve: pve
 
 def test_migrate_live_with_local_disks_reports_progress(sim: pvectl.sim.Cluster, pve: pvectl.Cluster,
                                                         events: list[dict[str, Any]]) -> None:
-    r = pve.vms.migrate("web-01", "pve2", online=True, with_local_disks=True, bwlimit="50M")
+    r = pve.vms.migrate("web-01", "pve2", online=True, with_local_disks=True, bwlimit="8G")
     assert isinstance(r, pvectl.MigrationResult)
     assert (r.outcome, r.mode, r.source, r.node, r.status, r.exitstatus) == \
         ("done", "live", "pve1", "pve2", "running", "OK")

@@ -42,14 +42,13 @@ if TYPE_CHECKING:
         UsageError,
     )
     from .membership import ClusterStatus, NodeMembership
-    from .migration import MigrationCheck, MigrationResult
     from .nodes import NodeStatus, NodeSummary
     from .provision import ProvisionFailed, ProvisionResult
     from .results import OpResult
     from .session import Session
-    from .tasks import Progress, Task, TaskResult, TasksInterrupted, TaskStatus, TaskSummary
+    from .tasks import Progress, StopResult, Task, TaskResult, TasksInterrupted, TaskStatus, TaskSummary
     from .templates import TemplateInfo
-    from .vms import VmStatus, VmSummary
+    from .vms import MigrationCheck, MigrationInterrupted, MigrationResult, VmStatus, VmSummary
     from .writes import PlannedWrite
 
 __version__ = "0.1.0"
@@ -73,7 +72,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "NodeSummary": ("nodes", "NodeSummary"), "NodeStatus": ("nodes", "NodeStatus"),
     "TemplateInfo": ("templates", "TemplateInfo"),
     "ProvisionResult": ("provision", "ProvisionResult"), "ProvisionFailed": ("provision", "ProvisionFailed"),
-    "MigrationCheck": ("migration", "MigrationCheck"), "MigrationResult": ("migration", "MigrationResult"),
+    "MigrationCheck": ("vms", "MigrationCheck"), "MigrationResult": ("vms", "MigrationResult"),
+    "MigrationInterrupted": ("vms", "MigrationInterrupted"), "StopResult": ("tasks", "StopResult"),
     "DrainPlan": ("drain", "DrainPlan"), "DrainResult": ("drain", "DrainResult"),
     "Diagnosis": ("diagnose", "Diagnosis"),
     **{name: ("errors", name) for name in _ERRORS},

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import GuardRefused, PvectlError, TaskFailed
+from .errors import GuardRefused, PvectlError
 from .upid import Upid
 from .tasks.task import Task
 from .vms.reads import resolve
@@ -332,40 +332,3 @@ def _human(seconds: float | None) -> str:
         return "?"
     s = int(seconds)
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-# ------------------------------------------------------------------------------------ stop a task
-def stop_task(session: Session, upid_text: str, *, writer: Any, yes: bool = False,
-              deadline: Any = None) -> dict[str, Any]:
-    """DELETE /nodes/{node}/tasks/{upid}: SIGTERM to the worker, SIGKILL after 5 s (pve-semantics §1.4).
-    Needs `yes`; waits (up to `deadline`, else 30 s) until the task has stopped and returns its exit
-    status. A task that already stopped is reported and nothing is sent."""
-    from urllib.parse import quote
-
-    from .errors import UsageError
-    from .guards import require_yes
-    from .tasks.task import Deadline, Task
-    from .writes import Write
-
-    try:
-        upid = Upid.parse(upid_text)
-    except ValueError as exc:
-        raise UsageError(str(exc), hint="list the running tasks: pvectl task list --running") from None
-    task = Task(session, upid)
-    st = task.status()
-    out: dict[str, Any] = {"upid": str(upid), "node": upid.node, "type": upid.type}
-    if not st.running:
-        return out | {"outcome": "already stopped", "exitstatus": st.exitstatus}
-    require_yes(yes, "stopping", f"task {upid.type} {upid.id} on {upid.node} ({upid})")
-    sent = writer.send(Write("DELETE", f"/nodes/{upid.node}/tasks/{quote(str(upid), safe='')}", {}, upid.node,
-                             f"stop task {upid.type} {upid.id} on {upid.node}"))
-    if writer.dry_run:
-        return out | {"outcome": "planned", "sent": sent}
-    d = deadline if isinstance(deadline, Deadline) and deadline.at is not None else Deadline(30)
-    try:
-        res = task.wait(d)
-        exitstatus = res.exitstatus
-    except TaskFailed as exc:        # the usual end: `received interrupt` (or the worker's own text)
-        exitstatus = exc.exitstatus
-    writer.task_done(str(upid), exitstatus)
-    return out | {"outcome": "stopped", "exitstatus": exitstatus}

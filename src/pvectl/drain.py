@@ -27,17 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 from . import guards
 from .errors import GuardRefused, NotFound, PvectlError, TaskFailed, TaskTimeout, UsageError
-from .tasks.task import Deadline
+from .deadline import Deadline
+from .tasks.task import Backoff
 from .membership import cluster_status
 from .nodes.reads import list_nodes
-from .vms.reads import list_vms, resolve
+from .vms.reads import list_vms
+from .vms.migrate import migrate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .session import Session
     from .tasks.task import Progress
-    from .writes import Writer
+    from .writes import PlannedWrite, Writer
 
 # pve-ha-manager Env/PVE2.pm::get_max_workers: `$datacenterconfig->{max_workers} || 4`
 DEFAULT_MAX_WORKERS = 4
@@ -116,17 +118,24 @@ class DrainResult:
     parallel: int
     remaining: list[dict[str, Any]] = field(default_factory=list)   # running VMs still on the node
     seconds: float = 0.0
+    plan_file: str | None = None       # where the plan and each outcome were saved (for `undo=`)
+    planned: list[PlannedWrite] | None = None       # a dry run: the writes it would have sent
 
     @property
     def ok(self) -> bool:
+        if self.planned is not None:
+            return all(m.outcome == "planned" for m in self.plan.moves)
         if self.plan.kind == "undo":
             return all(m.outcome == "moved" for m in self.plan.moves)
         return not self.remaining
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "node": self.plan.node, "kind": self.plan.kind, "parallel": self.parallel,
-                "seconds": round(self.seconds, 3), "moves": [m.to_dict() for m in self.plan.moves],
-                "remaining": self.remaining}
+        d = {"ok": self.ok, "node": self.plan.node, "kind": self.plan.kind, "parallel": self.parallel,
+             "seconds": round(self.seconds, 3), "moves": [m.to_dict() for m in self.plan.moves],
+             "remaining": self.remaining, "plan_file": self.plan_file}
+        if self.planned is not None:
+            d["planned"] = [p.to_dict() for p in self.planned]
+        return d
 
 
 def max_workers(session: Session) -> int:
@@ -154,7 +163,8 @@ class _State:
 
 def _vm_status(session: Session, vm: Any) -> dict[str, Any]:
     # live status, not /cluster/resources: pvestatd's view lags up to 10 s (pve-semantics §10.2)
-    return session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+    st: dict[str, Any] = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+    return st
 
 
 def _vm_facts(session: Session, vm: Any, quorate: bool, st: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -203,7 +213,7 @@ def _place(state: _State, vm: Any, facts: dict[str, Any], targets: list[str], us
     return None, [r if len(ts) == len(targets) else f"{', '.join(ts)}: {r}" for r, ts in by_reason.items()]
 
 
-def plan(session: Session, node: str, *, to: list[str] | None = None, include_stopped: bool = False,
+def plan(session: Session, node: str, *, to: Sequence[str] | None = None, include_stopped: bool = False,
          with_local_disks: bool = False) -> DrainPlan:
     """Where each VM of `node` would go (nothing is sent)."""
     state = _State(session)
@@ -221,7 +231,7 @@ def plan(session: Session, node: str, *, to: list[str] | None = None, include_st
     live = {v.vmid: (v, _vm_status(session, v)) for v in list_vms(session, node=node, templates=False)}
     vms = [v for v, st in live.values() if st.get("status") in wanted]
     facts = {v.vmid: _vm_facts(session, v, state.quorate, live[v.vmid][1]) for v in vms}
-    used = {t: state.nodes[t].mem for t in targets if t in state.nodes and state.nodes[t].mem is not None}
+    used: dict[str, int] = {t: m for t in targets if t in state.nodes and (m := state.nodes[t].mem) is not None}
     start_used = dict(used)
     moves: dict[int, Move] = {}
     for vm in sorted(vms, key=lambda v: (-facts[v.vmid]["maxmem"], v.vmid)):
@@ -276,30 +286,6 @@ def undo_plan(session: Session, saved: DrainPlan) -> DrainPlan:
                                       "planned": used[home] - (state.nodes[home].mem or 0)}})
 
 
-def auto_target(session: Session, ref: str | int, *, online: bool | None = None,
-                with_local_disks: bool = False) -> str:
-    """`vm migrate VM auto`: the node that passes every check with the most free memory after the move;
-    GuardRefused naming each node's reasons when none does."""
-    from .migration import check
-
-    vm = resolve(session, ref)
-    members = [n.name for n in cluster_status(session).nodes if n.name != vm.node]
-    best: tuple[int, str] | None = None
-    reasons: list[str] = []
-    for t in members:
-        c = check(session, vm.vmid, t, online=online, with_local_disks=with_local_disks)
-        if c.allowed:
-            free = (c.memory.get("target_free") or 0) - (c.memory.get("vm_maxmem") or 0)
-            best = max(best, (free, t)) if best else (free, t)
-        else:
-            reasons.append(f"{t}: " + "; ".join(f.reason for f in c.refusals))
-    if best is None:
-        raise GuardRefused(f"no node can take VM {vm.vmid} ({vm.name}): " + " | ".join(reasons) if reasons
-                           else f"VM {vm.vmid} ({vm.name}): there is no other node",
-                           "see each node's verdict: pvectl vm migrate VM NODE --check")
-    return best[1]
-
-
 # ------------------------------------------------------------------------------------ execution
 Event = tuple[str, Move, Any]      # (start | progress | done, move, Progress | None)
 
@@ -342,8 +328,6 @@ def execute(session: Session, p: DrainPlan, *, writer: Writer, parallel: int | N
     """Run the plan's moves, at most `parallel` at once; every move gets an outcome."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .migration import migrate
-
     deadline = Deadline.of(deadline)
     parallel = parallel or max_workers(session)
     if parallel < 1:
@@ -371,15 +355,17 @@ def execute(session: Session, p: DrainPlan, *, writer: Writer, parallel: int | N
         t0 = time.monotonic()
         landed = False
         try:
-            r = migrate(session, m.vmid, m.target, writer=writer, deadline=deadline,
-                        with_local_disks=m.with_local_disks, wait=False)
-            m.upid = getattr(r, "upid", None)
-            if m.upid is None:                  # a dry run: nothing was sent
+            task = migrate(session, m.vmid, m.target, writer=writer, deadline=deadline,
+                           with_local_disks=m.with_local_disks, wait=False)
+            if task.upid is None:               # a dry run: nothing was sent
                 m.outcome = "planned"
             else:
-                _wait(session, writer, m.upid, deadline, lambda pr: emit("progress", m, pr))
+                m.upid = str(task.upid)
+                first, factor, cap = _BACKOFF
+                r = task.wait(deadline, on_progress=lambda pr: emit("progress", m, pr),
+                              backoff=Backoff(first, factor, cap))
                 # where the VM is now: phase3 moved its config to the target (pve-semantics §9.2)
-                landed = resolve(session, m.vmid).node == m.target
+                landed = r.node == m.target
                 m.outcome = "moved" if landed else "failed"
                 m.detail = None if landed else "the task ended OK but the VM is not on the target"
         except TaskFailed as exc:
@@ -402,7 +388,9 @@ def execute(session: Session, p: DrainPlan, *, writer: Writer, parallel: int | N
         for future in [pool.submit(run, m) for m in sorted(p.movable, key=lambda m: (-m.maxmem, m.vmid))]:
             future.result()
     res = DrainResult(plan=p, parallel=parallel, seconds=time.monotonic() - started)
-    if p.kind == "drain":
+    if writer.dry_run:
+        res.planned = writer.planned_writes()
+    elif p.kind == "drain":
         with session.transport.reporting():     # what is still on the node, also after the deadline
             res.remaining = [{"vmid": v.vmid, "name": v.name, "status": "running"}
                              for v in list_vms(session, node=p.node, templates=False) if _still_running(session, v)]
@@ -414,19 +402,6 @@ def execute(session: Session, p: DrainPlan, *, writer: Writer, parallel: int | N
 _BACKOFF = (0.05, 1.5, 1.0)
 
 
-def _wait(session: Session, writer: Writer, upid: str, deadline: Deadline,
-          on_progress: Callable[[Progress], None]) -> None:
-    from .tasks.task import Backoff, Task
-
-    first, factor, cap = _BACKOFF
-    try:
-        res = Task(session, upid).wait(deadline, on_progress=on_progress, backoff=Backoff(first, factor, cap))
-    except TaskFailed as exc:
-        writer.task_done(upid, exc.exitstatus)
-        raise
-    writer.task_done(upid, res.exitstatus)
-
-
 def _still_running(session: Session, vm: Any) -> bool:
     try:
         return _vm_status(session, vm).get("status") == "running"
@@ -434,17 +409,51 @@ def _still_running(session: Session, vm: Any) -> bool:
         return False
 
 
-def drain(session: Session, node: str, *, writer: Writer, to: list[str] | None = None,
-          include_stopped: bool = False, with_local_disks: bool = False, parallel: int | None = None,
-          deadline: Deadline | float | None = None, plan_file: str | None = None,
-          on_event: Callable[[str, Move, Progress | None], None] | None = None) -> DrainResult:
-    """Plan, then execute; the plan (with each outcome) is saved to `plan_file` for `--undo`."""
-    deadline = Deadline.of(deadline)
-    p = plan(session, node, to=to, include_stopped=include_stopped, with_local_disks=with_local_disks)
+def drain_plan(session: Session, node: str | None = None, *, undo: str | DrainPlan | None = None,
+               to: Sequence[str] | None = None, include_stopped: bool = False,
+               with_local_disks: bool = False) -> DrainPlan:
+    """The plan of a drain of `node`, or with `undo` (a saved plan file, or the `DrainPlan` a drain
+    ran) the plan that moves back what it moved. Sends nothing."""
+    if (node is None) == (undo is None):
+        raise UsageError("give the NODE to drain, or --undo PLANFILE (not both)",
+                         hint="pvectl node drain pve1 --dry-run")
+    if undo is not None:
+        return undo_plan(session, undo if isinstance(undo, DrainPlan) else DrainPlan.load(undo))
+    assert node is not None
+    return plan(session, node, to=to, include_stopped=include_stopped, with_local_disks=with_local_disks)
+
+
+def drain(session: Session, node: str | None = None, *, undo: str | DrainPlan | None = None, yes: bool = False,
+          to: Sequence[str] | None = None, include_stopped: bool = False, with_local_disks: bool = False,
+          parallel: int | None = None, deadline: Deadline | float | None = None, plan_file: str | None = None,
+          writer: Writer | None = None) -> DrainResult:
+    """Plan (`drain_plan`), then run the moves, `parallel` at a time. Needs `yes` (GuardRefused
+    otherwise, after the plan was reported). The plan is reported first as the session event
+    `{"event": "drain", "kind": "plan", "plan": {...}}`, then each move (`kind` start | progress | done,
+    `move`, `fraction`). The plan, with each outcome, is saved to `plan_file` (if given) before the
+    first move and after the last: `drain(undo=plan_file, yes=True)` moves them back."""
+    if parallel is not None and parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+    deadline = session.deadline(deadline)
+    p = drain_plan(session, node, undo=undo, to=to, include_stopped=include_stopped,
+                   with_local_disks=with_local_disks)
+    session.emit("drain", kind="plan", plan=p.to_dict())
+    if not yes:
+        raise GuardRefused(f"{'moving back' if p.kind == 'undo' else 'draining ' + p.node} migrates "
+                           f"{len(p.movable)} VM(s)", "add --yes to run this plan")
+    if p.kind != "drain":
+        plan_file = None
     if plan_file:
         p.save(plan_file)
+
+    def on_event(kind: str, m: Move, prog: Progress | None) -> None:
+        session.emit("drain", kind=kind, move=m.to_dict(), fraction=prog.fraction if prog else None)
+
+    writer = writer or session.writer(f"nodes.drain {p.node}" if p.kind == "drain" else f"nodes.drain undo {p.node}")
     try:
-        return execute(session, p, writer=writer, parallel=parallel, deadline=deadline, on_event=on_event)
+        res = execute(session, p, writer=writer, parallel=parallel, deadline=deadline, on_event=on_event)
     finally:
         if plan_file:
             p.save(plan_file)
+    res.plan_file = plan_file
+    return res

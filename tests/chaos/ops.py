@@ -123,7 +123,7 @@ def choose(rng: random.Random, env: Env) -> OpSpec:
         if kind == "migrate-lib":
             return OpSpec("migrate", "lib", ["vm", "migrate", ref, target, "--with-local-disks"],
                           target_vmid=vm.vmid, deadline=max(deadline, 5.0),
-                          lib=_lib_call("pvectl.migration", "migrate", vm.vmid, target, with_local_disks=True))
+                          lib=_vms_call("migrate", vm.vmid, target, with_local_disks=True))
         return OpSpec("migrate", "cli", ["vm", "migrate", ref, target, "--with-local-disks"],
                       target_vmid=vm.vmid, deadline=max(deadline, 5.0))
     if kind == "delete-lib":
@@ -157,16 +157,6 @@ def _lib_clone(tpl: str, name: str, *, start: bool) -> Callable[[Any, Any, float
         from pvectl.provision import CloneSpec, provision
 
         return provision(pve.session, CloneSpec(int(tpl), name, start=start), deadline=deadline, writer=writer)
-    return run
-
-
-def _lib_call(module: str, func: str, *args: Any, **kwargs: Any) -> Callable[[Any, Any, float], Any]:
-    """`module.func(pve, *args, writer=..., deadline=..., **kwargs)`, imported when it runs."""
-    def run(pve: Any, writer: Any, deadline: float) -> Any:
-        import importlib
-
-        fn = getattr(importlib.import_module(module), func)
-        return fn(pve, *args, writer=writer, deadline=deadline, **kwargs)
     return run
 
 

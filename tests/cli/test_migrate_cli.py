@@ -216,3 +216,19 @@ def test_no_wait_and_usage_errors(pv: Callable[..., Run], fresh_sim: SimCluster)
     assert r.code == 2 and "not allowed with argument" in r.err
     r = pv("vm", "migrate", "106", "pve2", "--bwlimit", "fast")
     assert r.code == 2 and error(r)["message"] == "invalid bandwidth limit 'fast'"
+
+
+def test_ctrl_c_names_the_migration_that_runs_on(pv: Callable[..., Run], fresh_sim: SimCluster,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from pvectl.cli import migrate as cli_migrate
+
+    def interrupt(self: Any, ev: dict[str, Any]) -> None:
+        if ev.get("event") == "progress":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_migrate._Display, "event", interrupt)
+    r = pv("vm", "migrate", "100", "pve2", "--with-local-disks")
+    assert r.code == 130
+    [upid] = r.json["upids"]
+    assert r.json["interrupted"] is True and upid.split(":")[5:7] == ["qmigrate", "100"]
+    assert f"pvectl: resume with: pvectl task wait {upid}" in r.err

@@ -112,10 +112,10 @@ def test_healthy_migration_in_progress(sim: SimCluster, pve: Cluster) -> None:
 
     w = Writer(pve.config, pve.transport, command="pvectl test", out=io.StringIO())
     r = pve.vms.resolve(vmid)
-    from pvectl.migration import migrate
+    from pvectl.vms.migrate import migrate
 
-    res = migrate(pve, vmid, "pve2", writer=w, with_local_disks=True, wait=False)
-    assert r.node == "pve1" and res.upid
+    res = migrate(pve.session, vmid, "pve2", writer=w, with_local_disks=True, wait=False).preview
+    assert r.node == "pve1" and res is not None and res.upid
     try:
         d = pve.tasks.diagnose(res.upid)
         assert d.verdict == "healthy", d.to_dict()

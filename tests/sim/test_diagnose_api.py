@@ -74,14 +74,15 @@ def test_task_stop_needs_yes_then_stops(sim: SimCluster, pvc: Cluster, capsys: p
 
 
 def test_task_stop_dry_run_sends_nothing(sim: SimCluster, pvc: Cluster) -> None:
-    from pvectl.diagnose import stop_task
+    from pvectl.tasks.control import stop_task
 
     vmid = running_vm(sim)
     upid = sim.hold_lock(vmid, kind="backup")
     try:
         out = io.StringIO()
-        r = stop_task(pvc, upid, writer=Writer(pvc.config, pvc.transport, command="t", dry_run=True, out=out), yes=True)
-        assert r["outcome"] == "planned" and "-X DELETE" in out.getvalue()
+        r = stop_task(pvc.session, upid, writer=Writer(pvc.config, pvc.transport, command="t", dry_run=True, out=out),
+                      yes=True)
+        assert r.outcome == "planned" and "-X DELETE" in out.getvalue()
         assert pvc.tasks.get(upid).status().running
     finally:
         sim.release_lock(vmid)

@@ -17,6 +17,7 @@ from pvectl.cluster import Cluster
 from pvectl.guards import migration_reserve
 from pvectl.sim.cluster import Cluster as SimCluster
 from pvectl.sim.models import GIB, VM, Volume
+from pvectl.vms.migrate import auto_target
 from pvectl.writes import Writer
 
 SIZES_GIB = (1, 2, 4)
@@ -120,7 +121,10 @@ def test_drain_moves_all_but_the_unmovable_capacity_checked_after_every_move(sim
     mu = threading.Lock()
     limit = TARGET_TOTAL - migration_reserve(TARGET_TOTAL)
 
-    def on_event(kind: str, move: drain.Move, prog: Any) -> None:
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev["event"] != "drain" or ev["kind"] == "plan":
+            return
+        kind, move = ev["kind"], drain.Move(**ev["move"])
         with mu:
             if kind == "start":
                 running[0] += 1
@@ -134,7 +138,7 @@ def test_drain_moves_all_but_the_unmovable_capacity_checked_after_every_move(sim
                 if len(checked) == 5:          # mid-drain: the next migration task fails
                     sim.fail_task(type="qmigrate", message="migration aborted")
 
-    res = pve.nodes.drain("pve1", on_event=on_event)
+    res = pve.with_options(on_event=on_event).nodes.drain("pve1", yes=True)
     assert res.parallel == 3 and 1 <= peak[0] <= 3
     outcomes = {m.vmid: m.outcome for m in res.plan.moves}
     failed = [m for m in res.plan.moves if m.outcome == "failed"]
@@ -154,32 +158,32 @@ def test_drain_saves_the_plan_and_undo_moves_them_back(sim: SimCluster, pve: Clu
     with sim.backend.mu:
         sim.backend.state.vms[300].config.pop("hostpci0")
     path = str(tmp_path / "drain.json")
-    res = pve.nodes.drain("pve1", plan_file=path, parallel=8)
+    res = pve.nodes.drain("pve1", yes=True, plan_file=path, parallel=8)
     assert res.ok and res.remaining == []
     saved = drain.DrainPlan.load(path)
     assert {m.outcome for m in saved.moves} == {"moved"}
-    back = drain.undo_plan(pve, saved)
+    back = drain.undo_plan(pve.session, saved)
     assert back.kind == "undo" and len(back.movable) == 31
-    done = drain.execute(pve, back, writer=writer(pve), parallel=8)
+    done = drain.execute(pve.session, back, writer=writer(pve), parallel=8)
     assert done.ok
     with sim.backend.mu:
         assert all(sim.backend.state.vms[m.vmid].node == "pve1" for m in saved.moves)
 
 
 def test_default_parallelism_is_proxmoxs_fallback_of_four(pve: Cluster) -> None:
-    assert drain.max_workers(pve) == 4
+    assert drain.max_workers(pve.session) == 4
 
 
 def test_migrate_auto_picks_the_allowed_node_with_most_free_memory(sim: SimCluster, pve: Cluster) -> None:
     sim.set_node("pve3", mem_total=96 * GIB)
-    assert drain.auto_target(pve, 200) == "pve3"
+    assert auto_target(pve.session, 200) == "pve3"
     with sim.backend.mu:
         sim.backend.state.storages["ceph-vm"].nodes = ["pve1", "pve2"]    # pve3 lacks the VM's storage
-    assert drain.auto_target(pve, 200) == "pve2"
+    assert auto_target(pve.session, 200) == "pve2"
     from pvectl.errors import GuardRefused
 
     with pytest.raises(GuardRefused, match="hostpci0"):
-        drain.auto_target(pve, 300)
+        auto_target(pve.session, 300)
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -1,4 +1,4 @@
-"""pvectl.migration as a library, against the simulator over HTTPS.
+"""pvectl.vms.migrate as a library, against the simulator over HTTPS.
 
 Each test checks what `migrate`/`check` return and what the simulated cluster holds afterwards
 (`sim.backend.state`), and counts requests through a wrapper around `Transport.request`, so "refused
@@ -16,7 +16,7 @@ from testkit import move_to_shared
 
 from pvectl.cluster import Cluster
 from pvectl.errors import GuardRefused, TaskFailed
-from pvectl.migration import MigrationCheck, MigrationResult, check, migrate
+from pvectl.vms.migrate import MigrationCheck, MigrationResult, check, migrate
 from pvectl.sim.cluster import Cluster as SimCluster
 from pvectl.tasks import Progress, Task
 from pvectl.writes import Write, Writer
@@ -30,7 +30,7 @@ def volumes_of(sim: SimCluster, vmid: int) -> list[str]:
 
 
 def run(pvc: Cluster, ref: str | int, target: str, **kw: Any) -> MigrationResult:
-    r = migrate(pvc, ref, target, writer=kw.pop("writer", None) or writer(pvc), deadline=WAIT, **kw)
+    r = migrate(pvc.session, ref, target, writer=kw.pop("writer", None) or writer(pvc), deadline=WAIT, **kw)
     assert isinstance(r, MigrationResult)
     return r
 
@@ -38,7 +38,7 @@ def run(pvc: Cluster, ref: str | int, target: str, **kw: Any) -> MigrationResult
 def refused(pvc: Cluster, ref: str | int, target: str, **kw: Any) -> GuardRefused:
     sent = Sent(pvc)
     with pytest.raises(GuardRefused) as e:
-        migrate(pvc, ref, target, writer=writer(pvc), deadline=WAIT, **kw)
+        migrate(pvc.session, ref, target, writer=writer(pvc), deadline=WAIT, **kw)
     assert sent.writes == []
     return e.value
 
@@ -146,7 +146,7 @@ def test_not_enough_memory_on_the_target(sim: SimCluster, pvc: Cluster) -> None:
     assert e.message == ("cannot migrate VM 100 (web-01) to pve2: pve2 has 3.0 GiB free; the VM needs 4.0 GiB plus "
                          "a 1.6 GiB reserve (5.6 GiB)")
     assert e.hint == "free memory on pve2, or pick a node with more free memory (pvectl node list)"
-    c = check(pvc, 100, "pve2")
+    c = check(pvc.session, 100, "pve2")
     assert c.memory == {"vm_maxmem": 4 * GIB, "target_total": 32 * GIB, "target_free": 3 * GIB,
                         "reserve": 32 * GIB // 20, "needed": 4 * GIB + 32 * GIB // 20}
 
@@ -164,7 +164,7 @@ def test_locked_vm_is_refused(sim: SimCluster, pvc: Cluster) -> None:
     try:
         sent = Sent(pvc)
         with pytest.raises(GuardRefused) as e:
-            migrate(pvc, 103, "pve2", writer=writer(pvc), deadline=WAIT)
+            migrate(pvc.session, 103, "pve2", writer=writer(pvc), deadline=WAIT)
         assert e.value.message == "cannot migrate VM 103 (cache-01) to pve2: the VM is locked (backup): a task is " \
                                   "using it"
         # the precondition endpoint refuses a locked VM itself (§9.1): it is not asked
@@ -178,14 +178,14 @@ def test_locked_vm_is_refused(sim: SimCluster, pvc: Cluster) -> None:
 # --------------------------------------------------------------------------------- check and dry-run
 def test_check_changes_nothing(sim: SimCluster, pvc: Cluster) -> None:
     sent = Sent(pvc)
-    ok = migrate(pvc, 103, "pve2", writer=writer(pvc), check_only=True)
+    ok = check(pvc.session, 103, "pve2")
     assert isinstance(ok, MigrationCheck)
     assert (ok.verdict, ok.allowed, ok.mode, ok.running, ok.node) == ("ok", True, "offline", False, "pve1")
     assert [f.check for f in ok.findings] == ["target", "quorum", "lock", "mode", "storage", "local-disks", "memory"]
-    no = check(pvc, 100, "pve2")
+    no = check(pvc.session, 100, "pve2")
     assert (no.verdict, no.allowed, no.mode) == ("refused", False, "live")
     assert [f.check for f in no.refusals] == ["local-disks"]
-    assert check(pvc, 100, "pve2", with_local_disks=True).allowed
+    assert check(pvc.session, 100, "pve2", with_local_disks=True).allowed
     assert sent.writes == []
     assert ("GET", "/nodes/pve1/qemu/103/migrate", {"target": "pve2"}) in sent.calls
     assert vm(sim, 103).node == "pve1" and vm(sim, 100).node == "pve1"
@@ -198,7 +198,7 @@ def test_check_changes_nothing(sim: SimCluster, pvc: Cluster) -> None:
 def test_dry_run_prints_the_curl_line_after_the_checks(sim: SimCluster, pvc: Cluster) -> None:
     w = writer(pvc, dry_run=True)
     sent = Sent(pvc)
-    r = migrate(pvc, 100, "pve2", writer=w, with_local_disks=True, bwlimit=51200)
+    r = migrate(pvc.session, 100, "pve2", writer=w, with_local_disks=True, bwlimit=51200)
     assert isinstance(r, MigrationResult) and r.outcome == "planned" and r.upid is None
     assert sent.writes == []
     out = w.out.getvalue()  # type: ignore[attr-defined]
@@ -228,7 +228,7 @@ def test_task_failure_raises_with_the_log_tail(sim: SimCluster, pvc: Cluster) ->
     w = _TargetDiesWriter(pvc.config, pvc.transport, command="pvectl test", out=io.StringIO())
     w.sim = sim
     with pytest.raises(TaskFailed) as e:
-        migrate(pvc, 103, "pve3", writer=w, deadline=WAIT)
+        migrate(pvc.session, 103, "pve3", writer=w, deadline=WAIT)
     assert e.value.exitstatus == "migration aborted"
     assert e.value.log_tail[-1].split(" ", 2)[2].startswith("ERROR: migration aborted (duration ")
     assert e.value.log_tail[-1].endswith("): Can't connect to destination address using public key")
@@ -243,10 +243,12 @@ def test_injected_task_failure(sim: SimCluster, pvc: Cluster) -> None:
     assert vm(sim, 103).node == "pve1"
 
 
-def test_no_wait_returns_the_upid(sim: SimCluster, pvc: Cluster) -> None:
-    r = run(pvc, 103, "pve2", wait=False)
-    assert r.outcome == "started" and r.upid is not None and r.node == "pve1"
-    assert Task(pvc, r.upid).wait(WAIT).exitstatus == "OK"
+def test_no_wait_returns_the_task(sim: SimCluster, pvc: Cluster) -> None:
+    task = migrate(pvc.session, 103, "pve2", writer=writer(pvc), deadline=WAIT, wait=False)
+    r = task.preview
+    assert r is not None and r.outcome == "started" and r.upid is not None and r.node == "pve1"
+    assert str(task.upid) == r.upid
+    assert Task(pvc.session, r.upid).wait(WAIT).exitstatus == "OK"
     assert vm(sim, 103).node == "pve2"
 
 

@@ -246,7 +246,7 @@ def test_tasks_list_filters(sim: SimCluster, pvc: Cluster) -> None:
         running = pvc.tasks.list(running=True)
         assert [t.upid for t in running] == [held]
         assert running[0].status == "RUNNING" and running[0].endtime is None
-        for_103 = pvc.tasks.list(vmid=103)
+        for_103 = pvc.tasks.list(vm=103)
         assert [t.upid for t in for_103] == [done]
         t = for_103[0]
         assert (t.type, t.id, t.user, t.status, t.node) == ("qmstart", "103", "root@pam!pvectl", "OK", "pve1")

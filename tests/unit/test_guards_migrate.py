@@ -1,5 +1,5 @@
 """The migration rules (guards.migration_findings and friends) and the pure helpers of
-pvectl.migration, as functions of observed state. Texts are asserted exactly: users act on them."""
+pvectl.vms.migrate, as functions of observed state. Texts are asserted exactly: users act on them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pvectl.guards import (
     migration_mode,
     migration_reserve,
 )
-from pvectl.migration import parse_bwlimit, parse_log, strip_timestamp
+from pvectl.vms.migrate import parse_bwlimit, parse_log, strip_timestamp
 
 G = 1024**3
 MEMBERS = {"pve1": True, "pve2": True, "pve3": True}

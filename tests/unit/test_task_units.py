@@ -62,7 +62,8 @@ class _Transport:
 
 def _tasks_api(answers: dict[str, list[dict[str, object]]], online: tuple[str, ...]) -> tuple[TasksApi, _Transport]:
     transport = _Transport(answers, online)
-    return TasksApi(SimpleNamespace(transport=transport)), transport  # type: ignore[arg-type]
+    config = SimpleNamespace(has_node=lambda name: name in ("pve1", "pve2", "pve3"))
+    return TasksApi(SimpleNamespace(transport=transport, config=config)), transport  # type: ignore[arg-type]
 
 
 UPID1 = "UPID:pve1:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam!pvectl:"
@@ -89,7 +90,7 @@ def test_task_list_asks_every_online_node_and_sorts_newest_first() -> None:
 
 def test_task_list_filters_go_to_the_one_node_asked() -> None:
     api, transport = _tasks_api({"pve3": []}, online=())
-    assert api.list(node="pve3", running=True, vmid=100, limit=5) == []
+    assert api.list(node="pve3", running=True, vm=100, limit=5) == []
     assert transport.calls == [("/nodes/pve3/tasks", {"source": "active", "limit": 5, "vmid": 100}, "pve3")]
 
 

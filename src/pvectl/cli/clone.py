@@ -1,4 +1,4 @@
-"""`pvectl vm clone`: one VM, or `--count N` of them, from a template (library: pvectl.provision).
+"""`pvectl vm clone`: one VM, or `--count N` of them, from a template (library: `pve.vms.clone`).
 
 Progress goes to stderr: rich progress bars on a terminal, otherwise one line per event (copy progress
 is reported every 10 %). The result goes to stdout (a table, or JSON). Exit codes: 0 created or already
@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-    from ..provision import CloneSpec, ProvisionEvent, ProvisionResult
+    from ..provision import ProvisionEvent, ProvisionResult
     from ..render import Column
     from .context import Context
 
@@ -129,48 +129,28 @@ class Display:
             p.update(bar, description=f"{label} {ev.step}")
 
 
-def _base_spec(ctx: Context, name: str) -> CloneSpec:
-    from ..provision import CloneSpec
-
-    a = ctx.args
-    return CloneSpec(template=a.template, name=name, vmid=a.vmid, target=a.target, storage=a.storage,
-                     linked=a.linked, cores=a.cores, memory=a.memory, bridge=a.bridge, ip=a.ip, ciuser=a.ciuser,
-                     ssh_keys_file=a.ssh_keys, disk=a.disk, disk_size=a.disk_size, start=a.start,
-                     wait_ip=a.wait_ip, cleanup_on_failure=a.cleanup_on_failure)
-
-
-def _command(ctx: Context) -> str:
-    a = ctx.args
-    return " ".join(x for x in ("pvectl vm clone", str(a.template), a.name or a.name_pattern or "",
-                                f"--count {a.count}" if a.count else "") if x)
-
-
 def clone(ctx: Context) -> int:
-    from ..errors import UsageError
+    """Parse -> `pve.vms.clone(...)` -> render; progress events go to the `Display`."""
+    from ..provision import ProvisionEvent, ProvisionInterrupted
 
     a = ctx.args
-    if a.no_wait:
-        raise UsageError("vm clone waits for the clone task to configure the new VM; --no-wait does not apply",
-                         hint="bound the whole workflow with --timeout S instead")
     bulk = a.count is not None or a.name_pattern is not None
-    if not bulk:
-        if not a.name:
-            raise UsageError("give the NAME of the new VM (or --count N --name-pattern PATTERN)")
-        return _single(ctx)
-    if a.count is not None and a.count < 1:
-        raise UsageError("--count must be at least 1")
-    return _bulk(ctx)
-
-
-def _single(ctx: Context) -> int:
-    from ..provision import ProvisionInterrupted, provision
-
-    spec = _base_spec(ctx, ctx.args.name)
+    count = (a.count if a.count is not None else 1) if bulk else None
+    name = (a.name_pattern or a.name) if bulk else a.name
     try:
         with Display() as display:
-            res = provision(ctx.session, spec, deadline=ctx.deadline(), writer=ctx.writer(_command(ctx)), on_event=display)
+            pve = ctx.cluster.with_options(
+                on_event=lambda ev: display(ProvisionEvent(**{k: v for k, v in ev.items() if k != "event"})))
+            res = pve.vms.clone(a.template, name, count=count, name_start=a.name_start, wait=not a.no_wait,
+                                max_per_node=a.max_per_node, max_per_storage=a.max_per_storage,
+                                timeout=ctx.deadline(), vmid=a.vmid, node=a.target, storage=a.storage,
+                                linked=a.linked, cores=a.cores, memory=a.memory, bridge=a.bridge, ip=a.ip,
+                                ciuser=a.ciuser, ssh_keys_file=a.ssh_keys, disk=a.disk, disk_size=a.disk_size,
+                                start=a.start, wait_ip=a.wait_ip, cleanup_on_failure=a.cleanup_on_failure)
     except ProvisionInterrupted as exc:
         return _interrupted(ctx, exc.results)
+    if isinstance(res, list):
+        return _bulk(ctx, res)
     _emit_single(ctx, res)
     return _differs(res) or 0
 
@@ -233,31 +213,8 @@ def _emit_single(ctx: Context, res: ProvisionResult) -> None:
         "ip": res.ip, "steps": ", ".join(res.steps), "warnings": "; ".join(res.warnings) or None})
 
 
-def _bulk(ctx: Context) -> int:
-    from ..errors import UsageError
-    from ..provision import ProvisionInterrupted, next_free_index, provision_many, specs_for_count
-
+def _bulk(ctx: Context, results: list[ProvisionResult]) -> int:
     a = ctx.args
-    pattern = a.name_pattern or (a.name if a.name and "{n" in a.name else f"{a.name}-{{n}}" if a.name else None)
-    if pattern is None:
-        raise UsageError("--count needs --name-pattern (e.g. web-{n}) or a NAME prefix")
-    count = a.count if a.count is not None else 1
-    if a.name_start == "next":
-        names = {str(e.get("name")) for e in ctx.cluster.resources("vm") if e.get("name")}
-        start = next_free_index(pattern, names)
-    else:
-        try:
-            start = int(a.name_start)
-        except ValueError:
-            raise UsageError(f"--name-start must be a number or 'next', not '{a.name_start}'") from None
-    specs = specs_for_count(_base_spec(ctx, "x"), pattern, count, start)
-    try:
-        with Display() as display:
-            results = provision_many(ctx.session, specs, deadline=ctx.deadline(), writer=ctx.writer(_command(ctx)),
-                                     max_per_node=a.max_per_node, max_per_storage=a.max_per_storage,
-                                     on_event=display)
-    except ProvisionInterrupted as exc:
-        return _interrupted(ctx, exc.results)
     failed = [r for r in results if not r.ok]
     rows = [r.to_dict() for r in results]
     if not (a.dry_run and ctx.output != "table"):

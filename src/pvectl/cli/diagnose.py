@@ -1,4 +1,4 @@
-"""`pvectl task diagnose UPID|VM` and `pvectl task stop UPID` (library: pvectl.diagnose).
+"""`pvectl task diagnose UPID|VM` and `pvectl task stop UPID` (library: `pve.tasks.diagnose`, `.stop`).
 
 Prints the verdict on one line, the evidence under it and the exact next commands; changes nothing
 unless `--unlock --yes` and the verdict is a stale lock confirmed over ssh. Exit codes: 0 diagnosed
@@ -27,12 +27,9 @@ def add_arguments(p: Any) -> None:
 
 
 def run(ctx: Context) -> int:
-    from ..diagnose import diagnose, ssh_from_config
-
     a = ctx.args
-    pve = ctx.session
-    ssh = ssh_from_config(pve, config_file=a.ssh_config) if a.use_ssh else None
-    d = diagnose(pve, a.target, ssh=ssh, use_ssh=a.use_ssh, unlock=a.unlock, yes=a.yes)
+    d = ctx.cluster.tasks.diagnose(a.target, use_ssh=a.use_ssh, ssh_config=a.ssh_config, unlock=a.unlock,
+                                   yes=a.yes)
     if ctx.output != "table":
         ctx.emit(d.to_dict())
         return 0
@@ -48,12 +45,10 @@ def run(ctx: Context) -> int:
 
 def stop(ctx: Context) -> int:
     """`task stop UPID --yes`: exit 0 stopped (or already stopped), 3 without --yes, 4 still running."""
-    from ..diagnose import stop_task
-
-    r = stop_task(ctx.session, ctx.args.upid, writer=ctx.writer(), yes=ctx.args.yes, deadline=ctx.deadline())
+    r = ctx.cluster.tasks.stop(ctx.args.upid, yes=ctx.args.yes, timeout=ctx.deadline())
     if ctx.output == "table":
-        if r["outcome"] != "planned":
-            print(f"{r['upid']}: {r['outcome']} ({r.get('exitstatus')})")
+        if r.outcome != "planned":
+            print(f"{r.upid}: {r.outcome} ({r.exitstatus})")
     else:
-        ctx.emit(r)
+        ctx.emit(r.to_dict())
     return 0

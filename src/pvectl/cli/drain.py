@@ -1,4 +1,4 @@
-"""`pvectl node drain NODE` (library: pvectl.drain).
+"""`pvectl node drain NODE` (library: `pve.nodes.drain_plan`, `pve.nodes.drain`).
 
 Exit codes: 0 the node holds no running VM (`--dry-run`: every VM has a target; `--undo`: every VM
 went back), 1 a VM failed to move or could not move and is still there, 2 bad arguments, 3 refused
@@ -42,80 +42,76 @@ def add_arguments(p: Any) -> None:
 
 
 def run(ctx: Context) -> int:
-    from ..errors import GuardRefused, UsageError
-
+    """Parse -> `pve.nodes.drain_plan(...)` (--dry-run) or `pve.nodes.drain(...)` -> render. The
+    plan prints before the first migration (the library reports it as an event)."""
     a = ctx.args
     if a.parallel is not None and a.parallel < 1:
-        raise UsageError(f"--parallel must be at least 1, got {a.parallel}")
-    if bool(a.node) == bool(a.undo):
-        raise UsageError("give the NODE to drain, or --undo PLANFILE (not both)",
-                         hint="pvectl node drain pve1 --dry-run")
-    from ..drain import DrainPlan, plan, undo_plan
+        from ..errors import UsageError
 
-    pve = ctx.session
-    if a.undo:
-        p = undo_plan(pve, DrainPlan.load(a.undo))
-    else:
-        p = plan(pve, a.node, to=a.to, include_stopped=a.include_stopped, with_local_disks=a.with_local_disks)
+        raise UsageError(f"--parallel must be at least 1, got {a.parallel}")
     if a.dry_run:
+        p = ctx.cluster.nodes.drain_plan(a.node, undo=a.undo, to=a.to, include_stopped=a.include_stopped,
+                                         with_local_disks=a.with_local_disks)
         _show_plan(ctx, p)
         return 0 if not p.unmovable else 3
-    if not a.yes:
-        _show_plan(ctx, p)
-        raise GuardRefused(f"{'moving back' if a.undo else 'draining ' + p.node} migrates {len(p.movable)} VM(s)",
-                           "add --yes to run this plan")
-    if ctx.output == "table":
-        _show_plan(ctx, p)
-    return _execute(ctx, p)
-
-
-def _execute(ctx: Context, p: DrainPlan) -> int:
-    import time
-
-    from ..drain import execute
-
-    a = ctx.args
     path = None
-    if p.kind == "drain":
-        path = a.plan_file or f"drain-{p.node}-{time.strftime('%Y%m%dT%H%M%S')}.json"
-        p.save(path)
-    show = _Progress(len(p.movable))
+    if a.node and not a.undo:
+        import time
+
+        path = a.plan_file or f"drain-{a.node}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    show = _Progress(ctx, a.yes)
     try:
-        res = execute(ctx.session, p, writer=ctx.writer(), parallel=a.parallel, deadline=ctx.deadline(),
-                      on_event=show)
+        res = ctx.cluster.with_options(on_event=show).nodes.drain(
+            a.node, undo=a.undo, yes=a.yes, to=a.to, include_stopped=a.include_stopped,
+            with_local_disks=a.with_local_disks, parallel=a.parallel, timeout=ctx.deadline(), plan_file=path)
     finally:
         show.close()
-        if path:
-            p.save(path)
-    _show_result(ctx, res, path)
+    _show_result(ctx, res)
     if res.ok:
         return 0
     # the deadline passed: migrations still running (their UPIDs are listed) or not started
-    return 4 if any(m.outcome in ("timeout", "skipped") for m in p.moves) else 1
+    return 4 if any(m.outcome in ("timeout", "skipped") for m in res.plan.moves) else 1
 
 
 class _Progress:
-    """Per VM on stderr: a bar while it moves on a terminal (rich), else a line when it starts and ends."""
+    """The plan when the library reports it (always without --yes; with it only as a table), then per
+    VM on stderr: a bar while it moves on a terminal (rich), else a line when it starts and ends."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
+    def __init__(self, ctx: Context, yes: bool) -> None:
+        self.ctx = ctx
+        self.yes = yes
+        self.total = 0
         self.done = 0
         self.bars: Any = None
         self.ids: dict[int, Any] = {}
-        if sys.stderr.isatty():
-            from ..render import progress_bars
 
-            self.bars = progress_bars(sys.stderr)
+    def __call__(self, ev: dict[str, Any]) -> None:
+        from ..drain import DrainPlan, Move
 
-    def __call__(self, kind: str, m: Move, prog: Any) -> None:
+        if ev.get("event") != "drain":
+            return
+        kind = ev["kind"]
+        if kind == "plan":
+            p = DrainPlan.from_dict(ev["plan"])
+            self.total = len(p.movable)
+            if not self.yes or self.ctx.output == "table":
+                _show_plan(self.ctx, p)
+            if self.yes and sys.stderr.isatty():
+                from ..render import progress_bars
+
+                self.bars = progress_bars(sys.stderr)
+            return
+        self.show(kind, Move(**ev["move"]), ev.get("fraction"))
+
+    def show(self, kind: str, m: Move, fraction: float | None) -> None:
         label = f"VM {m.vmid} ({m.name}) -> {m.target}"
         if kind == "start":
             if self.bars is not None:
                 self.ids[m.vmid] = self.bars.add_task(label, total=100)
             else:
                 sys.stderr.write(f"pvectl: {label} {m.mode}: started\n")
-        elif kind == "progress" and self.bars is not None and prog.fraction is not None and m.vmid in self.ids:
-            self.bars.update(self.ids[m.vmid], completed=prog.fraction * 100)
+        elif kind == "progress" and self.bars is not None and fraction is not None and m.vmid in self.ids:
+            self.bars.update(self.ids[m.vmid], completed=fraction * 100)
         elif kind == "done" and m.outcome != "unmovable":
             self.done += 1
             took = f" in {m.seconds:.1f}s" if m.seconds is not None else ""
@@ -152,11 +148,10 @@ def _show_plan(ctx: Context, p: DrainPlan) -> None:
               f"(keeps a {_gib(c['reserve'])} reserve)")
 
 
-def _show_result(ctx: Context, res: DrainResult, path: str | None) -> None:
+def _show_result(ctx: Context, res: DrainResult) -> None:
+    path = res.plan_file
     if ctx.output != "table":
-        d = res.to_dict()
-        d["plan_file"] = path
-        ctx.emit(d)
+        ctx.emit(res.to_dict())
         return
     p = res.plan
     moved = [m for m in p.moves if m.outcome == "moved"]

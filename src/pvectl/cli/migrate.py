@@ -1,4 +1,4 @@
-"""`pvectl vm migrate VM TARGET` (library: pvectl.migration).
+"""`pvectl vm migrate VM TARGET` (library: `pve.vms.migrate`, `pve.vms.migration_check`).
 
 Exit codes: 0 migrated (or `--check`: allowed), 1 the migration task failed (the log tail is shown),
 2 bad arguments, 3 refused by a check (`--check`: the verdict is refused), 4 still running at the
@@ -8,14 +8,12 @@ deadline, 5 no node reachable. Progress goes to stderr: a bar on a terminal, oth
 from __future__ import annotations
 
 import sys
-import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Self, TextIO
 
-    from ..migration import MigrationCheck, MigrationResult
-    from ..tasks import Progress
+    from ..vms.migrate import MigrationCheck, MigrationResult
     from .context import Context
 
 
@@ -57,38 +55,38 @@ class _Display:
         if self._bar is not None:
             self._bar.stop()
 
-    def __call__(self, p: Progress) -> None:
-        if p.fraction is None:
-            return
-        what = "memory" if p.phase == "migrate" else "disk"
-        if p.line.partition("drive-")[2]:
+    def event(self, ev: dict[str, Any]) -> None:
+        """The library's events: `target` (auto chose a node), `progress` (from the task log)."""
+        if ev.get("event") == "target":
+            self.label = f"{self.label} -> {ev['target']}"
+            self.out.write(f"pvectl: target {ev['target']}: {ev['reason']}\n")
+            self.out.flush()
+        elif ev.get("event") == "progress" and ev.get("fraction") is not None:
+            self(float(ev["fraction"]), str(ev.get("phase")), str(ev.get("line", "")))
+
+    def __call__(self, fraction: float, phase: str, line: str) -> None:
+        what = "memory" if phase == "migrate" else "disk"
+        if line.partition("drive-")[2]:
             # drive-mirror lines name the drive: `drive-scsi0: transferred ...` (pve-semantics §2.2)
-            what = "disk " + p.line.partition("drive-")[2].partition(":")[0]
+            what = "disk " + line.partition("drive-")[2].partition(":")[0]
         if self._bar is not None:
             desc = f"{self.label}: {what}"
             if self._task is None:
                 self._task = self._bar.add_task(desc, total=100)
-            self._bar.update(self._task, description=desc, completed=p.fraction * 100)
+            self._bar.update(self._task, description=desc, completed=fraction * 100)
             return
-        decile = int(p.fraction * 10)
+        decile = int(fraction * 10)
         if self._last.get(what, -1) >= decile:
             return
         self._last[what] = decile
-        self.out.write(f"pvectl: {self.label}: {what} {p.fraction * 100:.0f}%\n")
+        self.out.write(f"pvectl: {self.label}: {what} {fraction * 100:.0f}%\n")
         self.out.flush()
 
 
-def _interrupted(ctx: Context, started: float) -> int:
-    """Ctrl-C: the migration this command started (the interrupt may have cut the POST's answer short)
-    keeps running on the node; name its UPID and how to follow it, exit 130."""
+def _interrupted(ctx: Context, upids: list[str]) -> int:
+    """Ctrl-C: the migration this command started keeps running on the node (the library found its
+    UPID, also when the interrupt cut the POST's answer short); name it and how to follow it, exit 130."""
     a = ctx.args
-    upids: list[str] = []
-    try:
-        from ..lifecycle import tasks_started_since
-
-        upids = tasks_started_since(ctx.session, ctx.cluster.vms.resolve(a.vm).vmid, "qmigrate", started)
-    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a second Ctrl-C or an unreachable node: say what we can
-        pass
     if upids:
         for upid in upids:
             sys.stderr.write(f"pvectl: stopped waiting; the migration keeps running on the node: {upid}\n"
@@ -104,32 +102,29 @@ def _interrupted(ctx: Context, started: float) -> int:
 
 
 def run(ctx: Context) -> int:
+    """Parse -> `pve.vms.migration_check(...)` (--check) or `pve.vms.migrate(...)` -> render."""
     from ..errors import TaskFailed
-    from ..migration import migrate
+    from ..vms.migrate import MigrationInterrupted, MigrationResult
 
     a = ctx.args
-    target = a.target
-    if target == "auto":
-        from ..drain import auto_target
-
-        target = auto_target(ctx.session, a.vm, online=a.online, with_local_disks=a.with_local_disks)
-        sys.stderr.write(f"pvectl: target {target}: it passes every check with the most free memory after the move\n")
-    label = f"VM {a.vm} -> {target}"
-    started = time.time()
+    pve = ctx.cluster
     try:
-        with _Display(label) as display:
-            r = migrate(ctx.session, a.vm, target, writer=ctx.writer(), deadline=ctx.deadline(), online=a.online,
-                        with_local_disks=a.with_local_disks, bwlimit=a.bwlimit, check_only=a.check,
-                        wait=not a.no_wait, on_progress=display)
+        if a.check:
+            return _verdict(ctx, pve.vms.migration_check(a.vm, a.target, online=a.online,
+                                                         with_local_disks=a.with_local_disks))
+        with _Display(f"VM {a.vm}" if a.target == "auto" else f"VM {a.vm} -> {a.target}") as display:
+            pve = pve.with_options(on_event=display.event)
+            r = pve.vms.migrate(a.vm, a.target, online=a.online, with_local_disks=a.with_local_disks,
+                                bwlimit=a.bwlimit, wait=not a.no_wait, timeout=ctx.deadline())
     except TaskFailed as exc:
         return _failed(ctx, exc)
+    except MigrationInterrupted as exc:
+        return _interrupted(ctx, exc.upids)
     except KeyboardInterrupt:
-        return _interrupted(ctx, started)
-    if a.check:
-        return _verdict(ctx, r)  # type: ignore[arg-type]
+        return _interrupted(ctx, [])
     if a.dry_run:
         return 0
-    _result(ctx, r)  # type: ignore[arg-type]
+    _result(ctx, r if isinstance(r, MigrationResult) else r.preview or r.wait())
     return 0
 
 
@@ -167,7 +162,7 @@ def _result(ctx: Context, r: MigrationResult) -> None:
 
 
 def _failed(ctx: Context, exc: Any) -> int:
-    from ..migration import strip_timestamp
+    from ..vms.migrate import strip_timestamp
 
     tail = [strip_timestamp(ln) for ln in exc.log_tail]
     if ctx.output == "json":

@@ -238,8 +238,9 @@ def _finish_existing(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionR
             _start(run, plan, res)
             res.state = res.state if run.dry_run else "running"
         if spec.wait_ip and run.dry_run:
-            run.writer.out.write(f"# then poll GET /api2/json/nodes/{res.node}/qemu/{res.vmid}/agent/"
-                                 "network-get-interfaces until the guest reports an address\n")
+            if run.writer.out is not None:      # (a library dry run prints nothing)
+                run.writer.out.write(f"# then poll GET /api2/json/nodes/{res.node}/qemu/{res.vmid}/agent/"
+                                     "network-get-interfaces until the guest reports an address\n")
         elif spec.wait_ip:
             _wait_ip(run, plan, res)
     except _StepFailed as exc:

@@ -327,7 +327,7 @@ def _dry_run_rest(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
         run.writer.send(Write("POST", _config_path(plan, res) + "/status/start", {}, plan.node,
                               f"start VM {plan.vmid} ({spec.name})"))
         res.steps.append("start")
-    if spec.wait_ip:
+    if spec.wait_ip and run.writer.out is not None:      # (a library dry run prints nothing)
         run.writer.out.write(f"# then poll GET /api2/json{_config_path(plan, res)}/agent/network-get-interfaces "
                              "until the guest reports an address\n")
     res.result = "planned"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import PvectlError
+
+if TYPE_CHECKING:
+    from ..writes import PlannedWrite
 
 EventCallback = Callable[["ProvisionEvent"], None]
 
@@ -74,6 +77,7 @@ class ProvisionResult:
     warnings: list[str] = field(default_factory=list)
     differs: list[str] = field(default_factory=list)   # an existing VM's settings that differ from the wish
     error: PvectlError | None = None
+    planned: list[PlannedWrite] | None = None           # a dry run: the writes it would have sent
 
     @property
     def ok(self) -> bool:
@@ -86,6 +90,8 @@ class ProvisionResult:
                              "differs": list(self.differs)}
         if self.error is not None:
             d["error"] = {"type": self.error.type, "message": self.error.message, "hint": self.error.hint}
+        if self.planned is not None:
+            d["planned"] = [p.to_dict() for p in self.planned]
         return d
 
 

@@ -46,6 +46,7 @@ from .server import (
 )
 
 if TYPE_CHECKING:
+    from ..cluster import Cluster as PvectlCluster
     from .backend import Backend
     from .models import State
 
@@ -359,6 +360,21 @@ class Cluster:
         if self._token_secret is None:
             raise RuntimeError("the simulated cluster is not running")
         return self._token_secret
+
+    def client(self, **options: Any) -> PvectlCluster:
+        """A library `pvectl.Cluster` connected to this simulated cluster: the config it wrote, TLS
+        verified with its CA, the token it generated. `options` are `Cluster.from_config`'s (`dry_run`,
+        `timeout`, `on_event`, `via`, ...); `audit` defaults to `audit.jsonl` in the state directory, so
+        a test run never appends to the user's own audit log.
+
+            with pvectl.sim.Cluster(nodes=3) as sim, sim.client() as pve:
+                pve.vms.start("web-1")
+        """
+        from ..cluster import Cluster as PvectlCluster
+
+        self._need()
+        options.setdefault("audit", str(self.state_dir / "audit.jsonl"))
+        return PvectlCluster.from_config(str(self.config_path), **options)
 
     @property
     def nodes(self) -> dict[str, tuple[str, int]]:

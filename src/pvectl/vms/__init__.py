@@ -14,19 +14,34 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import builtins
     from collections.abc import Callable, Iterable
-    from typing import Any, Literal, overload
+    from typing import Any, Literal, Unpack, overload
 
     from ..deadline import Deadline
+    from ..provision import ProvisionResult
     from ..results import OpResult
     from ..session import Session
-    from ..tasks.task import Task
+    from ..tasks.task import Progress, Task
+    from .clone import CloneOptions
+    from .migrate import MigrationCheck, MigrationInterrupted, MigrationResult
 
     Timeout = Deadline | float | None
 else:
     def overload(f: object) -> object:
         return f
 
-__all__ = ["VmStatus", "VmSummary", "VmsApi", "split_tags"]
+__all__ = ["MigrationCheck", "MigrationInterrupted", "MigrationResult", "VmStatus", "VmSummary", "VmsApi",
+           "split_tags"]
+
+# the migration's types, imported on first use (the VM reads do not need the migration module)
+_MIGRATION_TYPES = ("MigrationCheck", "MigrationInterrupted", "MigrationResult")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MIGRATION_TYPES:
+        from . import migrate
+
+        return getattr(migrate, name)
+    raise AttributeError(f"module 'pvectl.vms' has no attribute {name!r}")
 
 
 class VmsApi:
@@ -161,3 +176,73 @@ class VmsApi:
         from .config import set_config
 
         return set_config(self._s, ref, dict(values), delete=list(delete) if delete else None, timeout=timeout)
+
+    # ------------------------------------------------------------------------------------- clone
+    @overload
+    def clone(self, template: str | int, name: str | None, *, count: None = ..., name_start: int | str = ...,
+              max_per_node: int = ..., max_per_storage: int = ..., wait: bool = ...,
+              timeout: Deadline | float | None = ..., **options: Unpack[CloneOptions]) -> ProvisionResult: ...
+    @overload
+    def clone(self, template: str | int, name: str | None, *, count: int, name_start: int | str = ...,
+              max_per_node: int = ..., max_per_storage: int = ..., wait: bool = ...,
+              timeout: Deadline | float | None = ...,
+              **options: Unpack[CloneOptions]) -> builtins.list[ProvisionResult]: ...
+
+    def clone(self, template: str | int, name: str | None, *, count: int | None = None,
+              name_start: int | str = 1, max_per_node: int = 2, max_per_storage: int = 2, wait: bool = True,
+              timeout: Deadline | float | None = None,
+              **options: Unpack[CloneOptions]) -> ProvisionResult | builtins.list[ProvisionResult]:
+        """Make VM `name` from `template` (VMID, name or tag), or `count` VMs named by the pattern `name`
+        (`web-{n}`, or the prefix `web`) from `name_start` (a number, or `next`). Options
+        (`pvectl.vms.clone.CloneOptions`): `vmid`, `node` (a node or `auto`), `storage`, `linked`,
+        `cores`, `memory` (MiB or `4G`), `bridge`, `ip` (`dhcp` or CIDR), `gw`, `ciuser`,
+        `ssh_keys_file`, `disk`, `disk_size` (`+10G` or `50G`), `start`, `wait_ip`,
+        `cleanup_on_failure`. Runs the whole workflow: `wait=False` is refused (UsageError). One
+        result, or a list with `count` (see `pvectl.vms.clone`)."""
+        from .clone import clone
+
+        return clone(self._s, template, name, count=count, name_start=name_start, max_per_node=max_per_node,
+                     max_per_storage=max_per_storage, wait=wait, timeout=timeout, **options)
+
+    # ----------------------------------------------------------------------------------- migrate
+    def migration_check(self, ref: str | int | VmSummary, target: str, *, online: bool | None = None,
+                        with_local_disks: bool = False) -> MigrationCheck:
+        """Every migration rule on fresh state (target online and in quorum, lock, mode, Proxmox's
+        own precondition check, local disks, free memory with a reserve); sends nothing.
+        `target="auto"`: the verdict for the node that passes with the most free memory after the
+        move (GuardRefused when none does). `online`: None = live if running."""
+        from .migrate import migration_check
+
+        return migration_check(self._s, ref, target, online=online, with_local_disks=with_local_disks)
+
+    @overload
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = ...,
+                bwlimit: int | str | None = ..., with_local_disks: bool = ..., wait: Literal[True] = ...,
+                timeout: Deadline | float | None = ...,
+                on_progress: Callable[[Progress], None] | None = ...) -> MigrationResult: ...
+    @overload
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = ...,
+                bwlimit: int | str | None = ..., with_local_disks: bool = ..., wait: Literal[False],
+                timeout: Deadline | float | None = ...,
+                on_progress: Callable[[Progress], None] | None = ...) -> Task[MigrationResult]: ...
+    @overload
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = ...,
+                bwlimit: int | str | None = ..., with_local_disks: bool = ..., wait: bool = ...,
+                timeout: Deadline | float | None = ...,
+                on_progress: Callable[[Progress], None] | None = ...) -> MigrationResult | Task[MigrationResult]: ...
+
+    def migrate(self, ref: str | int | VmSummary, target: str, *, online: bool | None = None,
+                bwlimit: int | str | None = None, with_local_disks: bool = False, wait: bool = True,
+                timeout: Deadline | float | None = None,
+                on_progress: Callable[[Progress], None] | None = None) -> MigrationResult | Task[MigrationResult]:
+        """Move a VM to node `target` (or `auto`) after `migration_check`; any refusal raises
+        GuardRefused before anything is sent. Live for a running VM (`online=False` refuses it),
+        offline for a stopped one. `bwlimit`: KiB/s, or `50M`, `1G` per second. `with_local_disks`:
+        mirror local disks while it runs. Waits for the task (TaskFailed with the log tail; at the
+        deadline TaskTimeout with the UPID); `wait=False`: the `Task`, whose `wait()` returns the
+        same `MigrationResult`. Progress: `on_progress`, else the session's `on_event`. Ctrl-C once
+        the request may have gone out: `MigrationInterrupted` (with the task's UPID)."""
+        from .migrate import migrate
+
+        return migrate(self._s, ref, target, deadline=timeout, online=online, with_local_disks=with_local_disks,
+                       bwlimit=bwlimit, wait=wait, on_progress=on_progress)

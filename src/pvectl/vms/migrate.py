@@ -1,4 +1,4 @@
-"""VM migration: the pre-check (`check`) and the migration itself (`migrate`).
+"""VM migration (`pve.vms.migration_check`, `pve.vms.migrate`): the pre-check and the migration.
 
 Proxmox checks little before it starts a `qmigrate` task: an offline target or local disks on a live
 migration fail only inside the task, and nothing looks at the target's free memory (pve-semantics
@@ -11,23 +11,24 @@ POSTs the migration through a `Writer` and waits for the task with one deadline.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import guards
-from .errors import PvectlError, UsageError
-from .deadline import bounds_every_request
-from .tasks.task import Deadline, Task
-from .membership import cluster_status
-from .nodes.reads import list_nodes
-from .vms.reads import resolve
+from .. import guards
+from ..deadline import Deadline
+from ..errors import GuardRefused, PvectlError, UsageError
+from ..membership import cluster_status
+from ..nodes.reads import list_nodes
+from ..tasks.task import Task
+from .reads import VmSummary, resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .session import Session
-    from .tasks.task import Progress
-    from .writes import Writer
+    from ..session import Session
+    from ..tasks.task import Progress, TaskResult
+    from ..writes import PlannedWrite, Writer
 
 # AbstractMigrate.pm::migrate: `migration finished successfully (duration 00:00:23)` (§2.2)
 _DURATION_RE = re.compile(r"migration finished successfully \(duration (\d+):(\d\d):(\d\d)\)")
@@ -126,16 +127,25 @@ class MigrationResult:
     local_disks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    planned: list[PlannedWrite] | None = None       # a dry run: the writes it would have sent
+
+    def plan(self, writer: Writer) -> None:
+        """Mark a dry run's result: outcome `planned`, with the writes the writer recorded."""
+        self.outcome = "planned"
+        self.planned = writer.planned_writes()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"vmid": self.vmid, "name": self.name, "action": "migrate", "outcome": self.outcome,
-                "source": self.source, "target": self.target, "node": self.node, "mode": self.mode,
-                "status": self.status, "upid": self.upid, "exitstatus": self.exitstatus,
-                "duration": self.duration, "duration_seconds": self.duration_seconds,
-                "downtime_ms": self.downtime_ms, "local_disks": self.local_disks, "warnings": self.warnings}
+        d = {"vmid": self.vmid, "name": self.name, "action": "migrate", "outcome": self.outcome,
+             "source": self.source, "target": self.target, "node": self.node, "mode": self.mode,
+             "status": self.status, "upid": self.upid, "exitstatus": self.exitstatus,
+             "duration": self.duration, "duration_seconds": self.duration_seconds,
+             "downtime_ms": self.downtime_ms, "local_disks": self.local_disks, "warnings": self.warnings}
+        if self.planned is not None:
+            d["planned"] = [p.to_dict() for p in self.planned]
+        return d
 
 
-def check(session: Session, ref: str | int, target: str, *, online: bool | None = None,
+def check(session: Session, ref: str | int | VmSummary, target: str, *, online: bool | None = None,
           with_local_disks: bool = False) -> MigrationCheck:
     """Every migration rule on fresh state; sends nothing. `online`: None = live if running."""
     vm = resolve(session, ref)
@@ -167,24 +177,97 @@ def check(session: Session, ref: str | int, target: str, *, online: bool | None 
                           findings=[Finding(**f) for f in raw], local_disks=disks, memory=memory)
 
 
-@bounds_every_request
-def migrate(session: Session, ref: str | int, target: str, *, writer: Writer,
+class MigrationInterrupted(KeyboardInterrupt):
+    """Ctrl-C after the migration was requested: Proxmox runs the task on. `upids` names it (found in
+    the nodes' task lists when the interrupt cut the POST's answer short; empty when none was found)."""
+
+    def __init__(self, vmid: int, upids: list[str]) -> None:
+        super().__init__("interrupted")
+        self.vmid = vmid
+        self.upids = upids
+
+
+def auto_target(session: Session, ref: str | int | VmSummary, *, online: bool | None = None,
+                with_local_disks: bool = False) -> str:
+    """`target="auto"`: the node that passes every check with the most free memory after the move;
+    GuardRefused naming each node's reasons when none does."""
+    vm = resolve(session, ref)
+    members = [n.name for n in cluster_status(session).nodes if n.name != vm.node]
+    best: tuple[int, str] | None = None
+    reasons: list[str] = []
+    for t in members:
+        c = check(session, vm, t, online=online, with_local_disks=with_local_disks)
+        if c.allowed:
+            free = (c.memory.get("target_free") or 0) - (c.memory.get("vm_maxmem") or 0)
+            best = max(best, (free, t)) if best else (free, t)
+        else:
+            reasons.append(f"{t}: " + "; ".join(f.reason for f in c.refusals))
+    if best is None:
+        raise GuardRefused(f"no node can take VM {vm.vmid} ({vm.name}): " + " | ".join(reasons) if reasons
+                           else f"VM {vm.vmid} ({vm.name}): there is no other node",
+                           "see each node's verdict: pvectl vm migrate VM NODE --check")
+    return best[1]
+
+
+def migration_check(session: Session, ref: str | int | VmSummary, target: str, *, online: bool | None = None,
+                    with_local_disks: bool = False) -> MigrationCheck:
+    """`check`, with `target="auto"` resolved first (the chosen node's verdict)."""
+    if target == "auto":
+        vm = resolve(session, ref)
+        target, ref = auto_target(session, vm, online=online, with_local_disks=with_local_disks), vm
+    return check(session, ref, target, online=online, with_local_disks=with_local_disks)
+
+
+@overload
+def migrate(session: Session, ref: str | int | VmSummary, target: str, *, writer: Writer | None = ...,
+            deadline: Deadline | float | None = ..., online: bool | None = ..., with_local_disks: bool = ...,
+            bwlimit: int | str | None = ..., wait: Literal[True] = ...,
+            on_progress: Callable[[Progress], None] | None = ...) -> MigrationResult: ...
+@overload
+def migrate(session: Session, ref: str | int | VmSummary, target: str, *, writer: Writer | None = ...,
+            deadline: Deadline | float | None = ..., online: bool | None = ..., with_local_disks: bool = ...,
+            bwlimit: int | str | None = ..., wait: Literal[False],
+            on_progress: Callable[[Progress], None] | None = ...) -> Task[MigrationResult]: ...
+@overload
+def migrate(session: Session, ref: str | int | VmSummary, target: str, *, writer: Writer | None = ...,
+            deadline: Deadline | float | None = ..., online: bool | None = ..., with_local_disks: bool = ...,
+            bwlimit: int | str | None = ..., wait: bool = ...,
+            on_progress: Callable[[Progress], None] | None = ...) -> MigrationResult | Task[MigrationResult]: ...
+
+
+def migrate(session: Session, ref: str | int | VmSummary, target: str, *, writer: Writer | None = None,
             deadline: Deadline | float | None = None, online: bool | None = None, with_local_disks: bool = False,
-            bwlimit: int | str | None = None, check_only: bool = False, wait: bool = True,
-            on_progress: Callable[[Progress], None] | None = None) -> MigrationResult | MigrationCheck:
-    """Migrate a VM to `target` after `check`; any refusal raises `GuardRefused` before a request is
-    sent. A running VM migrates live (`online=1`), a stopped one offline. `check_only` returns the
-    `MigrationCheck` and changes nothing. A failed task raises `TaskFailed` with the log tail."""
-    deadline = Deadline.of(deadline)
+            bwlimit: int | str | None = None, wait: bool = True,
+            on_progress: Callable[[Progress], None] | None = None) -> MigrationResult | Task[MigrationResult]:
+    """Migrate a VM to `target` (a node, or `auto`) after `check`; any refusal raises `GuardRefused`
+    before a request is sent. A running VM migrates live (`online=1`), a stopped one offline. One
+    deadline (`deadline`, else the session's timeout) bounds every request and the wait. A failed
+    task raises `TaskFailed` with the log tail. `wait=False` returns the `Task`; its `wait()` returns
+    the same `MigrationResult`. Progress goes to `on_progress`, else to the session's `on_event`
+    (`{"event": "progress", "upid", "fraction", "phase", "line", ...}`). Ctrl-C once the request may
+    have gone out raises `MigrationInterrupted` naming the task."""
+    d = session.deadline(deadline)
+    with session.transport.bounded(d):
+        return _migrate(session, ref, target, writer=writer, deadline=d, online=online,
+                        with_local_disks=with_local_disks, bwlimit=bwlimit, wait=wait, on_progress=on_progress)
+
+
+def _migrate(session: Session, ref: str | int | VmSummary, target: str, *, writer: Writer | None,
+             deadline: Deadline, online: bool | None, with_local_disks: bool, bwlimit: int | str | None,
+             wait: bool, on_progress: Callable[[Progress], None] | None) -> MigrationResult | Task[MigrationResult]:
     kib = parse_bwlimit(bwlimit)
+    if target == "auto":
+        vm = resolve(session, ref)
+        target, ref = auto_target(session, vm, online=online, with_local_disks=with_local_disks), vm
+        session.emit("target", vmid=vm.vmid, target=target,
+                     reason="it passes every check with the most free memory after the move")
     verdict = check(session, ref, target, online=online, with_local_disks=with_local_disks)
-    if check_only:
-        return verdict
     guards.check_migrate([f.to_dict() for f in verdict.refusals], what=f"VM {verdict.vmid} ({verdict.name})",
                          target=target)
-    from .lifecycle import _wait, send_task_write
-    from .writes import Write
+    from ..taskwrites import start_task
+    from ..writes import Write
 
+    writer = writer or session.writer()
     live = verdict.mode == "live"
     params: dict[str, Any] = {"target": target, "online": 1 if live else 0}
     if with_local_disks:
@@ -192,25 +275,42 @@ def migrate(session: Session, ref: str | int, target: str, *, writer: Writer,
     if kib is not None:
         params["bwlimit"] = kib
     res = MigrationResult(vmid=verdict.vmid, name=verdict.name, source=verdict.node, target=target,
-                          node=verdict.node, mode=verdict.mode, outcome="done", local_disks=verdict.local_disks,
+                          node=verdict.node, mode=verdict.mode, outcome="started", local_disks=verdict.local_disks,
                           warnings=verdict.warnings)
     summary = (f"migrate VM {verdict.vmid} ({verdict.name}) {verdict.mode} from {verdict.node} to {target}"
                + (f", local disks: {', '.join(verdict.local_disks)}" if verdict.local_disks else ""))
-    upid = send_task_write(session, writer, Write("POST", f"/nodes/{verdict.node}/qemu/{verdict.vmid}/migrate",
-                                                  params, verdict.node, summary))
-    if upid is None:
-        res.outcome = "planned"
-        return res
-    res.upid = str(upid)
-    if not wait:
-        res.outcome = "started"
-        return res
-    result = _wait(session, writer, res.upid, deadline, on_progress=on_progress)
+    sent = time.time()
+    task: Task[MigrationResult] | None = None
+    try:
+        task = start_task(session, writer, Write("POST", f"/nodes/{verdict.node}/qemu/{verdict.vmid}/migrate",
+                                                 params, verdict.node, summary),
+                          res, deadline=deadline, finish=lambda done: _finish(session, res, done))
+        return task.wait(on_progress=on_progress) if wait else task
+    except KeyboardInterrupt:
+        upid = str(task.upid) if task is not None and task.upid is not None else None
+        raise MigrationInterrupted(verdict.vmid, [upid] if upid else _started_since(session, verdict.vmid, sent)
+                                   ) from None
+
+
+def _started_since(session: Session, vmid: int, sent: float) -> list[str]:
+    """The migration tasks of `vmid` begun since `sent` (a second Ctrl-C or no answer: none known)."""
+    from ..taskwrites import tasks_started_since
+
+    try:
+        return tasks_started_since(session, vmid, "qmigrate", sent)
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - say what can be said
+        return []
+
+
+def _finish(session: Session, started: MigrationResult, done: TaskResult) -> MigrationResult:
+    """The result once the task ended OK: where the VM is now, its state, and the log's numbers."""
+    res = replace(started, outcome="done", warnings=list(started.warnings))
     # The task's exit status decides: OK means the VM was moved (phase3 moved its config: §9.2). What
     # is read afterwards only adds detail; a read that fails now is a warning, never a failed migration.
-    res.exitstatus = result.exitstatus
-    res.warnings += result.warnings
-    res.node = target
+    res.exitstatus = done.exitstatus
+    res.warnings += done.warnings
+    res.node = res.target
+    assert res.upid is not None
     try:
         lines, _ = Task(session, res.upid).log(start=0, limit=0)
         res.log = [ln for ln in lines if ln]
@@ -219,7 +319,7 @@ def migrate(session: Session, ref: str | int, target: str, *, writer: Writer,
         res.warnings.append(f"migrated, but the task log could not be read: {exc.message}")
     try:
         # fresh: where the VM is now, and its state there
-        vm = resolve(session, verdict.vmid)
+        vm = resolve(session, res.vmid)
         res.node = vm.node
         st = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
         res.status = st.get("status")

@@ -102,9 +102,10 @@ def _run(argv: list[str], env: dict[str, str], input: str | None = None) -> subp
 # -- set-up: simulator, pass store, configs ------------------------------------------------------
 
 
-def start_sim(state_dir: Path, vms: int, env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
+def start_sim(state_dir: Path, vms: int, env: dict[str, str], templates: int = 2) -> tuple[subprocess.Popen[str], Path]:
     proc = subprocess.Popen([sys.executable, "-m", "pvectl.sim", "--bind", "127.0.0.1", "--port", "0",
-                             "--state-dir", str(state_dir), "--time-scale", "0.05", "--vms", str(vms)],
+                             "--state-dir", str(state_dir), "--time-scale", "0.05", "--vms", str(vms),
+                             "--templates", str(templates)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()

@@ -105,7 +105,7 @@ class Proxmoxer:
     name = "proxmoxer"
 
     def __init__(self, host: str, port: int, ca: str, token_id: str, secret: str) -> None:
-        from proxmoxer import ProxmoxAPI
+        from proxmoxer import ProxmoxAPI  # type: ignore[import-untyped]
 
         user, _, token_name = token_id.partition("!")
         self.api = ProxmoxAPI(host, port=port, user=user, token_name=token_name, token_value=secret,

@@ -74,7 +74,7 @@ def test_records_are_frozen() -> None:
     with pytest.raises(AttributeError):
         vm.name = "other"  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        vm.maxcpu = 8  # type: ignore[misc]
+        vm.maxcpu = 8
     assert vm.name == "web-01" and vm.maxcpu == 2
 
 

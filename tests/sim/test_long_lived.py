@@ -240,3 +240,34 @@ def test_the_token_is_read_once_and_refresh_credentials_reads_the_rotated_one(
         pve.version()
     pve.refresh_credentials()
     assert pve.version()
+
+
+def test_threads_starting_together_read_the_token_once(sim3: SimCluster) -> None:
+    from pvectl.config import load_config
+    from pvectl.http import Transport
+
+    header = f"PVEAPIToken={sim3.token_id}={sim3.token_secret}"
+    reads: list[int] = []
+
+    def auth() -> str:
+        reads.append(1)
+        time.sleep(0.1)                                # `pass show` takes a while to decrypt
+        return header
+
+    t = Transport.from_config(load_config(str(sim3.config_path)), auth=auth)
+    barrier = threading.Barrier(8)
+    answers: list[Any] = []
+
+    def first_call() -> None:
+        barrier.wait()
+        answers.append(t.get("/version"))
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=30)
+    t.close()
+    assert len(answers) == 8 and all(answers)
+    assert len(reads) == 1
+

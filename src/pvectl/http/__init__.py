@@ -115,7 +115,7 @@ class Transport:
         self.failover_after = failover_after
         self._log = log
         self.user_agent = user_agent
-        self._lock = threading.Lock()
+        self._auth_lock = threading.Lock()
         self._local = threading.local()
         self._pool = IdlePool()
         self.health = NodeHealth(reprobe_after, reprobe_max)
@@ -272,9 +272,8 @@ class Transport:
         """Ask `auth` again now (a rotated token): a token that cannot be read raises here, and the
         old value stays in use."""
         if self._auth is not None:
-            value = self._auth()
-            with self._lock:
-                self._auth_value = value
+            with self._auth_lock:
+                self._auth_value = self._auth()
 
     def close(self) -> None:
         """Close the idle connections (the Transport stays usable: it reconnects when asked)."""
@@ -363,9 +362,11 @@ class Transport:
     def _header(self) -> str | None:
         value = self._auth_value
         if value is None and self._auth is not None:
-            value = self._auth()
-            with self._lock:
-                self._auth_value = value
+            # threads that start together read the token once (one `pass show`, one file read)
+            with self._auth_lock:
+                value = self._auth_value
+                if value is None:
+                    value = self._auth_value = self._auth()
         return value
 
     @staticmethod

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 
-from ..errors import DeadlineExceeded, NodeUnreachable, PvectlError, from_response, redact
+from ..errors import DeadlineExceeded, NodeUnreachable, PvectlError, TlsError, from_response, redact
 from . import conn as httpconn
 from .encode import encode_params, quote_path
 from .failures import ConnectFailed, SendFailed
@@ -369,6 +369,13 @@ class Transport:
                     value = self._auth_value = self._auth()
         return value
 
+    def _prepare(self, n: Node) -> None:
+        """The node's SSL context, made now (a TLS error is raised when connecting, not here)."""
+        try:
+            self._connector.context(n)
+        except TlsError:
+            pass
+
     @staticmethod
     def _exchange(conn: httpconn.Connection, method: str, url: str, body: bytes | None,
                   headers: dict[str, str], timeout: float) -> httpconn.Response:
@@ -380,6 +387,8 @@ class Transport:
     def _roundtrip(self, n: Node, method: str, url: str, body: bytes | None,
                    timeout: float) -> tuple[int, str, bytes, float]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        if self._auth_value is None:
+            self._prepare(n)       # loading the CA takes a few ms: do it while `pass show` decrypts
         auth = self._header()  # before connecting: an unreadable token must not leave a socket open
         conn = self._pool.take(n.name, method != "GET")
         reused = conn is not None

@@ -122,6 +122,10 @@ def test_eight_threads_share_one_cluster_while_a_node_stops_and_comes_back(sim3:
     assert sum(down_ok.values()) > 0 and {"vms.list", "status", "nodes.list"} <= set(ok)
     assert set(typed) <= {"NodeUnreachable", "DeadlineExceeded"}, typed
     assert slowest[0] < 10.0                         # connect 2 s, read 5 s: nothing waits longer
+    # kept-alive connections are reused, not one per call: at most one per node and thread at a time,
+    # again after the simulator closes one (after 100 requests, as pveproxy does; pve1's when it stopped)
+    calls = sum(ok.values()) + sum(typed.values())
+    assert calls > 200 and pve.transport.connections_opened <= 2 * 8 * 3 + calls / 50
     # once back, pve1 answers reads of its own VM again, and no node is skipped any more
     assert pve.vms.status(on_pve1.vmid).vmid == on_pve1.vmid
     assert wait_for(lambda: not pve.transport.dead_nodes, 2.0)
@@ -150,6 +154,27 @@ def test_a_failed_node_is_probed_again_after_its_back_off_not_skipped_for_good(s
     assert wait_for(lambda: pve.version() is not None and bool(direct_requests(sim3, "pve1", since)), 5.0)
     assert "pve1" not in pve.transport.dead_nodes
     assert pve.transport.health.failures("pve1") == 0  # an answer clears the record
+
+
+def test_a_node_that_stops_answering_fails_fast_then_is_probed_again(sim3: SimCluster) -> None:
+    pve = long_lived(sim3, read_timeout=0.5, probe_timeout=0.5)
+    vm = next(v for v in pve.vms.list() if v.node == "pve1")
+    sim3.hang_node("pve1")                            # accepts requests, answers none
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(NodeUnreachable):
+            pve.vms.status(vm.vmid)
+        assert time.monotonic() - t0 < 5.0
+        held = sim3.faults.held("pve1")
+        t0 = time.monotonic()
+        with pytest.raises(NodeUnreachable, match="not answering"):
+            pve.vms.status(vm.vmid)                    # within the back-off: nothing is sent to pve1
+        assert time.monotonic() - t0 < 0.3 and sim3.faults.held("pve1") == held
+        assert len(pve.vms.list()) == 14               # cluster-wide reads: the other nodes answer
+    finally:
+        sim3.unhang_node("pve1")
+    assert wait_for(lambda: not pve.transport.dead_nodes, 5.0)
+    assert pve.vms.status(vm.vmid).status in ("running", "stopped")
 
 
 # ----------------------------------------------------------------------------- kept-alive connections

@@ -153,6 +153,10 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
+def signed_ms(seconds: float) -> str:
+    return ("+" if seconds >= 0 else "") + ms(seconds)
+
+
 def run_size(vms: int, templates: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     import yaml
 
@@ -188,8 +192,8 @@ def run_size(vms: int, templates: int, args: argparse.Namespace) -> list[dict[st
                                      "cpu_over": cpu_med - cpu_base,
                                      "json": json_med if c.name == "raw" else None})
                         print(f"{vms + templates:>4} guests  {read:<9} {c.name:<10} median {ms(med)} ms  "
-                              f"p90 {ms(p90)} ms  over raw {ms(med - base)} ms  x{med / base:.2f}  "
-                              f"client CPU {ms(cpu_med)} ms (+{ms(cpu_med - cpu_base)})"
+                              f"p90 {ms(p90)} ms  over raw {signed_ms(med - base)} ms  x{med / base:.2f}  "
+                              f"client CPU {ms(cpu_med)} ms ({signed_ms(cpu_med - cpu_base)})"
                               + (f"  (json.loads {ms(json_med)} ms)" if c.name == "raw" else ""), flush=True)
             finally:
                 for c in clients:
@@ -237,8 +241,8 @@ def main() -> int:
         for r in rows:
             name = r["client"] + (f" (json.loads alone: {ms(r['json'])} ms)" if r["json"] is not None else "")
             out.append(f"| {r['guests']} | `{r['read']}` | {name} | {ms(r['median'])} | {ms(r['p90'])} | "
-                       f"{'+' if r['over'] >= 0 else ''}{ms(r['over'])} | {r['ratio']:.2f} | "
-                       f"{ms(r['cpu'])} ({'+' if r['cpu_over'] >= 0 else ''}{ms(r['cpu_over'])}) |")
+                       f"{signed_ms(r['over'])} | {r['ratio']:.2f} | "
+                       f"{ms(r['cpu'])} ({signed_ms(r['cpu_over'])}) |")
         out.append("")
         out.append("Target " + ("met." if not missed else "missed: " + ", ".join(
             f"{r['read']} at {r['guests']} guests (+{ms(r['over'])} ms)" for r in missed) + "."))

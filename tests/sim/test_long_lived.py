@@ -296,3 +296,45 @@ def test_threads_starting_together_read_the_token_once(sim3: SimCluster) -> None
     assert len(answers) == 8 and all(answers)
     assert len(reads) == 1
 
+
+
+def test_a_node_that_closes_during_the_tls_handshake_is_failed_over_not_a_tls_error(sim3: SimCluster) -> None:
+    # pveproxy going down (or restarting) can take a connection and close it before the handshake ends:
+    # the client sees EOF, not a certificate. Nothing was sent, so another node answers; a TLS error
+    # (never failed over) would stop a long-lived client at the first node that restarts.
+    import socket
+
+    from pvectl.config import Node, load_config
+    from pvectl.http import Transport
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def take_hello_and_close() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                conn.recv(65536)                       # the ClientHello, read in full: a clean EOF, no RST
+
+    server = threading.Thread(target=take_hello_and_close, daemon=True)
+    server.start()
+    config = load_config(str(sim3.config_path))
+    closing = Node(name="pve1", host="127.0.0.1", port=listener.getsockname()[1])
+    header = f"PVEAPIToken={sim3.token_id}={sim3.token_secret}"
+    t = Transport([closing, *config.nodes[1:]], tls=config.tls, auth=lambda: header, retries=0)
+    try:
+        result = t.request("GET", "/version", raw=True)
+        assert result.node == "pve2"
+        assert "pve1" in t.dead_nodes
+    finally:
+        t.close()
+        stop.set()
+        server.join(timeout=5)
+        listener.close()

@@ -7,6 +7,7 @@ may go to another node) or possibly sent (a write is never resent).
 from __future__ import annotations
 
 import socket
+import ssl
 
 from .conn import RemoteDisconnected
 
@@ -37,6 +38,8 @@ def reason(e: BaseException) -> str:
         return f"name resolution failed ({e.strerror})"
     if isinstance(e, RemoteDisconnected):
         return "connection closed by the server"
+    if isinstance(e, ssl.SSLError):
+        return "connection closed during the TLS handshake"
     if isinstance(e, OSError) and e.strerror:
         return e.strerror.lower() if e.strerror[:1].isupper() and e.strerror[1:2].islower() else e.strerror
     return str(e) or type(e).__name__

@@ -3,7 +3,8 @@
 TLS per node: pinned SHA-256 fingerprint (`tls.fingerprints`; ssl-level verification off, then the
 peer certificate's digest is compared), else `tls.ca_file` with host name checking against the node's
 `host`, else `tls.insecure: true` (warned about once per transport), else the system CA store.
-TLS failures raise TlsError at once: they are never failed over to another node.
+TLS failures raise TlsError at once: they are never failed over to another node. A connection the
+peer closes during the handshake is not one: it fails like a refused connect (another node is tried).
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ class Connector:
                            node=n.name,
                            hint="set tls.ca_file to the cluster CA (/etc/pve/pve-root-ca.pem) or pin the node "
                                 "in tls.fingerprints") from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as e:
+            # the peer closed the connection during the handshake (pveproxy stopping or restarting):
+            # a connection failure like a refused connect, nothing was sent; not a certificate problem
+            conn.close()
+            raise ConnectFailed(e) from None
         except ssl.SSLError as e:
             conn.close()
             raise TlsError(f"TLS handshake with {n.name} ({n.address}) failed: {e.reason or e}",

@@ -20,7 +20,7 @@ What runs:
   (`pass show` runs twice, as in the seed);
 - the Python peers' `--help` from their own venvs (made by bench/peers/setup.sh, outside the repo).
 
-Targets (DESIGN §3b): `pvectl --help` under 80 ms; `pvectl -o json vm list` within 1.25x of the seed's
+Targets: `pvectl --help` under 80 ms (DESIGN §3b); `pvectl -o json vm list` no slower than the seed's
 pipeline. Also records `python -X importtime` for the `vm list` command (top entries and pvectl's own
 modules). Exit status 1 when a target is missed.
 """
@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 PASS_PATH = "proxmox/api-token"
 HELP_TARGET_MS = 80.0
-LIST_TARGET_RATIO = 1.25
+LIST_TARGET_RATIO = 1.0   # `vm list` with the token in pass: at most the seed pipeline's time (DESIGN §3b said 1.25x)
 PEERS = ("pvecontrol", "pmox")
 # stdlib imports on pvectl's `vm list` path, timed as cold processes beside it (`--no-probes` to skip)
 PROBES = ("re", "argparse", "subprocess", "ssl", "http.client", "pvectl.cli.main")
@@ -102,9 +102,10 @@ def _run(argv: list[str], env: dict[str, str], input: str | None = None) -> subp
 # -- set-up: simulator, pass store, configs ------------------------------------------------------
 
 
-def start_sim(state_dir: Path, vms: int, env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
+def start_sim(state_dir: Path, vms: int, env: dict[str, str], templates: int = 2) -> tuple[subprocess.Popen[str], Path]:
     proc = subprocess.Popen([sys.executable, "-m", "pvectl.sim", "--bind", "127.0.0.1", "--port", "0",
-                             "--state-dir", str(state_dir), "--time-scale", "0.05", "--vms", str(vms)],
+                             "--state-dir", str(state_dir), "--time-scale", "0.05", "--vms", str(vms),
+                             "--templates", str(templates)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()

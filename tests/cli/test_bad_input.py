@@ -417,7 +417,7 @@ def test_a_credential_error_opens_no_connection(cli: Callable[..., Run], sim: An
                                                 variant_config: Callable[..., Path],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # the token is read before a connection is opened: nothing to leak or leave half-open
-    from pvectl import httpconn
+    from pvectl.http import conn as httpconn
 
     opened: list[Any] = []
     real_init = httpconn.Connection.__init__

@@ -405,7 +405,7 @@ def test_idle_connection_closed_by_server_is_replaced_before_a_write(server: Fak
 def test_stale_keepalive_get_reconnects_but_write_is_uncertain(server: FakePVE, pki: dict[str, Any],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # Make the dropped-connection check miss the close (the race where the server closes just as we send).
-    monkeypatch.setattr(phttp, "_dropped", lambda sock: False)
+    monkeypatch.setattr(phttp.pool, "dropped", lambda sock: False)
     server.close_after_response = True
     t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki))
     t.get("/version")
@@ -516,7 +516,7 @@ def test_a_write_never_goes_out_on_a_connection_idle_past_the_reuse_limit(
         server: FakePVE, pki: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     # the server may be closing an idle keep-alive connection just as a write is sent on it; a write is
     # never resent, so it takes a fresh connection instead (a GET may reuse it: it can be resent)
-    monkeypatch.setattr(phttp, "WRITE_REUSE_IDLE", 0.05)
+    monkeypatch.setattr(phttp.pool, "WRITE_REUSE_IDLE", 0.05)
     t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki))
     t.get("/version")
     import time

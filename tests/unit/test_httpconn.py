@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pvectl import httpconn
+from pvectl.http import conn as httpconn
 
 
 class _Sock:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import pvectl.nodehealth as nh
-from pvectl.nodehealth import NodeHealth
+import pvectl.http.health as nh
+from pvectl.http.health import NodeHealth
 
 
 class Clock:

@@ -25,39 +25,101 @@ def split_tags(tags: str | None) -> tuple[str, ...]:
     return tuple(t for t in tags.replace(",", ";").replace(" ", ";").split(";") if t)
 
 
+class _Count:
+    """A whole-number field of an API entry, 0 when the entry leaves it out (offline nodes' VMs)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __get__(self, vm: VmSummary | None, owner: object = None) -> int:
+        if vm is None:
+            return self  # type: ignore[return-value]  # read on the class: the field itself
+        return int(vm._entry.get(self.key, 0))
+
+
 class VmSummary(Record):
     """A VM as `/cluster/resources?type=vm` reports it (pve-semantics §10.2). Stats there come from
-    pvestatd and lag up to 10 s; `status` may be `unknown` for a node that is down."""
+    pvestatd and lag up to 10 s; `status` may be `unknown` for a node that is down.
 
-    __slots__ = ("vmid", "name", "node", "status", "template", "maxcpu", "maxmem", "mem", "cpu", "uptime",
-                 "maxdisk", "tags", "lock")
+    Built from the API entry, it keeps the entry and converts a field when it is read: listing 500
+    VMs makes 500 small objects, and only the fields a caller reads are converted (bench_overhead.py).
+    """
 
-    vmid: int
-    name: str
-    node: str
-    status: str
-    template: bool
-    maxcpu: int
-    maxmem: int
-    mem: int
-    cpu: float
-    uptime: int
-    maxdisk: int
-    tags: tuple[str, ...]
-    lock: str | None
+    __slots__ = ("_entry",)
+    _fields = ("vmid", "name", "node", "status", "template", "maxcpu", "maxmem", "mem", "cpu", "uptime",
+               "maxdisk", "tags", "lock")
+    _entry: dict[str, Any]
+
+    def __init__(self, **fields: Any) -> None:
+        """Every field by keyword, typed as the properties below return them."""
+        missing = [f for f in self._fields if f not in fields]
+        extra = sorted(set(fields) - set(self._fields))
+        if missing or extra:
+            raise TypeError(f"VmSummary() missing arguments {missing}" if missing
+                            else f"VmSummary() got unexpected arguments {extra}")
+        fields["tags"] = tuple(fields["tags"])
+        _set(self, "_entry", fields)
 
     @classmethod
     def from_resource(cls, e: dict[str, Any]) -> VmSummary:
-        return cls(vmid=int(e["vmid"]), name=e.get("name") or f"VM {e['vmid']}", node=e["node"],
-                   status=e.get("status", "unknown"), template=bool(e.get("template")),
-                   maxcpu=int(e.get("maxcpu", 0)), maxmem=int(e.get("maxmem", 0)), mem=int(e.get("mem", 0)),
-                   cpu=float(e.get("cpu", 0)), uptime=int(e.get("uptime", 0)), maxdisk=int(e.get("maxdisk", 0)),
-                   tags=split_tags(e.get("tags")), lock=e.get("lock"))
+        """The entry is kept as it is (it must not be changed afterwards)."""
+        if "vmid" not in e or "node" not in e:
+            raise ValueError(f"a /cluster/resources entry without vmid or node: {sorted(e)}")
+        vm = _new(cls)
+        _set(vm, "_entry", e)
+        return vm
+
+    @property
+    def vmid(self) -> int:
+        return int(self._entry["vmid"])
+
+    @property
+    def name(self) -> str:
+        e = self._entry
+        return str(e.get("name") or f"VM {e['vmid']}")
+
+    @property
+    def node(self) -> str:
+        return str(self._entry["node"])
+
+    @property
+    def status(self) -> str:
+        return str(self._entry.get("status", "unknown"))
+
+    @property
+    def template(self) -> bool:
+        return bool(self._entry.get("template"))
+
+    maxcpu = _Count("maxcpu")
+    maxmem = _Count("maxmem")
+    mem = _Count("mem")
+    uptime = _Count("uptime")
+    maxdisk = _Count("maxdisk")
+
+    @property
+    def cpu(self) -> float:
+        return float(self._entry.get("cpu", 0))
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        tags = self._entry.get("tags")
+        return tags if isinstance(tags, tuple) else split_tags(tags)
+
+    @property
+    def lock(self) -> str | None:
+        lock = self._entry.get("lock")
+        return None if lock is None else str(lock)
 
     def to_dict(self) -> dict[str, Any]:
         d = Record.to_dict(self)
         d["tags"] = list(self.tags)
         return d
+
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 class VmStatus(Record):
@@ -103,11 +165,16 @@ def list_vms(s: Session, *, status: str | None = None, node: str | None = None, 
     vms = _resources(s)
     if not vms:
         require_audit(s)
-    out = [v for v in vms
-           if (status is None or v.status == status) and (node is None or v.node == node)
-           and (tag is None or tag in v.tags) and (templates is None or v.template == templates)]
-    out.sort(key=lambda v: v.vmid)
-    return out
+    if status is not None or node is not None or tag is not None or templates is not None:
+        vms = [v for v in vms
+               if (status is None or v.status == status) and (node is None or v.node == node)
+               and (tag is None or tag in v.tags) and (templates is None or v.template == templates)]
+    vms.sort(key=_by_vmid)
+    return vms
+
+
+def _by_vmid(vm: VmSummary) -> int:
+    return vm.vmid
 
 
 def require_audit(s: Session) -> None:

@@ -15,6 +15,7 @@ import socket
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from typing import BinaryIO
 
 _MAX_LINE = 65536
 _MAX_HEADERS = 200
@@ -62,7 +63,7 @@ class Connection:
         self.timeout = timeout
         self.context = context
         self.sock: ssl.SSLSocket | None = None
-        self._rfile = None
+        self._rfile: BinaryIO | None = None
         self._method = "GET"
 
     def connect(self) -> None:

@@ -1,10 +1,13 @@
 """Transport: HTTPS to the Proxmox API on `ssl` + a minimal HTTP/1.1 connection (DESIGN §3b, §4).
 
-- One keep-alive connection per node (a small idle pool when threads share the Transport).
+The package, one module per concern: `conn` (HTTP/1.1 on a socket), `tls` (opening a verified
+connection), `pool` (idle keep-alive connections), `health` (which node to skip, until when),
+`encode` (paths and form bodies), `failures` (what one attempt ran into), `scopes` (per-thread
+deadlines); this module puts them together.
+
+- One keep-alive connection per node and thread: a thread takes an idle connection for one request
+  and gives it back (a small pool), so one Transport is safe to share between threads.
 - Connect and read timeouts are always set.
-- TLS per node: pinned SHA-256 fingerprint (`tls.fingerprints`; ssl-level verification off, then the
-  peer certificate's digest is compared), else `tls.ca_file` with host name checking against the node's
-  `host`, else `tls.insecure: true` (warned about on every run), else the system CA store.
 - Failover: nodes are tried in config order (a request for `node=` goes there first; any node proxies,
   `spec/pve-semantics.md` §12.5). TLS failures are never failed over: they raise TlsError at once.
 - Node health: a node that cannot be connected to is skipped as an entry point; a node that does not
@@ -20,44 +23,45 @@
 - Retries: only GETs, only on transport errors and the proxy codes 595/596/599, with a short backoff.
   Proxmox answers 500 for ordinary refusals ("does not exist", "locked"), so 500 is never retried.
   A write is sent at most once: if the connection fails after the request may have reached the server,
-  NodeUnreachable(uncertain=True) is raised and the caller re-reads state.
-- Bodies: POST/PUT parameters are sent form-encoded as `urllib.parse.urlencode` does, which escapes `=`,
-  `+`, `&` and `%` inside values. Proxmox's form decoder cuts a value at a raw `=` and turns `+` into a
-  space (`spec/seed-errata.md` §1). Form encoding was chosen over JSON because every Proxmox version
-  accepts it and Proxmox's own JSON schema checks then see the same strings the CLI tools send.
-  Booleans become `1`/`0`, None values are left out.
+  NodeUnreachable(uncertain=True) is raised and the caller re-reads state. A kept-alive connection
+  that the server closed (pveproxy drops idle ones after 5 s) is reopened transparently for a GET.
+- Bodies: POST/PUT parameters are sent form-encoded (see `encode`). Form encoding was chosen over JSON
+  because every Proxmox version accepts it and Proxmox's own JSON schema checks then see the same
+  strings the CLI tools send.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import ssl
 import sys
 import threading
 import time
 
-from pvectl import httpconn
-from pvectl.errors import DeadlineExceeded, NodeUnreachable, PvectlError, TlsError, from_response, redact
-from pvectl.nodehealth import NodeHealth
+from ..errors import DeadlineExceeded, NodeUnreachable, PvectlError, TlsError, from_response, redact
+from . import conn as httpconn
+from .encode import encode_params, quote_path
+from .failures import ConnectFailed, SendFailed
+from .health import NodeHealth
+from .pool import IdlePool
+from .scopes import Report, Scope
+from .tls import Connector
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Mapping, Sequence
+    from typing import Any, Callable, Mapping, Sequence
 
-    from pvectl.config import Config, Node, Tls
-    from pvectl.deadline import Deadline
+    from ..config import Config, Node, Tls
+    from ..deadline import Deadline
 
-__all__ = ["Transport", "Result", "encode_params", "RETRY_STATUSES"]
+__all__ = ["Transport", "Result", "encode_params", "quote_path", "RETRY_STATUSES"]
 
 API_PREFIX = "/api2/json"
 REPORT_GRACE = 3.0  # seconds for the reads that report a command's state after its deadline
 RETRY_STATUSES = frozenset({595, 596, 599})  # AnyEvent::HTTP pseudo-statuses relayed by pveproxy
 PROXY_FAILED = frozenset({595, 596})   # the relay could not connect to / got no answer from the target
-# pveproxy closes a keep-alive connection after 5 s without a request (AnyEvent.pm::new `timeout => 5`)
-WRITE_REUSE_IDLE = 2.0
-POOL_IDLE_MAX = 8      # idle connections kept per node (threads sharing a Transport each take one)
 USER_AGENT = "pvectl/0.1"
+# a kept-alive connection the server had closed before our request reached it
+_STALE = (httpconn.RemoteDisconnected, ConnectionResetError, BrokenPipeError, httpconn.BadStatusLine)
 
 
 class Result:
@@ -76,125 +80,8 @@ class Result:
         return f"Result(data={self.data!r}, total={self.total!r}, node={self.node!r}, status={self.status})"
 
 
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    return str(v)
-
-
-# Percent-encoding as urllib.parse.quote / quote_plus do it (RFC 3986 unreserved characters stay),
-# written out here because importing urllib.parse costs ~4 ms of every command's start.
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
-_PATH_SAFE = _UNRESERVED | frozenset(b"/:@!$&'()*+,;=%")
-
-
-def _quote(text: str, safe: frozenset[int], *, plus: bool = False) -> str:
-    out = []
-    for b in text.encode("utf-8"):
-        if b in safe:
-            out.append(chr(b))
-        elif plus and b == 0x20:
-            out.append("+")
-        else:
-            out.append(f"%{b:02X}")
-    return "".join(out)
-
-
-def quote_path(path: str) -> str:
-    return _quote(path, _PATH_SAFE)
-
-
-def encode_params(params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> str:
-    """`k=v&…`, every key and value percent-encoded (`ipconfig0=ip=dhcp` -> `ipconfig0=ip%3Ddhcp`,
-    `size=+10G` -> `size=%2B10G`). Lists repeat the key; None values are dropped."""
-    if not params:
-        return ""
-    items = params.items() if hasattr(params, "items") else params
-    pairs: list[tuple[str, str]] = []
-    for k, v in items:  # type: ignore[union-attr]
-        if v is None:
-            continue
-        if isinstance(v, (list, tuple)):
-            pairs.extend((k, _value(x)) for x in v)
-        else:
-            pairs.append((k, _value(v)))
-    return "&".join(f"{_quote(k, _UNRESERVED, plus=True)}={_quote(v, _UNRESERVED, plus=True)}" for k, v in pairs)
-
-
-class _Failed(Exception):
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(_reason(cause))
-        self.timed_out = isinstance(cause, (socket.timeout, TimeoutError))
-
-
-class _ConnectFailed(_Failed):
-    """Nothing was sent: safe to try another node with any method."""
-
-
-class _SendFailed(_Failed):
-    """The request may have reached the server."""
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(e, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(e, socket.gaierror):
-        return f"name resolution failed ({e.strerror})"
-    if isinstance(e, httpconn.RemoteDisconnected):
-        return "connection closed by the server"
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror.lower() if e.strerror[:1].isupper() and e.strerror[1:2].islower() else e.strerror
-    return str(e) or type(e).__name__
-
-
-def _fp(der: bytes) -> str:
-    import hashlib
-
-    h = hashlib.sha256(der).hexdigest().upper()
-    return ":".join(h[i:i + 2] for i in range(0, 64, 2))
-
-
 def _warn_stderr(msg: str) -> None:
     sys.stderr.write(f"pvectl: warning: {msg}\n")
-
-
-class _Scope:
-    """`with transport.bounded(deadline):` — the deadline bounds every request of this thread."""
-
-    __slots__ = ("_stack", "_deadline")
-
-    def __init__(self, stack: list[Deadline], deadline: Deadline) -> None:
-        self._stack = stack
-        self._deadline = deadline
-
-    def __enter__(self) -> Deadline:
-        self._stack.append(self._deadline)
-        return self._deadline
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.remove(self._deadline)
-
-
-class _Report:
-    """`with transport.reporting():` — see Transport.reporting."""
-
-    __slots__ = ("_local", "_grace", "_saved")
-
-    def __init__(self, local: threading.local, grace: float) -> None:
-        self._local = local
-        self._grace = grace
-        self._saved: Deadline | None = None
-
-    def __enter__(self) -> None:
-        from .deadline import Deadline
-
-        self._saved = getattr(self._local, "grace", None)
-        self._local.grace = Deadline(self._grace)
-
-    def __exit__(self, *exc: object) -> None:
-        self._local.grace = self._saved
 
 
 class Transport:
@@ -220,7 +107,6 @@ class Transport:
         self.tls = tls
         self._auth = auth
         self._auth_value: str | None = None
-        self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retries = retries
         self.backoff = backoff
@@ -228,19 +114,29 @@ class Transport:
         self.probe_timeout = probe_timeout
         self.failover_after = failover_after
         self._log = log
-        self._warn = warn or _warn_stderr
         self.user_agent = user_agent
-        self._lock = threading.Lock()
+        self._auth_lock = threading.Lock()
         self._local = threading.local()
-        self._idle: dict[str, list[tuple[httpconn.Connection, float]]] = {}
+        self._pool = IdlePool()
         self.health = NodeHealth(reprobe_after, reprobe_max)
-        self._contexts: dict[str, ssl.SSLContext] = {}
-        self._warned = False
-        self.connections_opened = 0
+        self._connector = Connector(tls, connect_timeout, warn=warn or _warn_stderr, debug=self._debug)
 
     @classmethod
     def from_config(cls, cfg: Config, auth: Callable[[], str] | None = None, **kw: Any) -> Transport:
         return cls(cfg.nodes, tls=cfg.tls, auth=auth, **kw)
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._connector.connect_timeout
+
+    @connect_timeout.setter
+    def connect_timeout(self, seconds: float) -> None:
+        self._connector.connect_timeout = seconds
+
+    @property
+    def connections_opened(self) -> int:
+        """New connections made so far (keep-alive reuse does not count)."""
+        return self._connector.opened
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -265,7 +161,7 @@ class Transport:
         target = _path_node(rel)
         attempts: list[tuple[str, str]] = []
         silent = self.health.skip_target(target) if target is not None else None
-        if silent is not None:
+        if target is not None and silent is not None:
             # the node the path names did not answer a moment ago, directly or through another node:
             # fail fast (nothing is sent) until its back-off ends, then it is probed again
             raise NodeUnreachable(f"{method} {rel}: node {target} is not answering ({silent}); "
@@ -285,14 +181,14 @@ class Transport:
                     timeout, cut = self.failover_after, False
                 try:
                     status, reason, data, elapsed = self._roundtrip(n, method, url, body, timeout)
-                except _ConnectFailed as e:
+                except ConnectFailed as e:
                     if cut and e.timed_out:
                         raise self._expired(method, rel, n, attempts, sent=False) from None
                     why = self.health.unreachable(n.name, str(e))
                     attempts.append((n.name, f"{n.address}: {why}"))
                     self._debug(f"{method} {rel} -> {n.name} ({n.address}): connect failed: {e}")
                     break
-                except _SendFailed as e:
+                except SendFailed as e:
                     self._debug(f"{method} {rel} -> {n.name} ({n.address}): {e}")
                     if e.timed_out and cut:
                         raise self._expired(method, rel, n, attempts, sent=True, uncertain=not idempotent) from None
@@ -345,28 +241,28 @@ class Transport:
     def delete(self, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("DELETE", path, params, **kw)
 
-    def bounded(self, deadline: Deadline | None) -> _Scope:
+    def bounded(self, deadline: Deadline | None) -> Scope:
         """`with transport.bounded(d): ...` — every request this thread makes inside the block ends
         by `d` (and by `self.deadline`, whichever comes first)."""
-        from .deadline import Deadline
+        from ..deadline import Deadline
 
-        return _Scope(self._scopes(), deadline if deadline is not None else Deadline(None))
+        return Scope(self._scopes(), deadline if deadline is not None else Deadline(None))
 
-    def reporting(self, grace: float = REPORT_GRACE) -> _Report:
+    def reporting(self, grace: float = REPORT_GRACE) -> Report:
         """`with transport.reporting(): ...` — reads that say what state a command left once its
         deadline has passed (what is still on a node, a VM's status) get `grace` seconds of their own
         in this thread instead of the spent deadline: the command still ends by its deadline plus a
         small margin, and with the state it left."""
-        return _Report(self._local, grace)
+        return Report(self._local, grace)
 
     def time_left(self) -> float | None:
         """Seconds until the earliest deadline that bounds this thread's requests (None: no limit)."""
-        from .deadline import earliest
+        from ..deadline import earliest
 
-        grace = getattr(self._local, "grace", None)
+        grace: Deadline | None = getattr(self._local, "grace", None)
         if grace is not None:
             return grace.remaining()
-        stack = getattr(self._local, "stack", None)
+        stack: list[Deadline] | None = getattr(self._local, "stack", None)
         if not stack:
             d = self.deadline
             return d.remaining() if d is not None else None
@@ -376,16 +272,12 @@ class Transport:
         """Ask `auth` again now (a rotated token): a token that cannot be read raises here, and the
         old value stays in use."""
         if self._auth is not None:
-            value = self._auth()
-            with self._lock:
-                self._auth_value = value
+            with self._auth_lock:
+                self._auth_value = self._auth()
 
     def close(self) -> None:
-        with self._lock:
-            conns = [c for lst in self._idle.values() for c, _ in lst]
-            self._idle.clear()
-        for c in conns:
-            c.close()
+        """Close the idle connections (the Transport stays usable: it reconnects when asked)."""
+        self._pool.close()
 
     def __enter__(self) -> Transport:
         return self
@@ -427,7 +319,7 @@ class Transport:
             return timeout, False
         if left <= 0:
             raise self._expired(method, rel, n, attempts, sent=False)
-        from .deadline import read_slice
+        from ..deadline import read_slice
 
         # a read may use a share of the time left, so one node that does not answer leaves time for
         # the others and for the rest of the workflow; a write waits as long as the deadline allows
@@ -452,7 +344,7 @@ class Transport:
                                 node=n.name)
 
     def _scopes(self) -> list[Deadline]:
-        stack = getattr(self._local, "stack", None)
+        stack: list[Deadline] | None = getattr(self._local, "stack", None)
         if stack is None:
             stack = self._local.stack = []
         return stack
@@ -470,105 +362,38 @@ class Transport:
     def _header(self) -> str | None:
         value = self._auth_value
         if value is None and self._auth is not None:
-            value = self._auth()
-            with self._lock:
-                self._auth_value = value
+            # threads that start together read the token once (one `pass show`, one file read)
+            with self._auth_lock:
+                value = self._auth_value
+                if value is None:
+                    value = self._auth_value = self._auth()
         return value
 
-    def _context(self, n: Node) -> ssl.SSLContext:
-        tls = self.tls
-        mode = tls.mode(n.name) if tls is not None else "system"
-        key = mode if mode != "ca_file" else f"ca_file:{tls.ca_file}"  # type: ignore[union-attr]
-        ctx = self._contexts.get(key)
-        if ctx is not None:
-            return ctx
-        if mode in ("pin", "insecure"):
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        elif mode == "ca_file":
-            try:
-                ctx = ssl.create_default_context(cafile=tls.ca_file)  # type: ignore[union-attr]
-            except (OSError, ssl.SSLError) as e:
-                raise TlsError(f"cannot load tls.ca_file {tls.ca_file}: {e}",  # type: ignore[union-attr]
-                               hint="tls.ca_file must be the cluster CA in PEM (/etc/pve/pve-root-ca.pem)") from None
-        else:
-            ctx = ssl.create_default_context()
-        self._contexts[key] = ctx
-        return ctx
-
-    def _connect(self, n: Node, timeout: float) -> httpconn.Connection:
-        ctx = self._context(n)
-        if self.tls is not None and self.tls.mode(n.name) == "insecure" and not self._warned:
-            self._warned = True
-            self._warn("TLS verification is disabled (tls.insecure: true): anyone on the network path can "
-                       "read the API token; set tls.ca_file or tls.fingerprints")
-        conn = httpconn.Connection(n.host, n.port, timeout=min(self.connect_timeout, timeout), context=ctx)
+    def _prepare(self, n: Node) -> None:
+        """The node's SSL context, made now (a TLS error is raised when connecting, not here)."""
         try:
-            conn.connect()
-        except ssl.SSLCertVerificationError as e:
-            conn.close()
-            raise TlsError(f"TLS verification of {n.name} ({n.address}) failed: {e.verify_message or e}",
-                           node=n.name,
-                           hint="set tls.ca_file to the cluster CA (/etc/pve/pve-root-ca.pem) or pin the node "
-                                "in tls.fingerprints") from None
-        except ssl.SSLError as e:
-            conn.close()
-            raise TlsError(f"TLS handshake with {n.name} ({n.address}) failed: {e.reason or e}",
-                           node=n.name) from None
-        except (OSError, httpconn.HTTPException) as e:
-            conn.close()
-            raise _ConnectFailed(e) from None
-        pin = self.tls.fingerprint(n.name) if self.tls is not None else None
-        if pin is not None:
-            der = conn.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
-            got = _fp(der) if der else "no certificate"
-            if got != pin:
-                conn.close()
-                raise TlsError(f"TLS fingerprint mismatch for {n.name} ({n.address}): pinned {pin}, got {got}",
-                               node=n.name, pinned=pin, got=got,
-                               hint=f"if {n.name}'s certificate was renewed on purpose, update "
-                                    f"tls.fingerprints.{n.name} (pvenode cert info on the node)")
-        with self._lock:
-            self.connections_opened += 1
-        self._debug(f"connected to {n.name} ({n.address}), TLS {self.tls.mode(n.name) if self.tls else 'system'}")
-        return conn
+            self._connector.context(n)
+        except TlsError:
+            pass
 
-    def _take(self, n: Node, write: bool) -> httpconn.Connection | None:
-        now = time.monotonic()
-        with self._lock:
-            lst = self._idle.get(n.name)
-            while lst:
-                c, since = lst.pop()
-                # A write never goes out on a connection that has idled long enough for pveproxy to
-                # be closing it (a write is never resent, so it must not race the server's close).
-                if c.sock is not None and not _dropped(c.sock) and not (write and now - since > WRITE_REUSE_IDLE):
-                    return c
-                c.close()  # the server closed it while idle (pveproxy keep-alive timeout)
-        return None
-
-    def _give(self, n: Node, c: httpconn.Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(n.name, [])
-            if len(idle) < POOL_IDLE_MAX:
-                idle.append((c, time.monotonic()))
-                return
-        c.close()
-
-    def _exchange(self, conn: httpconn.Connection, method: str, url: str, body: bytes | None,
+    @staticmethod
+    def _exchange(conn: httpconn.Connection, method: str, url: str, body: bytes | None,
                   headers: dict[str, str], timeout: float) -> httpconn.Response:
-        conn.sock.settimeout(timeout)  # type: ignore[union-attr]
+        assert conn.sock is not None
+        conn.sock.settimeout(timeout)
         conn.request(method, url, body=body, headers=headers)
         return conn.getresponse()
 
     def _roundtrip(self, n: Node, method: str, url: str, body: bytes | None,
                    timeout: float) -> tuple[int, str, bytes, float]:
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        if self._auth_value is None:
+            self._prepare(n)       # loading the CA takes a few ms: do it while `pass show` decrypts
         auth = self._header()  # before connecting: an unreadable token must not leave a socket open
-        conn = self._take(n, method != "GET")
+        conn = self._pool.take(n.name, method != "GET")
         reused = conn is not None
         if conn is None:
-            conn = self._connect(n, timeout)  # raises _ConnectFailed / TlsError
+            conn = self._connector.open(n, timeout)  # raises ConnectFailed / TlsError
         if auth:
             headers["Authorization"] = auth
         if body is not None:
@@ -578,27 +403,27 @@ class Transport:
             resp = self._exchange(conn, method, url, body, headers, timeout)
         except (OSError, httpconn.HTTPException) as e:
             conn.close()
-            stale = reused and isinstance(e, (httpconn.RemoteDisconnected, ConnectionResetError,
-                                              BrokenPipeError, httpconn.BadStatusLine))
-            if not (stale and method == "GET"):
-                raise _SendFailed(e) from None
-            # A keep-alive connection the server had closed: a GET is reopened once, transparently.
-            conn = self._connect(n, max(timeout - (time.monotonic() - t0), 0.001))
+            if not (reused and method == "GET" and isinstance(e, _STALE)):
+                raise SendFailed(e) from None
+            # A kept-alive connection the server had closed: a GET is reopened once, transparently
+            # (a write never is: it may have been carried out).
+            self._debug(f"{method} -> {n.name}: kept-alive connection closed by the server, reconnecting")
+            conn = self._connector.open(n, max(timeout - (time.monotonic() - t0), 0.001))
             try:
                 resp = self._exchange(conn, method, url, body, headers,
                                       max(timeout - (time.monotonic() - t0), 0.001))
             except (OSError, httpconn.HTTPException) as e2:
                 conn.close()
-                raise _SendFailed(e2) from None
+                raise SendFailed(e2) from None
         elapsed = time.monotonic() - t0
         if resp.will_close:
             conn.close()
         else:
-            self._give(n, conn)
+            self._pool.give(n.name, conn)
         return resp.status, resp.reason, resp.read(), elapsed
 
-    def _result(self, status: int, reason: str, data: bytes, method: str, rel: str, node: str,
-                raw: bool) -> Any:
+    @staticmethod
+    def _result(status: int, reason: str, data: bytes, method: str, rel: str, node: str, raw: bool) -> Any:
         if not 200 <= status < 300:
             raise from_response(status, reason, data, method, rel, node)
         try:
@@ -618,14 +443,3 @@ def _path_node(rel: str) -> str | None:
         return None
     name = rel[7:].split("/", 1)[0]
     return name or None
-
-
-def _dropped(sock: socket.socket) -> bool:
-    """True when an idle connection was closed by the peer (readable at EOF) or broke."""
-    import select
-
-    try:
-        r, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(r)  # an idle HTTP connection has nothing to read unless the server closed it

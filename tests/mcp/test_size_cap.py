@@ -1,0 +1,73 @@
+"""No result over the size cap on a 5,000-VM cluster: lists are cut, marked, and go on by cursor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from harness import connect, make, ok
+
+from pvectl.mcp.output import MAX_CHARS, fit
+from pvectl.sim.cluster import Cluster as SimCluster
+
+
+@pytest.fixture(scope="module")
+def big() -> Iterator[SimCluster]:
+    with SimCluster(nodes=3, vms=5000, templates=2, bind="127.0.0.1", port=0, time_scale=0.005) as s:
+        yield s
+
+
+def wire_size(result: Any) -> int:
+    return max(len(json.dumps(result.structured_content, separators=(",", ":"))), len(result.content[0].text))
+
+
+def test_every_read_fits_the_cap(big: SimCluster) -> None:
+    built, _ = make(big, "read")
+    all_fields = ["vmid", "name", "node", "status", "template", "maxcpu", "maxmem", "mem", "cpu", "uptime",
+                  "maxdisk", "tags", "lock"]
+
+    async def go() -> list[Any]:
+        async with connect(built) as c:
+            out = [await c.call_tool("vm_list", {"limit": 500, "fields": all_fields}),
+                   await c.call_tool("vm_list", {"limit": 500}),
+                   await c.call_tool("vm_list", {}),
+                   await c.call_tool("template_list", {"limit": 500}),
+                   await c.call_tool("node_list", {}), await c.call_tool("cluster_status", {})]
+            # follow the cursor through every VM with the richest rows
+            seen: list[int] = []
+            cursor = None
+            while True:
+                page = await c.call_tool("vm_list", {"limit": 500, "fields": all_fields, "cursor": cursor,
+                                                     "templates": None})
+                out.append(page)
+                data = ok(page)
+                seen += [v["vmid"] for v in data["vms"]]
+                cursor = data["next_cursor"]
+                if not data["truncated"]:
+                    break
+            assert len(seen) == 5002 and seen == sorted(set(seen))
+            return out
+    results = anyio.run(go)
+    for r in results:
+        assert wire_size(r) <= MAX_CHARS, wire_size(r)
+    rich = ok(results[0])
+    assert rich["total"] == 5000 and rich["truncated"] and 0 < rich["returned"] < 500
+    assert rich["next_cursor"] == f"after:{rich['vms'][-1]['vmid']}"
+    concise = ok(results[2])
+    assert concise["returned"] == 50 and concise["truncated"]
+
+
+def test_fit_keeps_the_longest_prefix_that_fits() -> None:
+    items = [{"n": i, "pad": "x" * 100} for i in range(1000)]
+
+    def build(kept: list[Any], cut: bool) -> dict[str, Any]:
+        return {"items": kept, "truncated": cut}
+    out = fit(items, build, 5_000)
+    n = len(out["items"])
+    assert out["truncated"] and n > 0
+    assert len(json.dumps(build(items[:n], True), separators=(",", ":"))) <= 5_000
+    assert len(json.dumps(build(items[:n + 1], True), separators=(",", ":"))) > 5_000
+    assert fit(items[:3], build, 5_000) == {"items": items[:3], "truncated": False}

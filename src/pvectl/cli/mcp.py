@@ -30,12 +30,10 @@ def serve(ctx: Context) -> int:
     from ..errors import UsageError
 
     a = ctx.args
-    try:
-        import mcp  # noqa: F401 - the optional dependency
-    except ImportError:
-        raise UsageError("the MCP server needs the `mcp` package", hint="pip install 'pvectl[mcp]'") from None
-    from ..mcp.server import Options, build
+    import importlib.util
 
+    if importlib.util.find_spec("mcp") is None:      # (not imported here: it loads while the handshake runs)
+        raise UsageError("the MCP server needs the `mcp` package", hint="pip install 'pvectl[mcp]'") from None
     tier = "destructive" if a.allow_destructive else "write" if a.allow_writes else "read"
     tools = [t.strip() for t in a.tools.split(",") if t.strip()] if a.tools else None
     if a.token_file and not a.http:
@@ -44,6 +42,10 @@ def serve(ctx: Context) -> int:
         from ..mcp.http import parse_listen
 
         parse_listen(a.http)            # a bad address fails before the cluster is contacted
+    if not a.http and not a.list_tools:
+        return _serve_stdio(a, tier, tools)
+    from ..mcp.server import Options, build
+
     try:
         built = build(Options(config=a.config, cluster=a.cluster, tier=tier, tools=tools))
     except ValueError as exc:
@@ -55,14 +57,53 @@ def serve(ctx: Context) -> int:
         return 0
     sys.stderr.write(f"pvectl mcp: {len(built.tools)} tools ({tier} tier)\n")
     try:
-        if a.http:
-            from ..mcp.http import serve as serve_http
+        from ..mcp.http import serve as serve_http
 
-            serve_http(built.server, a.http, token_file=a.token_file)
-        else:
-            built.server.run()
+        serve_http(built.server, a.http, token_file=a.token_file)
     except KeyboardInterrupt:
         pass
     finally:
         built.runtime.close()
+    return 0
+
+
+def _serve_stdio(a: Any, tier: str, tools: list[str] | None) -> int:
+    """stdio: the token's privileges are read here while the SDK loads in a worker thread, and the
+    handshake is answered before it has (pvectl.mcp.stdio)."""
+    import sys
+
+    from .. import __version__
+    from ..errors import UsageError
+    from ..mcp import stdio
+    from ..mcp.catalog import select
+    from ..mcp.connect import open_cluster
+
+    pve = open_cluster(a.config, a.cluster)
+    permissions = pve.permissions()
+    try:
+        chosen, _ = select(tier, only=tools, permissions=permissions)
+    except ValueError as exc:
+        pve.close()
+        raise UsageError(str(exc)) from None
+    sys.stderr.write(f"pvectl mcp: {len(chosen)} tools ({tier} tier)\n")
+    key = [__version__, stdio.sdk_stamp(), stdio.source_stamp(), tier, ",".join(sorted(t.name for t in chosen))]
+    runtime: list[Any] = []
+
+    def build_server() -> Any:
+        from ..mcp.runtime import Runtime
+        from ..mcp.server import Options, build
+
+        rt = Runtime(a.config, cluster=a.cluster, connected=pve)
+        runtime.append(rt)
+        return build(Options(config=a.config, cluster=a.cluster, tier=tier, tools=tools,
+                             permissions=permissions), rt).server
+
+    try:
+        stdio.serve(build_server, key)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for rt in runtime:
+            rt.close()
+        pve.close()
     return 0

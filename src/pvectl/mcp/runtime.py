@@ -20,6 +20,7 @@ from mcp.server.mcpserver import Context
 
 from ..cluster import Cluster
 from ..errors import ConfigError, DeadlineExceeded, PvectlError, TaskTimeout
+from .connect import open_cluster
 from .output import ToolFailure, cut_text, failure
 from .plans import DEFAULT_TTL, PlanStore
 
@@ -31,20 +32,18 @@ MAX_WAIT = 600.0
 
 class Runtime:
     def __init__(self, config_path: str | None = None, *, cluster: str | None = None,
-                 plan_ttl: float = DEFAULT_TTL, factory: Callable[[str | None], Cluster] | None = None) -> None:
+                 plan_ttl: float = DEFAULT_TTL, factory: Callable[[str | None], Cluster] | None = None,
+                 connected: Cluster | None = None) -> None:
         self.config_path = config_path
         self.default_cluster = cluster
         self.plans = PlanStore(plan_ttl)
         self._factory = factory or self._from_config
-        self._clusters: dict[str | None, Cluster] = {}
+        self._clusters: dict[str | None, Cluster] = {} if connected is None else {cluster: connected}
         self._dry: dict[str | None, Cluster] = {}
         self._lock = threading.Lock()
 
     def _from_config(self, name: str | None) -> Cluster:
-        try:
-            return Cluster.from_config(self.config_path, cluster=name, via="mcp")
-        except TypeError:   # TEMPORARY until the library's `via` lands
-            return Cluster.from_config(self.config_path, cluster=name)
+        return open_cluster(self.config_path, name)
 
     def name(self, cluster: str | None) -> str | None:
         return cluster if cluster is not None else self.default_cluster
@@ -116,17 +115,31 @@ class Runtime:
 
 def _progress_sender(ctx: Context) -> Callable[[Any], None]:
     """An `on_progress` callback for a worker thread: each call becomes one MCP progress notification
-    (a no-op when the client sent no progress token)."""
-    step = [0]
+    (a no-op when the client sent no progress token).
+
+    MCP progress must increase with every notification, but a task's log can run several phases that
+    each go 0-100 % (each disk copy, then the RAM of a live migration). The first phase reports
+    percent of 100; from the second on, the value is 100 per finished phase plus the current percent,
+    with no total. Lines without a percentage count up by one."""
+    state = {"phase": 0, "last_pct": -1.0, "sent": -1.0}
 
     def send(p: Any) -> None:
-        step[0] += 1
         fraction = getattr(p, "fraction", None)
-        done = round(fraction * 100, 1) if fraction is not None else float(step[0])
-        total = 100.0 if fraction is not None else None
-        message = cut_text(str(getattr(p, "line", "")), 200)
+        if fraction is None:
+            value = state["sent"] + 1
+            total = None
+        else:
+            pct = round(float(fraction) * 100, 1)
+            if pct < state["last_pct"]:
+                state["phase"] += 1         # a new phase started over from 0 %
+            state["last_pct"] = pct
+            value = state["phase"] * 100 + pct
+            total = 100.0 if state["phase"] == 0 else None
+        if value <= state["sent"]:
+            return
+        state["sent"] = value
         try:
-            anyio.from_thread.run(ctx.report_progress, done, total, message)
+            anyio.from_thread.run(ctx.report_progress, value, total, cut_text(str(getattr(p, "line", "")), 200))
         except Exception:  # noqa: BLE001, S110 - progress is best effort: a closed client must not fail the wait
             pass
 

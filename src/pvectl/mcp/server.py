@@ -30,6 +30,7 @@ class Options:
     tools: list[str] | None = None
     check_permissions: bool = True
     plan_ttl: float | None = None
+    permissions: dict[str, dict[str, int]] | None = None     # already read (else read here)
     log: TextIO = field(default_factory=lambda: sys.stderr)
 
 
@@ -45,8 +46,8 @@ def build(options: Options, runtime: Runtime | None = None) -> Built:
     """The server for `options`. Reads the token's privileges (GET /access/permissions) once, unless
     `check_permissions` is off; tools it cannot use are left out and logged."""
     rt = runtime or Runtime(options.config, cluster=options.cluster, plan_ttl=options.plan_ttl or DEFAULT_TTL)
-    permissions: dict[str, dict[str, int]] | None = None
-    if options.check_permissions:
+    permissions = options.permissions
+    if permissions is None and options.check_permissions:
         permissions = rt.cluster(None).permissions()
     chosen, left_out = select(options.tier, only=options.tools, permissions=permissions)
     for name, why in left_out:

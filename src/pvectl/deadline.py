@@ -69,9 +69,9 @@ def bounds_every_request(operation: Callable[..., R]) -> Callable[..., R]:
     import functools
 
     @functools.wraps(operation)
-    def bounded(cluster: Any, *args: Any, deadline: Deadline | float | None = None, **kw: Any) -> R:
+    def bounded(session: Any, *args: Any, deadline: Deadline | float | None = None, **kw: Any) -> R:
         d = Deadline.of(deadline)
-        with cluster.transport.bounded(d):
-            return operation(cluster, *args, deadline=d, **kw)
+        with session.transport.bounded(d):
+            return operation(session, *args, deadline=d, **kw)
 
     return bounded

@@ -80,7 +80,7 @@ def test_one_allocator_per_cluster_object() -> None:
 
 def choose(vmid: int | None, *, rng: VmidRange | None = VmidRange(start=100, end=110),
            entries: list[dict[str, Any]] | None = None, allocator: VmidAllocator | None = None) -> tuple[int, bool]:
-    run = SimpleNamespace(cluster=SimpleNamespace(config=SimpleNamespace(vmid_ranges=SimpleNamespace(vms=rng))),
+    run = SimpleNamespace(session=SimpleNamespace(config=SimpleNamespace(vmid_ranges=SimpleNamespace(vms=rng))),
                           allocator=allocator or VmidAllocator(), vmid_floor=None)
     spec = CloneSpec(template=9000, name="web", vmid=vmid)
     return _choose_vmid(run, spec, _Snapshot(entries or []))  # type: ignore[arg-type]

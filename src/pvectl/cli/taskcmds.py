@@ -10,7 +10,7 @@ TYPE_CHECKING = False
 from ..render import Column
 
 if TYPE_CHECKING:
-    from .main import Context
+    from .context import Context
 
 
 def _task(ctx: Context):  # noqa: ANN202

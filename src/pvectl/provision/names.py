@@ -198,7 +198,7 @@ class Names:
         return entry
 
     def _limit(self) -> Any:
-        from ..tasks import Deadline
+        from ..tasks.task import Deadline
 
         return self.run.deadline if self.run.deadline.remaining() is not None else Deadline(NAME_WAIT_WITHOUT_DEADLINE)
 
@@ -223,8 +223,8 @@ class Names:
 
 
 
-def in_flight_for(cluster: Any) -> InFlight:
-    """One registry per Cluster object (kept with its VMID allocator), shared by its threads."""
+def in_flight_for(session: Any) -> InFlight:
+    """One registry per connection to the cluster (kept with its VMID allocator), shared by its threads."""
     from .vmids import allocator_for
 
-    return allocator_for(cluster).in_flight
+    return allocator_for(session).in_flight

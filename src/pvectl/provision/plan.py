@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AlreadyExists, ApiError, GuardRefused, NodeUnreachable, UsageError
-from ..tasks import Deadline
+from ..tasks.task import Deadline
+from ..templates import resolve_template
 from ..units import parse_memory
 from ..writes import Writer
 from .cloudinit import (
@@ -27,8 +28,8 @@ from .types import CloneSpec, EventCallback, ProvisionEvent, ProvisionResult
 from .vmids import allocator_for
 
 if TYPE_CHECKING:
-    from ..cluster import Cluster
-    from ..vms import VmSummary
+    from ..session import Session
+    from ..vms.reads import VmSummary
 
 # The description line written by the clone POST; a later run finds the VM by name and this line. The
 # request id tells this run's clone from another one; `; configured` is added by the config PUT, so a
@@ -142,15 +143,15 @@ class _RunDeadline(Deadline):
 class _Run:
     """State shared by the workflows of one `provision` / `provision_many` call."""
 
-    def __init__(self, cluster: Cluster, writer: Writer, deadline: Deadline, on_event: EventCallback | None,
+    def __init__(self, session: Session, writer: Writer, deadline: Deadline, on_event: EventCallback | None,
                  limits: _Limits | None = None) -> None:
-        self.cluster = cluster
-        self.t = cluster.transport
+        self.session = session
+        self.t = session.transport
         self.writer = writer
         self.on_event = on_event
         self.limits = limits
-        self.allocator = allocator_for(cluster)
-        self.in_flight = in_flight_for(cluster)
+        self.allocator = allocator_for(session)
+        self.in_flight = in_flight_for(session)
         self.stop = threading.Event()          # set on Ctrl-C: no new write, waits end at once
         self.deadline = _RunDeadline(deadline, self.stop)
         self.live: list[ProvisionResult] = []  # every VM this run has started to make
@@ -185,7 +186,7 @@ class _Run:
         with self._lock:
             hit = self._templates.get(key)
         if hit is None:
-            hit = self.cluster.templates.resolve(ref)
+            hit = resolve_template(self.session, ref)
             with self._lock:
                 self._templates[key] = hit
         return hit
@@ -239,7 +240,7 @@ def _check_spec(spec: CloneSpec) -> None:
 
 def _plan(run: _Run, spec: CloneSpec, snap: _Snapshot) -> _Plan | ProvisionResult:
     """Every read and check before the first write. Returns a plan, or the result for a VM that exists."""
-    cfg = run.cluster.config
+    cfg = run.session.config
     _check_spec(spec)
     memory = parse_memory(spec.memory) if spec.memory is not None else None
     ipconfig = ipconfig_value(spec.ip) if spec.ip else None
@@ -372,7 +373,7 @@ def _auto_node(run: _Run, tpl: VmSummary, storage: str | None, bridge: str | Non
 
 
 def _choose_vmid(run: _Run, spec: CloneSpec, snap: _Snapshot) -> tuple[int, bool]:
-    rng = run.cluster.config.vmid_ranges.vms
+    rng = run.session.config.vmid_ranges.vms
     start, end = (rng.start, rng.end) if rng is not None else (100, 999999999)
     if spec.vmid is not None:
         vmid = int(spec.vmid)
@@ -425,7 +426,7 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> di
 
 def _plan_existing(run: _Run, spec: CloneSpec, tpl: VmSummary, tconf: dict[str, Any], e: dict[str, Any],
                    memory: int | None, ipconfig: str | None, ssh_keys: str | None) -> _Plan:
-    cfg = run.cluster.config
+    cfg = run.session.config
     node, vmid = str(e["node"]), int(e["vmid"])
     bridge_wanted = spec.bridge or cfg.defaults.network_bridge
     bridge = bridge_wanted if (spec.bridge or (net_bridge(tconf.get("net0")) != bridge_wanted and bridge_wanted)) \

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from ..errors import ApiError, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed, TaskTimeout
-from ..tasks import Deadline, Progress, Task
+from ..tasks.task import Deadline, Progress, Task
 from ..units import disk_size_param, parse_prop, size_bytes
-from ..vms import split_tags
+from ..vms.reads import split_tags
 from ..writes import Write
 from .cloudinit import _NET_MODELS, boot_disk, net_with_bridge, pick_ip
 from .plan import CONFIGURED, _Plan, _Run, configured
@@ -33,7 +33,7 @@ def _wait_task(run: _Run, plan: _Plan, res: ProvisionResult, step: str, upid: st
         run.emit(name, res.vmid, step, "progress", p.line, p.fraction)
 
     try:
-        result = Task(run.cluster, upid).wait(run.deadline, on_progress=progress)
+        result = Task(run.session, upid).wait(run.deadline, on_progress=progress)
     except TaskFailed as exc:
         run.writer.task_done(upid, exc.exitstatus)
         raise
@@ -95,7 +95,7 @@ def _config_params(run: _Run, plan: _Plan, conf: dict[str, Any]) -> dict[str, An
     if plan.ssh_keys and conf.get("sshkeys") != plan.ssh_keys:
         p["sshkeys"] = plan.ssh_keys
     # the clone copied the template's tags (§4.3), including the one that marks templates
-    ttag = run.cluster.config.tags.templates
+    ttag = run.session.config.tags.templates
     tags = split_tags(conf.get("tags"))
     if ttag and ttag in tags:
         rest = [t for t in tags if t != ttag]
@@ -255,7 +255,7 @@ def _after_failure(run: _Run, plan: _Plan, res: ProvisionResult, step: str, caus
 def _drop_template_tag(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
     """The config PUT failed, so the clone still carries the template's tags (§4.3), the templates' tag
     among them: one small PUT takes that tag away, so the half-made VM never passes for a template."""
-    ttag = run.cluster.config.tags.templates
+    ttag = run.session.config.tags.templates
     try:
         conf = run.t.get(f"/nodes/{res.node}/qemu/{res.vmid}/config", node=res.node)
     except PvectlError:

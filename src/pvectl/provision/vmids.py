@@ -11,7 +11,7 @@ from ..errors import GuardRefused
 from .names import InFlight
 
 if TYPE_CHECKING:
-    from ..cluster import Cluster
+    from ..session import Session
 
 class VmidAllocator:
     """Hands out VMIDs inside one process without ever giving one out twice: the lowest id in the range
@@ -74,12 +74,13 @@ _ALLOCATORS: weakref.WeakKeyDictionary[Any, VmidAllocator] = weakref.WeakKeyDict
 _ALLOCATORS_LOCK = threading.Lock()
 
 
-def allocator_for(cluster: Cluster) -> VmidAllocator:
-    """One allocator per Cluster object, shared by every thread that provisions through it."""
+def allocator_for(session: Session) -> VmidAllocator:
+    """One allocator per connection to the cluster (the session's transport, which `with_options`
+    copies share), used by every thread that provisions through it."""
     with _ALLOCATORS_LOCK:
-        a = _ALLOCATORS.get(cluster)
+        a = _ALLOCATORS.get(session.transport)
         if a is None:
-            a = _ALLOCATORS[cluster] = VmidAllocator()
+            a = _ALLOCATORS[session.transport] = VmidAllocator()
         return a
 
 

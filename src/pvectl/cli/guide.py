@@ -7,8 +7,9 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
-    from .main import Context
+    Context = Any
 
 SAFETY = """\
 ## Safety model
@@ -128,7 +129,8 @@ def error_types() -> list[tuple[str, int]]:
     todo = list(errors.PvectlError.__subclasses__())
     while todo:
         cls = todo.pop(0)
-        if not cls.__name__.startswith("_"):
+        # only the types of pvectl.errors: a subclass elsewhere is one of these on the wire too
+        if not cls.__name__.startswith("_") and cls.__module__ == errors.__name__:
             seen.setdefault(cls.__name__, int(cls.exit_code))
         todo.extend(cls.__subclasses__())
     return sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))

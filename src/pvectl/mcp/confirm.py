@@ -98,6 +98,13 @@ def verdicts(outcome: dict[str, Any] | None, refusal: GuardRefused | None, actio
                                    verdict=level if level in ("pass", "refused", "warning") else "info",  # type: ignore[arg-type]
                                    message=str(item.get("message") or item.get("detail") or ""),
                                    hint=item.get("hint")))
+    for move in (outcome or {}).get("moves") or []:       # a drain: one verdict per VM
+        if isinstance(move, dict):
+            what = f"VM {move.get('vmid')} ({move.get('name')})"
+            if move.get("target"):
+                out.append(Verdict(check=what, verdict="pass", message=f"moves to {move['target']} ({move.get('mode')})"))
+            else:
+                out.append(Verdict(check=what, verdict="refused", message="; ".join(move.get("reasons") or [])))
     if refusal is not None:
         out.append(Verdict(check=f"{action} guards", verdict="refused", message=refusal.message, hint=refusal.hint))
     elif not out:

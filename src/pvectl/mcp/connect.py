@@ -6,7 +6,4 @@ from ..cluster import Cluster
 
 
 def open_cluster(config: str | None, cluster: str | None) -> Cluster:
-    try:
-        return Cluster.from_config(config, cluster=cluster, via="mcp")
-    except TypeError:   # TEMPORARY until the library's `via` lands
-        return Cluster.from_config(config, cluster=cluster)
+    return Cluster.from_config(config, cluster=cluster, via="mcp", command="pvectl mcp")

@@ -110,7 +110,9 @@ class Runtime:
                     "resume": f"call task_wait with upid={upid} (CLI: pvectl task wait {upid})"}
         except PvectlError as exc:
             raise failure(exc) from exc
-        return dict(result.to_dict())
+        out = dict(result.to_dict())
+        out.setdefault("outcome", "done")       # the task ended OK (a failed one raised TaskFailed)
+        return out
 
 
 def _progress_sender(ctx: Context) -> Callable[[Any], None]:

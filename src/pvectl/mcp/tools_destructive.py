@@ -33,7 +33,7 @@ def _vm_target(summary: Any) -> dict[str, Any]:
 
 
 def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
-    async def vm_preview(action: str, vm: str, cluster: str | None, args: dict[str, Any],
+    async def vm_preview(action: str, vm: str | int, cluster: str | None, args: dict[str, Any],
                          dry_call: Any) -> DestructiveOut:
         pve = rt.cluster(cluster)
         summary = await rt.call(pve.vms.resolve, vm)
@@ -44,9 +44,17 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
                              dry_run=lambda: dry_call(dry, summary.vmid))
 
     async def vm_confirmed(action: str, ctx: Context | None, cluster: str | None, plan_token: str,
-                           confirm: str | None, answer: Any) -> Plan:
-        """The plan, once the typed name matches and the VM is still the one previewed."""
+                           confirm: str | None, answer: Any, vm: str | int, **same: Any) -> Plan:
+        """The plan, once the call names the previewed VM (and arguments), the typed name matches, and
+        the VM is still the one previewed."""
         plan = await taken(action, cluster, plan_token)
+        if str(vm) not in (str(plan.vmid), plan.name):
+            raise refuse(f"the plan token is for {plan.action} {plan.target}, not for {vm!r}: nothing was done",
+                         "preview the VM you mean")
+        for key, value in same.items():
+            if plan.args.get(key) != value:
+                raise refuse(f"the plan token is for {key}={plan.args.get(key)!r}, not {value!r}: nothing was done",
+                             "preview again with these arguments")
         check_name(plan, typed_name(ctx, answer, confirm, plan))
         pve = rt.cluster(cluster)
         assert plan.vmid is not None
@@ -77,7 +85,7 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
         preview and a plan token. With it: the VM's name typed by the user (elicitation) or confirm=<name>."""
         if plan_token is None:
             return await vm_preview("stop", vm, cluster, {}, lambda dry, vmid: dry.vms.stop(vmid, yes=True))
-        plan = await vm_confirmed("stop", ctx, cluster, plan_token, confirm, answer)
+        plan = await vm_confirmed("stop", ctx, cluster, plan_token, confirm, answer, vm)
         pve = rt.cluster(cluster)
         started = await rt.call(pve.vms.stop, plan.vmid, yes=True, wait=False)
         return executed(plan, await rt.finish(ctx, started, timeout))
@@ -95,9 +103,11 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
             return await vm_preview("delete", vm, cluster, args,
                                     lambda dry, vmid: dry.vms.delete(vmid, yes=True, allow_template=allow_template,
                                                                      wait=False))
-        plan = await vm_confirmed("delete", ctx, cluster, plan_token, confirm, answer)
+        plan = await vm_confirmed("delete", ctx, cluster, plan_token, confirm, answer, vm,
+                                  allow_template=allow_template)
         pve = rt.cluster(cluster)
-        started = await rt.call(pve.vms.delete, plan.vmid, yes=True, confirm=plan.name,
+        # the library asks `confirm(name)` with the name it has just read, right before its guards
+        started = await rt.call(pve.vms.delete, plan.vmid, confirm=lambda name: name == plan.name,
                                 allow_template=bool(plan.args.get("allow_template")), wait=False)
         return executed(plan, await rt.finish(ctx, started, timeout))
 
@@ -105,21 +115,24 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
                          answer: Annotated[ElicitationResult[TypedName], Resolve(asker(rt, "migrate"))],
                          vm: VmArg, target: Annotated[str, Field(description="target node")],
                          online: bool | None = None, bwlimit: Annotated[int | None, Field(ge=1, description="KiB/s")] = None,
+                         with_local_disks: Annotated[bool, Field(description="copy local disks to the target "
+                                                                             "(needed for VMs on local storage)")] = False,
                          plan_token: PlanToken = None, confirm: Confirm = None, timeout: Wait = 300.0,
                          cluster: ClusterArg = None) -> DestructiveOut:
         """Move a VM to another node (live if running), after the pre-checks (see migration_check).
         Without plan_token: a preview and a plan token. With it: the VM's name typed by the user
         (elicitation) or confirm=<name>."""
-        args = {"target": target, "online": online, "bwlimit": bwlimit}
+        args = {"target": target, "online": online, "bwlimit": bwlimit, "with_local_disks": with_local_disks}
         if plan_token is None:
             return await vm_preview("migrate", vm, cluster, args,
                                     lambda dry, vmid: dry.vms.migrate(vmid, target, online=online, bwlimit=bwlimit,
-                                                                      yes=True, wait=False))
-        plan = await vm_confirmed("migrate", ctx, cluster, plan_token, confirm, answer)
+                                                                      with_local_disks=with_local_disks, yes=True,
+                                                                      wait=False))
+        plan = await vm_confirmed("migrate", ctx, cluster, plan_token, confirm, answer, vm, **args)
         pve = rt.cluster(cluster)
         a = plan.args
         started = await rt.call(pve.vms.migrate, plan.vmid, a["target"], online=a["online"], bwlimit=a["bwlimit"],
-                                yes=True, wait=False)
+                                with_local_disks=a["with_local_disks"], yes=True, wait=False)
         return executed(plan, await rt.finish(ctx, started, timeout))
 
     async def node_drain(ctx: Context,
@@ -141,6 +154,9 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
                                  node=node, vmid=None, name=node, digest=_digest(members), args=options,
                                  dry_run=lambda: dry.nodes.drain(node, yes=True, **options))
         plan = await taken("drain", cluster, plan_token)
+        if node != plan.node or options != plan.args:
+            raise refuse(f"the plan token is for draining node {plan.node} with {plan.args}: nothing was done",
+                         "preview again with these arguments")
         check_name(plan, typed_name(ctx, answer, confirm, plan))
         if _digest(await node_vms(pve, plan.node)) != plan.digest:
             raise refuse(f"the VMs on node {plan.node} changed since the preview: nothing was done",

@@ -33,7 +33,7 @@ LOG_LINE_CHARS = 500
 
 ClusterArg = Annotated[str | None, Field(description="cluster name from the config's `clusters:` (default: the "
                                                      "server's cluster)")]
-VmArg = Annotated[str, Field(description="VMID or unique VM name")]
+VmArg = Annotated[str | int, Field(description="VMID or unique VM name")]
 Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description="at most this many items")]
 Cursor = Annotated[str | None, Field(description="next_cursor of the previous page")]
 
@@ -106,11 +106,12 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
         return TemplateListOut.model_validate(page(rows, "vmid", limit, cursor, "templates"))
 
     async def migration_check(vm: VmArg, target: Annotated[str, Field(description="target node")],
-                              online: bool | None = None, cluster: ClusterArg = None) -> Open:
+                              online: bool | None = None, with_local_disks: bool = False,
+                              cluster: ClusterArg = None) -> Open:
         """Whether a VM can migrate to `target` now: each pre-check's verdict (target online, memory,
         local disks, Proxmox's own precondition check). Sends nothing."""
         pve = rt.cluster(cluster)
-        check = await rt.call(pve.vms.migration_check, vm, target, online=online)
+        check = await rt.call(pve.vms.migration_check, vm, target, online=online, with_local_disks=with_local_disks)
         return Open.model_validate(check.to_dict())
 
     async def task_status(upid: str, cluster: ClusterArg = None) -> TaskStatusOut:

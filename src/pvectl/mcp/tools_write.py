@@ -20,7 +20,7 @@ Wait = Annotated[float, Field(gt=0, le=600, description="seconds to wait for the
 
 
 def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
-    async def vm_provision(template: Annotated[str, Field(description="template VMID, name or tag")],
+    async def vm_provision(template: Annotated[str | int, Field(description="template VMID, name or tag")],
                            name: Annotated[str, Field(description="name of the new VM (with count: the prefix)")],
                            count: Annotated[int | None, Field(ge=1, le=50)] = None,
                            node: Annotated[str | None, Field(description="target node, or `auto`")] = None,

@@ -64,3 +64,20 @@ def test_fit_keeps_the_longest_prefix_that_fits() -> None:
     assert len(json.dumps(build(items[:n], True), separators=(",", ":"))) <= 5_000
     assert len(json.dumps(build(items[:n + 1], True), separators=(",", ":"))) > 5_000
     assert fit(items[:3], build, 5_000) == {"items": items[:3], "truncated": False}
+
+
+def test_results_that_are_not_pages_are_cut_too() -> None:
+    from pvectl.mcp.output import enforce_cap
+
+    plan = {"phase": "preview", "target": {"node": "pve1"},
+            "guards": [{"check": f"VM {i}", "verdict": "pass", "message": "x" * 80} for i in range(2000)],
+            "planned": [{"method": "POST", "curl": "curl " + "y" * 200} for _ in range(2000)],
+            "result": {"moves": [{"vmid": i} for i in range(3000)]}}
+    out = enforce_cap(plan, 20_000)
+    assert len(json.dumps(out, separators=(",", ":"))) <= 20_000
+    assert out["truncated"] is True and out["phase"] == "preview"
+    assert set(out["truncated_lists"]) <= {"guards", "planned", "result.moves"}
+    assert out["truncated_lists"]["planned"].endswith("of 2000 kept")
+    assert len(plan["planned"]) == 2000                       # the caller's data is not changed
+    small = {"a": [1, 2, 3]}
+    assert enforce_cap(small, 20_000) is small

@@ -41,6 +41,35 @@ def fit(items: Sequence[Any], build: Callable[[list[Any], bool], dict[str, Any]]
     return build(list(items[:lo]), True)
 
 
+def enforce_cap(data: dict[str, Any], limit: int = MAX_CHARS) -> dict[str, Any]:
+    """The backstop for results that are not pages (a drain plan of a big node, a diagnosis): while
+    the JSON is over `limit`, the biggest list in it (top level or one level down) loses its second
+    half; what was cut is named in `truncated_lists` and `truncated` is set."""
+    if size(data) <= limit:
+        return data
+    data = json.loads(json.dumps(data, default=str))          # a copy we may cut
+    cut: dict[str, int] = {}
+    while size(data) > limit:
+        lists = [(size(v), key, None, v) for key, v in data.items() if isinstance(v, list) and v]
+        lists += [(size(v), key, sub, v) for key, d in data.items() if isinstance(d, dict)
+                  for sub, v in d.items() if isinstance(v, list) and v]
+        if not lists:
+            break
+        _, key, sub, biggest = max(lists, key=lambda t: t[0])
+        name = key if sub is None else f"{key}.{sub}"
+        cut.setdefault(name, len(biggest))
+        del biggest[max(len(biggest) // 2, 0) if len(biggest) > 1 else 0:]
+    data["truncated"] = True
+    data["truncated_lists"] = {name: f"{len(_get(data, name))} of {n} kept" for name, n in cut.items()}
+    return data
+
+
+def _get(data: dict[str, Any], dotted: str) -> list[Any]:
+    key, _, sub = dotted.partition(".")
+    value = data[key][sub] if sub else data[key]
+    return value if isinstance(value, list) else []
+
+
 def cut_text(text: str, limit: int) -> str:
     """One string value at most `limit` characters, marked when cut."""
     return text if len(text) <= limit else text[: max(limit - 16, 0)] + "…[truncated]"

@@ -16,7 +16,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
 from .catalog import BY_NAME, ToolSpec
 from ..errors import PvectlError
-from .output import ToolFailure, failure
+from .output import ToolFailure, enforce_cap, failure
 
 
 def tool_annotations(spec: ToolSpec) -> ToolAnnotations:
@@ -49,7 +49,7 @@ def _answering_failures(fn: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(result, BaseModel):
             # the text block is the structured result as compact JSON (the SDK would indent it: ~60% more
             # characters for the same data, on the size cap's budget)
-            data = result.model_dump(mode="json")
+            data = enforce_cap(result.model_dump(mode="json"))
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
             return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
         return result

@@ -70,3 +70,15 @@ def writes(sim: SimCluster, since: int = 0) -> list[dict[str, Any]]:
 
 def last_seq(sim: SimCluster) -> int:
     return int(sim.summary()["requests"])
+
+
+def calls(sim: SimCluster, tier: str, *steps: tuple[str, dict[str, Any]]) -> list[CallToolResult]:
+    """Call the tools in order on a fresh server of `tier`; their results."""
+    import anyio
+
+    built, _ = make(sim, tier)
+
+    async def go() -> list[CallToolResult]:
+        async with connect(built) as c:
+            return [await c.call_tool(name, args) for name, args in steps]
+    return anyio.run(go)

@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import harness
 from harness import connect, error, last_seq, make, ok, writes
 
 from pvectl.sim.cluster import Cluster as SimCluster
 
 
 def calls(sim: SimCluster, *steps: tuple[str, dict[str, Any]]) -> list[Any]:
-    built, _ = make(sim, "read")
-
-    async def go() -> list[Any]:
-        async with connect(built) as c:
-            return [await c.call_tool(name, args) for name, args in steps]
-    return anyio.run(go)
+    return harness.calls(sim, "read", *steps)
 
 
 def test_reads_answer_and_write_nothing(sim: SimCluster) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from harness import connect, make, ok
 
 from pvectl.cluster import Cluster
@@ -56,3 +57,27 @@ def run_past_deadline(sim: SimCluster) -> None:
     result = ok(anyio.run(go))
     assert result["outcome"] == "running" and result["upid"] == upid
     assert f"task_wait with upid={upid}" in result["resume"]
+
+
+def test_library_events_become_monotonic_progress() -> None:
+    from pvectl.mcp.runtime import event_sender
+
+    sent: list[tuple[float, float | None, str | None]] = []
+
+    class Ctx:
+        async def report_progress(self, done: float, total: float | None, message: str | None) -> None:
+            sent.append((done, total, message))
+
+    async def go() -> None:
+        on_event = event_sender(Ctx())  # type: ignore[arg-type]
+        assert on_event is not None
+        events = [{"event": "provision", "name": "web-1", "step": "clone", "fraction": 0.5},
+                  {"event": "provision", "name": "web-1", "step": "clone", "fraction": 1.0},
+                  {"event": "provision", "name": "web-2", "step": "clone", "fraction": 0.2},   # a new phase
+                  {"event": "provision", "name": "web-2", "step": "start", "state": "done"}]    # no fraction
+        await anyio.to_thread.run_sync(lambda: [on_event(e) for e in events])
+    anyio.run(go)
+    assert [d for d, _, _ in sent] == [50.0, 100.0, 120.0, 121.0]
+    assert [t for _, t, _ in sent] == [100.0, 100.0, None, None]
+    assert sent[0][2] == "event=provision name=web-1 step=clone" and "state=done" in (sent[3][2] or "")
+    assert event_sender(None) is None

@@ -115,6 +115,30 @@ class Runtime:
         return out
 
 
+def event_sender(ctx: Context | None) -> Callable[[dict[str, Any]], None] | None:
+    """An `on_event` callback for the library's multi-step operations (provision, drain): each event
+    becomes one MCP progress notification, its fields as the message."""
+    if ctx is None:
+        return None
+    send = _progress_sender(ctx)
+    shown = ("event", "name", "vmid", "node", "step", "state", "target", "outcome", "line", "message")
+
+    def on_event(event: dict[str, Any]) -> None:
+        text = " ".join(f"{k}={event[k]}" for k in shown if event.get(k) not in (None, ""))
+        fraction = event.get("fraction")
+        send(_Step(fraction if isinstance(fraction, int | float) else None, text))
+
+    return on_event
+
+
+class _Step:
+    __slots__ = ("fraction", "line")
+
+    def __init__(self, fraction: float | None, line: str) -> None:
+        self.fraction = fraction
+        self.line = line
+
+
 def _progress_sender(ctx: Context) -> Callable[[Any], None]:
     """An `on_progress` callback for a worker thread: each call becomes one MCP progress notification
     (a no-op when the client sent no progress token).

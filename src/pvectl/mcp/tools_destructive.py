@@ -19,7 +19,7 @@ from . import registry
 from .confirm import TypedName, asker, check_name, preview, refuse, typed_name
 from .models import DestructiveOut
 from .plans import Plan
-from .runtime import Runtime
+from .runtime import Runtime, event_sender
 from .tools_read import ClusterArg, VmArg
 from .tools_write import Wait
 
@@ -161,7 +161,7 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
         if _digest(await node_vms(pve, plan.node)) != plan.digest:
             raise refuse(f"the VMs on node {plan.node} changed since the preview: nothing was done",
                          "preview again")
-        bounded = pve.with_options(timeout=timeout)
+        bounded = pve.with_options(timeout=timeout, on_event=event_sender(ctx))
         res = await rt.call(bounded.nodes.drain, plan.node, yes=True, **plan.args)
         return executed(plan, res.to_dict())
 

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from . import registry
 from .models import OperationOut, Open
-from .runtime import Runtime
+from .runtime import Runtime, event_sender
 from .tools_read import ClusterArg, VmArg
 
 Wait = Annotated[float, Field(gt=0, le=600, description="seconds to wait for the task; then the answer is "
@@ -30,10 +30,10 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
                            ip: Annotated[str | None, Field(description="`dhcp` or CIDR (10.0.0.5/24)")] = None,
                            gw: str | None = None,
                            start: bool = True, wait_ip: bool = False,
-                           cluster: ClusterArg = None) -> Open:
+                           cluster: ClusterArg = None, ctx: Context | None = None) -> Open:
         """Make VMs from a template: clone, cloud-init, grow the disk, start, wait for the IP. Never
         makes a second VM with a name it is asked to make."""
-        pve = rt.cluster(cluster)
+        pve = rt.cluster(cluster).with_options(on_event=event_sender(ctx))
         made = await rt.call(pve.vms.clone, template, name, count=count, node=node, cores=cores, memory=memory,
                              disk_size=disk_size, ip=ip, gw=gw, start=start, wait_ip=wait_ip)
         if isinstance(made, list):

@@ -57,7 +57,8 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
                              "preview again with these arguments")
         check_name(plan, typed_name(ctx, answer, confirm, plan))
         pve = rt.cluster(cluster)
-        assert plan.vmid is not None
+        if plan.vmid is None:
+            raise refuse(f"the plan token is for {plan.action} {plan.target}, not for a VM")
         try:
             now = await rt.call_raw(pve.vms.resolve, plan.vmid)
             digest = (await rt.call_raw(pve.vms.config, plan.vmid)).get("digest")

@@ -86,18 +86,22 @@ def check_name(plan: Plan, typed: str) -> None:
                      "check which one the user means and preview again")
 
 
+_LEVELS = {"ok": "pass", "pass": "pass", "error": "refused", "fail": "refused", "refused": "refused",
+           "warn": "warning", "warning": "warning"}
+
+
 def verdicts(outcome: dict[str, Any] | None, refusal: GuardRefused | None, action: str) -> list[Verdict]:
-    """The guards' verdicts: the library's own checks/findings when it lists them, else its overall one."""
+    """The guards' verdicts: the library's own checks (a migration's findings, a drain's moves) when it
+    lists them, and its overall verdict."""
     out: list[Verdict] = []
     for key in ("guards", "checks", "findings"):
         for item in (outcome or {}).get(key) or []:
             if isinstance(item, dict):
                 level = str(item.get("verdict") or item.get("level") or item.get("status") or "info").lower()
-                level = {"ok": "pass", "error": "refused", "fail": "refused", "warn": "warning"}.get(level, level)
                 out.append(Verdict(check=str(item.get("check") or item.get("name") or key),
-                                   verdict=level if level in ("pass", "refused", "warning") else "info",  # type: ignore[arg-type]
-                                   message=str(item.get("message") or item.get("detail") or ""),
-                                   hint=item.get("hint")))
+                                   verdict=_LEVELS.get(level, "info"),  # type: ignore[arg-type]
+                                   message=str(item.get("reason") or item.get("message") or ""),
+                                   hint=item.get("fix") or item.get("hint")))
     for move in (outcome or {}).get("moves") or []:       # a drain: one verdict per VM
         if isinstance(move, dict):
             what = f"VM {move.get('vmid')} ({move.get('name')})"
@@ -115,18 +119,21 @@ def verdicts(outcome: dict[str, Any] | None, refusal: GuardRefused | None, actio
 
 async def preview(rt: Runtime, *, action: str, cluster: str | None, target: dict[str, Any], node: str,
                   vmid: int | None, name: str, digest: str | None, args: dict[str, Any],
-                  dry_run: Callable[[], Any]) -> DestructiveOut:
-    """Run `dry_run` (the library call on the dry-run Cluster) and issue a plan token if it passes."""
+                  dry_run: Callable[[], Any], checks: Callable[[], Any] | None = None) -> DestructiveOut:
+    """Run `dry_run` (the library call on the dry-run Cluster) and issue a plan token if it passes.
+    `checks`: a library read whose findings are shown too (the migration check)."""
     refusal: GuardRefused | None = None
-    outcome: dict[str, Any] | None = None
+    outcome: dict[str, Any] = {}
     try:
+        if checks is not None:
+            outcome["findings"] = (await rt.call_raw(checks)).to_dict().get("findings") or []
         res = await rt.call_raw(dry_run)
-        outcome = res.to_dict() if hasattr(res, "to_dict") else None
+        outcome.update(res.to_dict() if hasattr(res, "to_dict") else {})
     except GuardRefused as exc:
         refusal = exc
     except PvectlError as exc:
         raise failure(exc) from exc
-    planned = list((outcome or {}).get("planned") or [])
+    planned = list(outcome.get("planned") or [])
     out = DestructiveOut(phase="preview", action=action, target=target, allowed=refusal is None,
                          guards=verdicts(outcome, refusal, action), planned=planned)
     if refusal is None:

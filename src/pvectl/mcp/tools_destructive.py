@@ -1,6 +1,6 @@
 """Destructive tools (`--allow-destructive`): stop, delete, migrate, drain. Two phases each (confirm.py):
 without `plan_token` a preview and a plan token; with it, the typed name, a fresh re-read, then ONE
-library call with `yes=True` (the confirmation the library asks for is the one given here).
+library call (`yes=True`, or for a delete the name check the library runs on what it has just read).
 
 This module does not use `from __future__ import annotations`: the `Resolve(...)` markers in the
 signatures refer to per-server resolvers, which must be evaluated when the function is defined."""
@@ -34,14 +34,15 @@ def _vm_target(summary: Any) -> dict[str, Any]:
 
 def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
     async def vm_preview(action: str, vm: str | int, cluster: str | None, args: dict[str, Any],
-                         dry_call: Any) -> DestructiveOut:
+                         dry_call: Any, checks: Any = None) -> DestructiveOut:
         pve = rt.cluster(cluster)
         summary = await rt.call(pve.vms.resolve, vm)
         config = await rt.call(pve.vms.config, summary.vmid)
         dry = rt.dry(cluster)
         return await preview(rt, action=action, cluster=cluster, target=_vm_target(summary), node=summary.node,
                              vmid=summary.vmid, name=summary.name, digest=config.get("digest"), args=args,
-                             dry_run=lambda: dry_call(dry, summary.vmid))
+                             dry_run=lambda: dry_call(dry, summary.vmid),
+                             checks=(lambda: checks(dry, summary.vmid)) if checks else None)
 
     async def vm_confirmed(action: str, ctx: Context | None, cluster: str | None, plan_token: str,
                            confirm: str | None, answer: Any, vm: str | int, **same: Any) -> Plan:
@@ -102,8 +103,7 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
         args = {"allow_template": allow_template}
         if plan_token is None:
             return await vm_preview("delete", vm, cluster, args,
-                                    lambda dry, vmid: dry.vms.delete(vmid, yes=True, allow_template=allow_template,
-                                                                     wait=False))
+                                    lambda dry, vmid: dry.vms.delete(vmid, yes=True, allow_template=allow_template))
         plan = await vm_confirmed("delete", ctx, cluster, plan_token, confirm, answer, vm,
                                   allow_template=allow_template)
         pve = rt.cluster(cluster)
@@ -127,13 +127,14 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
         if plan_token is None:
             return await vm_preview("migrate", vm, cluster, args,
                                     lambda dry, vmid: dry.vms.migrate(vmid, target, online=online, bwlimit=bwlimit,
-                                                                      with_local_disks=with_local_disks, yes=True,
-                                                                      wait=False))
+                                                                      with_local_disks=with_local_disks),
+                                    lambda dry, vmid: dry.vms.migration_check(vmid, target, online=online,
+                                                                              with_local_disks=with_local_disks))
         plan = await vm_confirmed("migrate", ctx, cluster, plan_token, confirm, answer, vm, **args)
         pve = rt.cluster(cluster)
         a = plan.args
         started = await rt.call(pve.vms.migrate, plan.vmid, a["target"], online=a["online"], bwlimit=a["bwlimit"],
-                                with_local_disks=a["with_local_disks"], yes=True, wait=False)
+                                with_local_disks=a["with_local_disks"], wait=False)
         return executed(plan, await rt.finish(ctx, started, timeout))
 
     async def node_drain(ctx: Context,
@@ -162,8 +163,8 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
         if _digest(await node_vms(pve, plan.node)) != plan.digest:
             raise refuse(f"the VMs on node {plan.node} changed since the preview: nothing was done",
                          "preview again")
-        bounded = pve.with_options(timeout=timeout, on_event=event_sender(ctx))
-        res = await rt.call(bounded.nodes.drain, plan.node, yes=True, **plan.args)
+        observed = pve.with_options(on_event=event_sender(ctx))
+        res = await rt.call(observed.nodes.drain, plan.node, yes=True, timeout=timeout, **plan.args)
         return executed(plan, res.to_dict())
 
     async def node_vms(pve: Any, node: str) -> list[tuple[int, str]]:

@@ -66,7 +66,7 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
                           ctx: Context | None = None) -> OperationOut:
         """Shut a VM down gracefully (ACPI or guest agent); already stopped: nothing to do."""
         pve = rt.cluster(cluster)
-        started = await rt.call(pve.vms.shutdown, vm, timeout=guest_timeout, force_stop=force_stop, wait=False)
+        started = await rt.call(pve.vms.shutdown, vm, guest_timeout=guest_timeout, force_stop=force_stop, wait=False)
         return OperationOut.model_validate(await rt.finish(ctx, started, timeout))
 
     async def vm_reboot(vm: VmArg, timeout: Wait = 180.0, cluster: ClusterArg = None,

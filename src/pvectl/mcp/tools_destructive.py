@@ -147,7 +147,7 @@ def register(srv: MCPServer, rt: Runtime, enabled: set[str]) -> None:
         """Empty a node: migrate its VMs away in parallel, each to a target by the migration checks and
         free memory. Without plan_token: the plan and a plan token. With it: the node's name typed by the
         user (elicitation) or confirm=<node>. A changed set of VMs on the node invalidates the token."""
-        options = {"to": to, "include_stopped": include_stopped, "with_local_disks": with_local_disks}
+        options: dict[str, Any] = {"to": to, "include_stopped": include_stopped, "with_local_disks": with_local_disks}
         pve = rt.cluster(cluster)
         if plan_token is None:
             members = await node_vms(pve, node)

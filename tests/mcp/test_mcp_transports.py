@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from harness import ok
+from mcpharness import ok
 
 from pvectl.errors import UsageError
 from pvectl.mcp.http import parse_listen

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from harness import connect, make, ok
+from mcpharness import connect, make, ok
 
 from pvectl.mcp.output import MAX_CHARS, fit
 from pvectl.sim.cluster import Cluster as SimCluster

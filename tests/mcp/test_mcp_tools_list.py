@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-from harness import connect, make
-from test_catalog import ANNOTATIONS, DESTRUCTIVE, READ, WRITE
+from mcpharness import connect, make
+from test_mcp_catalog import ANNOTATIONS, DESTRUCTIVE, READ, WRITE
 
 from pvectl.mcp.runtime import Runtime
 from pvectl.mcp.server import Options, build

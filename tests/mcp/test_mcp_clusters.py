@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import yaml
-from harness import connect, error, ok
+from mcpharness import connect, error, ok
 
 from pvectl.mcp.runtime import Runtime
 from pvectl.mcp.server import Options, build

@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from harness import connect, make, ok
+from mcpharness import connect, make, ok
 
 from pvectl.cluster import Cluster
 from pvectl.sim.cluster import Cluster as SimCluster

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-from harness import connect, make
+from mcpharness import connect, make
 
 from pvectl.sim.cluster import Cluster as SimCluster
 

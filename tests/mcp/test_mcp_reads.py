@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import harness
-from harness import connect, error, last_seq, make, ok, writes
+import mcpharness as harness
+from mcpharness import connect, error, last_seq, make, ok, writes
 
 from pvectl.sim.cluster import Cluster as SimCluster
 

@@ -107,7 +107,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
            "migrate"),
     "task": ("status", "wait", "log", "list", "diagnose", "stop"), "audit": (), "template": ("list",),
     "doctor": (), "demo": (),
-    "sim": ("serve",),
+    "sim": ("serve",), "mcp": (), "guide": (),
 }
 _VALUE_OPTIONS = frozenset({"--config", "--cluster", "-o", "--output", "--timeout"})
 
@@ -205,6 +205,14 @@ def build_parser(only: tuple[str | None, str | None] = (None, None)) -> argparse
             p = sub(g, "serve", "run a simulated cluster on loopback (see: pvectl sim serve --help)",
                     _cmd("sim", "serve"))
             p.add_argument("sim_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    if wanted("mcp"):
+        from .mcp import add_arguments as _mcp_arguments
+
+        _mcp_arguments(sub(groups, "mcp", "serve the MCP server for AI agents (read-only unless --allow-writes)",
+                           _cmd("mcp", "serve")))
+    if wanted("guide"):
+        sub(groups, "guide", "print what an agent needs to drive pvectl: safety model, exit codes, JSON errors, "
+            "recipes", _cmd("guide", "run"))
     return parser
 
 

@@ -2,7 +2,7 @@
 
 Imported only when a config is parsed (a cold load, `loads_config`): a warm load takes the validated
 document from the cache and never imports this module or `yaml`. `validate()` returns that document
-(JSON-able, the shape `config._DOC_SHAPE` describes); every problem is a one-line `ConfigError`
+(JSON-able, the shape `configdoc.doc_ok` checks); every problem is a one-line `ConfigError`
 "<file>:<line>: <key>: <what is wrong / expected>".
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from .config import DEFAULT_PORT, VMID_MAX, VMID_MIN, _did_you_mean
+from .configdoc import DEFAULT_PORT, VMID_MAX, VMID_MIN
+from .configdoc import did_you_mean as _did_you_mean
 from .errors import ConfigError
 
 TYPE_CHECKING = False

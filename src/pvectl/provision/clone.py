@@ -14,8 +14,9 @@ from ..errors import (AlreadyExists, GuardRefused, Locked, NodeUnreachable, NotF
                       TaskTimeout)
 from ..tasks import Deadline
 from ..writes import Write
-from .names import NameInFlight, Names, clone_upid, cloning, known_name
-from .plan import _MARKER_RE, _existing, _Plan, _Run, marker_line, request_of
+from .names import NameInFlight, Names, clone_upid
+from .state import _Run, cloning, known_name
+from .plan import _MARKER_RE, _existing, _Plan, marker_line, request_of
 from .steps import _wait_task
 from .types import ProvisionFailed, ProvisionResult
 

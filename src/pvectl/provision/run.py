@@ -15,11 +15,12 @@ from ..writes import Writer
 from .clone import NameTaken, clone, keep_or_yield
 from .cloudinit import boot_disk
 from .limits import _Limits, _LimitedTransport
-from .names import Names, in_flight_for
-from .plan import _differences, _Plan, _plan, _Run, configured
+from .names import Names
+from .plan import _differences, _Plan, _plan, configured
+from .state import _Run
 from .steps import _after_failure, _configure, _dry_run_rest, _resize, _start, _StepFailed, _wait_ip
 from .types import CloneSpec, EventCallback, ProvisionFailed, ProvisionInterrupted, ProvisionResult
-from .vmids import allocator_for
+from .vmids import allocator_for, in_flight_for
 
 if TYPE_CHECKING:
     from ..cluster import Cluster

@@ -12,7 +12,8 @@ from ..units import disk_size_param, parse_prop, size_bytes
 from ..vms import split_tags
 from ..writes import Write
 from .cloudinit import _NET_MODELS, boot_disk, net_with_bridge, pick_ip
-from .plan import CONFIGURED, _Plan, _Run, configured
+from .plan import CONFIGURED, _Plan, configured
+from .state import _Run
 from .types import ProvisionFailed, ProvisionResult
 
 IP_WAIT_WITHOUT_DEADLINE = 300.0

@@ -54,8 +54,8 @@ def clean_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 def record(*, cluster: str, token_id: str, command: str, event: str, method: str | None = None,
            path: str | None = None, params: Mapping[str, Any] | None = None, upid: str | None = None,
            result: str | None = None, node: str | None = None) -> None:
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cluster": cluster, "token_id": token_id,
-             "command": clean_command(command), "event": event}
+    entry: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cluster": cluster,
+                             "token_id": token_id, "command": clean_command(command), "event": event}
     if method:
         entry.update(method=method, path=path, node=node, params=clean_params(params))
     if upid:

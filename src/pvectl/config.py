@@ -328,10 +328,11 @@ def _cache_read(abspath: str, st: os.stat_result, env: Mapping[str, str]) -> dic
         import json
 
         obj = json.loads(raw)
+        doc = obj["doc"]
         if (obj.get("version") == _CACHE_VERSION and obj.get("path") == abspath
                 and obj.get("mtime_ns") == st.st_mtime_ns and obj.get("size") == st.st_size
-                and _doc_ok(obj["doc"])):
-            return obj["doc"]
+                and _doc_ok(doc)):
+            return doc
     except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
         pass
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from typing import Any
+    from typing import Any, TypeGuard
 
 __all__ = ["DEFAULT_PORT", "VMID_MIN", "VMID_MAX", "did_you_mean", "doc_ok"]
 
@@ -68,7 +68,7 @@ def _shape_ok(value: Any, shape: Any) -> bool:
     return type(value) is list and len(value) == len(shape) and all(map(_shape_ok, value, shape))
 
 
-def doc_ok(doc: Any) -> bool:
+def doc_ok(doc: Any) -> TypeGuard[dict[str, Any]]:
     """True when `doc` has the shape of a validated document (a cache entry that can be used)."""
     if not _shape_ok(doc, _DOC_SHAPE) or not doc["blocks"] or (not doc["multi"] and len(doc["blocks"]) != 1):
         return False

@@ -10,10 +10,13 @@ TYPE_CHECKING = False
 from ..render import Column
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..tasks import Progress, Task
     from .main import Context
 
 
-def _task(ctx: Context):  # noqa: ANN202
+def _task(ctx: Context) -> Task:
     from ..errors import UsageError
     from ..upid import Upid
 
@@ -24,7 +27,8 @@ def _task(ctx: Context):  # noqa: ANN202
     from .reads import require_node
 
     require_node(ctx, upid.node)
-    return ctx.cluster.tasks.get(upid)
+    task: Task = ctx.cluster.tasks.get(upid)
+    return task
 
 
 def status(ctx: Context) -> int:
@@ -58,11 +62,11 @@ def wait(ctx: Context) -> int:
     return 0
 
 
-def _progress_printer(ctx: Context):  # noqa: ANN202
+def _progress_printer(ctx: Context) -> Callable[[Progress], None] | None:
     if not sys.stderr.isatty():
         return None
 
-    def show(p) -> None:  # noqa: ANN001
+    def show(p: Progress) -> None:
         if p.fraction is not None:
             bar = int(p.fraction * 30)
             sys.stderr.write(f"\r[{'#' * bar}{'.' * (30 - bar)}] {p.fraction * 100:5.1f}%")

@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..deadline import Deadline
 from ..errors import (AlreadyExists, GuardRefused, Locked, NodeUnreachable, NotFound, PvectlError, TaskFailed,
                       TaskTimeout)
-from ..tasks import Deadline
 from ..writes import Write
 from .names import NameInFlight, Names, clone_upid
 from .state import _Run, cloning, known_name
@@ -386,7 +386,8 @@ def fail_nothing_made(run: _Run, plan: _Plan, res: ProvisionResult, step: str, e
         res.node = str(left.get("node", plan.node))
         msg = f"clone of template {plan.template.vmid} as VM {plan.vmid} ({spec.name}) failed: {exc.message}; " \
               f"VM {plan.vmid} still exists on {res.node}"
-        hint_ = hint or f"look at it (pvectl vm status {plan.vmid}) and delete it: pvectl vm delete {plan.vmid} --yes"
+        hint_: str | None = hint or (f"look at it (pvectl vm status {plan.vmid}) and delete it: "
+                                     f"pvectl vm delete {plan.vmid} --yes")
     else:
         res.state = "absent"
         verified = " (checked: Proxmox removed the half-made VM)" if created is None else ""

@@ -30,6 +30,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..deadline import Deadline
 from ..errors import PvectlError, TaskTimeout
 from .state import cloning, known_name
 
@@ -159,16 +160,14 @@ class Names:
             entry = found
         return entry
 
-    def _limit(self) -> Any:
-        from ..tasks import Deadline
-
+    def _limit(self) -> Deadline:
         return self.run.deadline if self.run.deadline.remaining() is not None else Deadline(NAME_WAIT_WITHOUT_DEADLINE)
 
-    def _pause(self, pause: float, limit: Any) -> float:
+    def _pause(self, pause: float, limit: Deadline) -> float:
         remaining = limit.remaining()
         return max(0.05, min(pause, remaining)) if remaining is not None else pause
 
-    def _wait(self, entries: list[dict[str, Any]], limit: Any, *, named: bool) -> None:
+    def _wait(self, entries: list[dict[str, Any]], limit: Deadline, *, named: bool) -> None:
         if limit.expired() or self.run.stopped:
             raise NameInFlight(self.name, entries, {int(e["vmid"]): self.upid(e) for e in entries}, named)
         for e in entries:

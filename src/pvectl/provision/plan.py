@@ -83,7 +83,7 @@ def _check_spec(spec: CloneSpec) -> None:
     if spec.cores is not None and not 1 <= int(spec.cores) <= 8192:
         raise UsageError(f"invalid cores {spec.cores}: 1 to 8192")
     if spec.disk_size is not None:
-        from ..guards import parse_disk_size
+        from ..units import parse_disk_size
 
         parse_disk_size(spec.disk_size)
     if spec.disk is not None and not _DISK_RE.match(spec.disk):

@@ -6,10 +6,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from ..deadline import Deadline
 from ..errors import GuardRefused, PvectlError, UsageError
-from ..tasks import Deadline
 from ..units import parse_prop, size_bytes
 from ..writes import Writer
 from .clone import NameTaken, clone, keep_or_yield
@@ -24,6 +24,7 @@ from .vmids import allocator_for, in_flight_for
 
 if TYPE_CHECKING:
     from ..cluster import Cluster
+    from ..http import Transport
 
 INTERRUPT_GRACE = 2.0      # seconds the workers get after Ctrl-C to finish the request they are in
 _SENDING = ("clone requested",)
@@ -61,7 +62,8 @@ def provision_many(cluster: Cluster, specs: Sequence[CloneSpec], *, deadline: De
     dupes = sorted(n for n, k in Counter(s.name for s in specs).items() if k > 1)
     if dupes:
         raise UsageError(f"the same name is given more than once: {', '.join(dupes)}")
-    limited = _Cluster(cluster.config, _LimitedTransport(cluster.transport))
+    # (a proxy with the Transport's interface: requests go through the per-node limit, the rest is forwarded)
+    limited = _Cluster(cluster.config, cast("Transport", _LimitedTransport(cluster.transport)))
     w = Writer(limited, writer.command, writer.dry_run, writer.out, writer.planned)
     run = _Run(limited, w, Deadline.of(deadline), on_event, _Limits(max_per_node, max_per_storage))
     run.allocator = allocator_for(cluster)

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
+from ..deadline import Deadline
 from ..errors import ApiError
-from ..tasks import Deadline
 from ..writes import Writer
 from .limits import _Limits
 from .types import EventCallback, ProvisionEvent, ProvisionResult

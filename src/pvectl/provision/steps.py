@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..deadline import Deadline
 from ..errors import ApiError, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed, TaskTimeout
-from ..tasks import Deadline, Progress, Task
+from ..tasks import Progress, Task
 from ..units import disk_size_param, parse_prop, size_bytes
 from ..vms import split_tags
 from ..writes import Write
@@ -111,7 +112,7 @@ def _read_unlocked(run: _Run, res: ProvisionResult) -> dict[str, Any]:
     """The new VM's config once no `lock` is left (a just-finished clone may still show `lock: clone`
     to a reader on another node for a moment; pain point #2, bpg #133)."""
     while True:
-        conf = run.t.get(f"/nodes/{res.node}/qemu/{res.vmid}/config", node=res.node)
+        conf: dict[str, Any] = run.t.get(f"/nodes/{res.node}/qemu/{res.vmid}/config", node=res.node)
         if not conf.get("lock") or run.deadline.expired():
             return conf
         time.sleep(0.2)

@@ -36,6 +36,8 @@ TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
+    from .upid import Upid
+
 from .lazyre import LazyPattern
 
 __all__ = [
@@ -276,7 +278,7 @@ class DeadlineExceeded(NodeUnreachable):
 class TaskError(PvectlError):
     """Base of errors about a Proxmox task (a UPID)."""
 
-    def __init__(self, message: str, *, upid: Any, node: str | None = None, hint: str | None = None,
+    def __init__(self, message: str, *, upid: str | Upid, node: str | None = None, hint: str | None = None,
                  retryable: bool = False) -> None:
         super().__init__(message, hint=hint, retryable=retryable)
         self.upid = upid
@@ -289,7 +291,7 @@ class TaskFailed(TaskError):
 
     exit_code = 1
 
-    def __init__(self, upid: Any, exitstatus: str, log_tail: list[str] | tuple[str, ...] = (), *,
+    def __init__(self, upid: str | Upid, exitstatus: str, log_tail: list[str] | tuple[str, ...] = (), *,
                  message: str | None = None, hint: str | None = None, node: str | None = None) -> None:
         super().__init__(message or f"task {upid} failed: {exitstatus}", upid=upid, node=node,
                          hint=hint if hint is not None else f"pvectl task log {upid}")
@@ -302,7 +304,7 @@ class TaskTimeout(TaskError):
 
     exit_code = 4
 
-    def __init__(self, upid: Any, *, message: str | None = None, hint: str | None = None,
+    def __init__(self, upid: str | Upid, *, message: str | None = None, hint: str | None = None,
                  node: str | None = None) -> None:
         super().__init__(message or f"task {upid} still running at the deadline", upid=upid, node=node,
                          hint=hint if hint is not None else f"resume with: pvectl task wait {upid}",

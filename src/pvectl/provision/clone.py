@@ -15,7 +15,7 @@ from ..errors import (AlreadyExists, GuardRefused, Locked, NodeUnreachable, NotF
                       TaskTimeout)
 from ..writes import Write
 from .names import NameInFlight, Names, clone_upid
-from .state import _Run, cloning, known_name
+from .state import _Run, _Snapshot, cloning, known_name
 from .plan import _MARKER_RE, _existing, _Plan, marker_line, request_of
 from .steps import _wait_task
 from .types import ProvisionFailed, ProvisionResult
@@ -101,7 +101,7 @@ def _before_post(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
         run.emit(spec.name, plan.vmid, "clone", "warning", f"VMID {old} was taken meanwhile; trying VMID {plan.vmid}")
 
 
-def _taken(run: _Run, plan: _Plan, res: ProvisionResult, snap: Any) -> ProvisionResult:
+def _taken(run: _Run, plan: _Plan, res: ProvisionResult, snap: _Snapshot) -> ProvisionResult:
     """The result when another VM took the name after this run planned it: `exists` (made by pvectl
     from this template; not finished by this run: its maker is at it), or a refusal."""
     spec, tpl = plan.spec, plan.template

@@ -37,12 +37,12 @@ def marker_line(tpl_vmid: int, tpl_name: str, request: str) -> str:
     return MARKER.format(vmid=tpl_vmid, name=tpl_name) + f"; request {request}"
 
 
-def request_of(description: Any) -> str | None:
+def request_of(description: object) -> str | None:
     m = _REQUEST_RE.search(str(description or ""))
     return m.group(1) if m else None
 
 
-def configured(description: Any) -> bool:
+def configured(description: object) -> bool:
     """False only for a VM whose marker carries a request id but not `; configured` (the config PUT
     never ran); a VM made before request ids existed counts as configured."""
     first = next((ln for ln in str(description or "").splitlines() if _MARKER_RE.match(ln)), "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..deadline import Deadline
@@ -17,7 +17,7 @@ from .cloudinit import boot_disk
 from .limits import _Limits, _LimitedTransport
 from .names import Names
 from .plan import _differences, _Plan, _plan, configured
-from .state import _Run
+from .state import _Run, _Snapshot
 from .steps import _after_failure, _configure, _dry_run_rest, _resize, _start, _StepFailed, _wait_ip
 from .types import CloneSpec, EventCallback, ProvisionFailed, ProvisionInterrupted, ProvisionResult
 from .vmids import allocator_for, in_flight_for
@@ -111,7 +111,7 @@ def provision_many(cluster: Cluster, specs: Sequence[CloneSpec], *, deadline: De
     return [r for r in results if r is not None]
 
 
-def _run_workers(work: Any, plans: list[tuple[int, _Plan]], workers: int, stop: threading.Event) -> None:
+def _run_workers(work: Callable[[tuple[int, _Plan]], None], plans: list[tuple[int, _Plan]], workers: int, stop: threading.Event) -> None:
     """Daemon threads (a Ctrl-C must not wait for them to end) taking plans in order."""
     queue = list(reversed(plans))
     lock = threading.Lock()
@@ -169,7 +169,7 @@ def _as_interrupted(r: ProvisionResult) -> ProvisionResult:
     return r
 
 
-def _check_free_vmids(run: _Run, specs: Sequence[CloneSpec], snap: Any) -> None:
+def _check_free_vmids(run: _Run, specs: Sequence[CloneSpec], snap: _Snapshot) -> None:
     """Refuse a bulk run up front when the range has fewer free VMIDs than it needs new VMs."""
     rng = run.cluster.config.vmid_ranges.vms
     if rng is None:

@@ -66,3 +66,43 @@ def test_the_schema_data_is_read_once_on_first_use() -> None:
             "print(before, a is b, len(a.endpoints) > 500)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True", "True"]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the pvectl modules it imports (a package's import of its own submodules left out: it
+    runs them, it does not depend on them)."""
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        found = set()
+        for target in imported_modules(path):
+            while target and target not in paths:
+                target = target.rpartition(".")[0]
+            if target and target != name and not (path.name == "__init__.py" and target.startswith(name + ".")):
+                found.add(target)
+        graph[name] = found
+    return graph
+
+
+def reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            if nxt == goal:
+                return True
+            seen.add(nxt)
+            todo.append(nxt)
+    return False
+
+
+def test_config_provision_and_schema_are_in_no_import_circle() -> None:
+    graph = import_graph()
+    mine = [m for m in graph if m in ("pvectl.config", "pvectl.configcheck", "pvectl.configdoc")
+            or m.startswith(("pvectl.provision.", "pvectl.schema"))]
+    assert len(mine) > 10
+    assert [m for m in mine if reaches(graph, m, m)] == []

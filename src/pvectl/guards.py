@@ -9,12 +9,13 @@ locks, VMID ranges, shrinking) Proxmox would not stop at all or only inside a ta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .errors import GuardRefused
 from .units import parse_disk_size as parse_disk_size  # (re-exported) the size grammar lives in units.py
 
+TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .config import VmidRange
 
 

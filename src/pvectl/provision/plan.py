@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExists, ApiError, GuardRefused, NodeUnreachable, UsageError
+from ..errors import AlreadyExists, GuardRefused, NodeUnreachable, UsageError
 from ..units import parse_memory
 from .cloudinit import (
     _DISK_RE,

@@ -53,16 +53,21 @@ def clean_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def record(*, cluster: str, token_id: str, command: str, event: str, method: str | None = None,
            path: str | None = None, params: Mapping[str, Any] | None = None, upid: str | None = None,
-           result: str | None = None, node: str | None = None) -> None:
+           result: str | None = None, node: str | None = None, via: str | None = None,
+           log_path: str | None = None) -> None:
+    """Append one entry to the audit log (`log_path`, else `audit_path()`). `via` says who asked:
+    cli, library or mcp."""
     entry: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cluster": cluster,
                              "token_id": token_id, "command": clean_command(command), "event": event}
+    if via:
+        entry["via"] = via
     if method:
         entry.update(method=method, path=path, node=node, params=clean_params(params))
     if upid:
         entry["upid"] = upid
     if result is not None:
         entry["result"] = redact(result)
-    path_ = audit_path()
+    path_ = os.path.expanduser(log_path) if log_path else audit_path()
     os.makedirs(os.path.dirname(path_), mode=0o700, exist_ok=True)
     fd = os.open(path_, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:

@@ -1,21 +1,27 @@
-"""`Cluster`: the library's entry point, and the cluster-wide reads (membership, quorum, resources).
+"""`Cluster`: the library's entry point. It owns the connections and the write policy, and hands
+out the resource APIs.
 
-    with pvectl.Cluster.from_config() as pve:
+    with pvectl.Cluster.from_config(dry_run=False, audit=True, timeout=600) as pve:
         print(pve.status().quorate)
         for vm in pve.vms.list(status="running"):
             print(vm.vmid, vm.name, vm.node)
+        pve.vms.start("web-1")
 
-A `Cluster` owns one `Transport` (keep-alive connection per node, TLS, failover) and hands it to the
-resource APIs (`nodes`, `vms`, `templates`, `tasks`); only those modules talk HTTP.
+A `Cluster` holds one `Session` (config, `Transport` — a kept-alive connection per node and
+thread, TLS, failover — and the settings every write follows: dry run, audit, default timeout,
+progress callback, `via`). The resource APIs (`nodes`, `vms`, `templates`, `tasks`) take that
+session; only `cluster.py` imports them, so nothing below imports back up.
 """
 
 from __future__ import annotations
 
-from .records import Record
+from .membership import ClusterStatus, NodeMembership, cluster_status
+from .session import Session
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .config import Config
@@ -26,54 +32,79 @@ if TYPE_CHECKING:
     from .templates import TemplatesApi
     from .vms import VmsApi
 
-
-class NodeMembership(Record):
-    __slots__ = ("name", "online", "nodeid", "ip", "local")
-
-    name: str
-    online: bool
-    nodeid: int
-    ip: str | None
-    local: bool
-
-
-class ClusterStatus(Record):
-    __slots__ = ("name", "quorate", "nodes", "version")
-    _defaults = {"version": None}
-
-    name: str | None          # None for a standalone node (no `cluster` entry: pve-semantics §10.1)
-    quorate: bool
-    nodes: tuple[NodeMembership, ...]
-    version: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"cluster": self.name, "quorate": self.quorate, "version": self.version,
-                "nodes": [{"name": n.name, "online": n.online, "nodeid": n.nodeid, "ip": n.ip}
-                          for n in self.nodes]}
+__all__ = ["Cluster", "ClusterStatus", "NodeMembership"]
 
 
 class Cluster:
     """A Proxmox VE cluster, reached through any of its nodes."""
 
-    def __init__(self, config: Config, transport: Transport) -> None:
-        self.config = config
-        self.transport = transport
+    def __init__(self, config: Config | Session, transport: Transport | None = None, **settings: Any) -> None:
+        """`Cluster(session)`, or `Cluster(config, transport, dry_run=..., audit=..., timeout=...,
+        on_event=..., via=...)`. Most code calls `Cluster.from_config()` instead."""
+        if isinstance(config, Session):
+            self.session = config if not settings else config.replace(**settings)
+        else:
+            if transport is None:
+                raise TypeError("Cluster(config, transport, ...) needs a transport")
+            self.session = Session(config, transport, **settings)
         self._apis: dict[str, Any] = {}
+        self._owner = True          # closes the transport (a with_options() copy does not)
 
     @classmethod
-    def from_config(cls, path: str | None = None, *, cluster: str | None = None, **transport_options: Any) -> Cluster:
-        """Load `cluster-config.yaml` (DESIGN §2 lookup order), read the token once, connect lazily."""
+    def from_config(cls, path: str | None = None, *, cluster: str | None = None, dry_run: bool = False,
+                    audit: bool | str = True, timeout: float | None = None,
+                    on_event: Callable[[dict[str, Any]], None] | None = None, via: str = "library",
+                    command: str | None = None, **transport_options: Any) -> Cluster:
+        """Load `cluster-config.yaml` (DESIGN §2 lookup order) and connect lazily; the token is read
+        once, at the first request (and again after `refresh_credentials()`).
+
+        `dry_run`: every read and guard runs, writes are returned as planned (method, path, params,
+        curl line) and nothing is sent. `audit`: True (the default log), False, or a file path.
+        `timeout`: the default deadline of each operation, in seconds. `on_event`: a callback for
+        progress events. `via`: who calls (library, cli, mcp), recorded in the audit log."""
         from .config import load_config
+
+        return cls.connect(load_config(path, cluster=cluster), dry_run=dry_run, audit=audit, timeout=timeout,
+                           on_event=on_event, via=via, command=command, **transport_options)
+
+    @classmethod
+    def connect(cls, config: Config, *, dry_run: bool = False, audit: bool | str = True,
+                timeout: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
+                via: str = "library", command: str | None = None, **transport_options: Any) -> Cluster:
+        """`from_config` for a `Config` already loaded (`pvectl.load_config`)."""
+        from .credentials import prefetch
+
+        # `pass show` decrypts in the background while the HTTP and TLS modules are imported
+        prefetch(config)
         from .credentials import load_token
         from .http import Transport
-
-        config = load_config(path, cluster=cluster)
 
         def auth() -> str:
             # called at the first request and after refresh_credentials(); the transport keeps it
             return load_token(config).header()
 
-        return cls(config, Transport.from_config(config, auth=auth, **transport_options))
+        transport = Transport.from_config(config, auth=auth, **transport_options)
+        return cls(Session(config, transport, dry_run=dry_run, audit=audit, timeout=timeout, on_event=on_event,
+                           via=via, command=command))
+
+    def with_options(self, **settings: Any) -> Cluster:
+        """The same cluster and connections with other settings, e.g. `pve.with_options(dry_run=True)`
+        to see what a call would send. Closing the copy leaves the connections open."""
+        copy = Cluster(self.session.replace(**settings))
+        copy._owner = False
+        return copy
+
+    @property
+    def config(self) -> Config:
+        return self.session.config
+
+    @property
+    def transport(self) -> Transport:
+        return self.session.transport
+
+    @property
+    def dry_run(self) -> bool:
+        return self.session.dry_run
 
     def refresh_credentials(self) -> None:
         """Read the API token again (after a rotation); requests from now on send the new one."""
@@ -90,7 +121,8 @@ class Cluster:
         return self.transport.bounded(Deadline.of(seconds))
 
     def close(self) -> None:
-        self.transport.close()
+        if self._owner:
+            self.transport.close()
 
     def __enter__(self) -> Cluster:
         return self
@@ -99,63 +131,54 @@ class Cluster:
         self.close()
 
     # resource APIs, created on first use
-    def _api(self, name: str) -> Any:
-        api = self._apis.get(name)
+    @property
+    def nodes(self) -> NodesApi:
+        api = self._apis.get("nodes")
         if api is None:
-            if name == "nodes":
-                from .nodes import NodesApi as cls_
-            elif name == "vms":
-                from .vms import VmsApi as cls_  # type: ignore[assignment]
-            elif name == "templates":
-                from .templates import TemplatesApi as cls_  # type: ignore[assignment]
-            else:
-                from .tasks import TasksApi as cls_  # type: ignore[assignment]
-            api = self._apis[name] = cls_(self)
+            from .nodes import NodesApi
+
+            api = self._apis["nodes"] = NodesApi(self.session)
         return api
 
     @property
-    def nodes(self) -> NodesApi:
-        return self._api("nodes")
-
-    @property
     def vms(self) -> VmsApi:
-        return self._api("vms")
+        api = self._apis.get("vms")
+        if api is None:
+            from .vms import VmsApi
+
+            api = self._apis["vms"] = VmsApi(self.session)
+        return api
 
     @property
     def templates(self) -> TemplatesApi:
-        return self._api("templates")
+        api = self._apis.get("templates")
+        if api is None:
+            from .templates import TemplatesApi
+
+            api = self._apis["templates"] = TemplatesApi(self.session)
+        return api
 
     @property
     def tasks(self) -> TasksApi:
-        return self._api("tasks")
+        api = self._apis.get("tasks")
+        if api is None:
+            from .tasks import TasksApi
+
+            api = self._apis["tasks"] = TasksApi(self.session)
+        return api
 
     # cluster-wide reads
     def status(self) -> ClusterStatus:
         """GET /cluster/status: name, quorum, and each member's online state."""
-        entries = self.transport.get("/cluster/status")
-        name: str | None = None
-        quorate = True
-        version = None
-        nodes = []
-        for e in entries:
-            if e.get("type") == "cluster":
-                name = e.get("name")
-                quorate = bool(e.get("quorate"))
-                version = e.get("version")
-            elif e.get("type") == "node":
-                nodes.append(NodeMembership(name=e["name"], online=bool(e.get("online")),
-                                            nodeid=int(e.get("nodeid", 0)), ip=e.get("ip"),
-                                            local=bool(e.get("local"))))
-        nodes.sort(key=lambda n: (n.nodeid or 0, n.name))   # the server sends hash order
-        return ClusterStatus(name=name, quorate=quorate, nodes=tuple(nodes), version=version)
+        return cluster_status(self.session)
 
     def resources(self, type: str | None = None) -> list[dict[str, Any]]:  # noqa: A002 - PVE's name
         """GET /cluster/resources, raw entries (`type`: vm | node | storage | sdn)."""
-        return self.transport.get("/cluster/resources", {"type": type} if type else None)
+        return self.transport.get("/cluster/resources", {"type": type} if type else None)  # type: ignore[no-any-return]
 
     def permissions(self, path: str | None = None) -> dict[str, dict[str, int]]:
         """GET /access/permissions: the token's effective privileges per ACL path."""
-        return self.transport.get("/access/permissions", {"path": path} if path else None)
+        return self.transport.get("/access/permissions", {"path": path} if path else None)  # type: ignore[no-any-return]
 
     def version(self) -> dict[str, Any]:
-        return self.transport.get("/version")
+        return self.transport.get("/version")  # type: ignore[no-any-return]

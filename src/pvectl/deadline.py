@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         def bounded(self, deadline: Deadline | None) -> AbstractContextManager[object]: ...
 
     class _HasTransport(Protocol):
-        """What an operation's first argument gives `bounds_every_request` (a Cluster, a Session)."""
+        """What an operation's first argument (a Session) gives `bounds_every_request`."""
 
         @property
         def transport(self) -> _Bounding: ...
@@ -79,9 +79,9 @@ def bounds_every_request(operation: Callable[..., R]) -> Callable[..., R]:
     import functools
 
     @functools.wraps(operation)
-    def bounded(cluster: _HasTransport, *args: Any, deadline: Deadline | float | None = None, **kw: Any) -> R:
+    def bounded(session: _HasTransport, *args: Any, deadline: Deadline | float | None = None, **kw: Any) -> R:
         d = Deadline.of(deadline)
-        with cluster.transport.bounded(d):
-            return operation(cluster, *args, deadline=d, **kw)
+        with session.transport.bounded(d):
+            return operation(session, *args, deadline=d, **kw)
 
     return bounded

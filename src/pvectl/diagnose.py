@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import GuardRefused, PvectlError, TaskFailed
 from .upid import Upid
+from .tasks.task import Task
+from .vms.reads import resolve
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from .session import Session
     from .ssh import Ssh
 
 # how much longer than the median of its type a task may run before it is called slow
@@ -56,33 +58,33 @@ class Diagnosis:
                 "next_commands": self.next_commands, "api": self.api, "ssh": self.ssh, "unlocked": self.unlocked}
 
 
-def ssh_from_config(cluster: Cluster, *, config_file: str | None = None) -> Ssh:
+def ssh_from_config(session: Session, *, config_file: str | None = None) -> Ssh:
     """The user's ssh as `credentials.ssh_user`; `-F` from `config_file` or `$PVECTL_SSH_CONFIG`."""
     import os
 
     from .ssh import Ssh
 
-    return Ssh(cluster.config.credentials.ssh_user,
+    return Ssh(session.config.credentials.ssh_user,
                config_file=config_file or os.environ.get("PVECTL_SSH_CONFIG") or None)
 
 
-def diagnose(cluster: Cluster, ref: str | int, *, ssh: Ssh | None = None, use_ssh: bool = True,
+def diagnose(session: Session, ref: str | int, *, ssh: Ssh | None = None, use_ssh: bool = True,
              unlock: bool = False, yes: bool = False) -> Diagnosis:
     """Diagnose a UPID or a VM (VMID or name). `unlock=True` with `yes=True` clears a stale lock
     (only when ssh confirmed that no process holds it); `unlock` without `yes` raises GuardRefused."""
-    api = _api_evidence(cluster, ref)
+    api = _api_evidence(session, ref)
     remote: dict[str, Any] | None = None
     if use_ssh:
-        ssh = ssh or ssh_from_config(cluster)
-        remote = _ssh_evidence(cluster, ssh, api)
+        ssh = ssh or ssh_from_config(session)
+        remote = _ssh_evidence(session, ssh, api)
     d = _verdict(api, remote)
     if unlock:
-        _unlock(cluster, ssh, d, yes=yes)
+        _unlock(session, ssh, d, yes=yes)
     return d
 
 
 # ------------------------------------------------------------------------------------ API evidence
-def _api_evidence(cluster: Cluster, ref: str | int) -> dict[str, Any]:
+def _api_evidence(session: Session, ref: str | int) -> dict[str, Any]:
     text = str(ref).strip()
     ev: dict[str, Any] = {"task": None, "log_tail": [], "running_tasks": [], "lock": None, "snapshots": None}
     if text.startswith("UPID:"):
@@ -92,31 +94,31 @@ def _api_evidence(cluster: Cluster, ref: str | int) -> dict[str, Any]:
             from .errors import UsageError
 
             raise UsageError(str(exc), hint="give a UPID (pvectl task list) or a VMID / VM name") from None
-        task = cluster.tasks.get(upid)
+        task = Task(session, upid)
         st = task.status()
         lines, _ = task.log(start=0, limit=0)
         ev["task"] = st.to_dict() | {"pid": upid.pid, "elapsed": int(time.time()) - upid.starttime}
         ev["log_tail"] = [ln for ln in lines if ln][-8:]
         node, vmid = upid.node, upid.vmid
-        ev["task"]["usual_seconds"] = _usual_duration(cluster, node, upid.type)
+        ev["task"]["usual_seconds"] = _usual_duration(session, node, upid.type)
     else:
-        vm = cluster.vms.resolve(text)
+        vm = resolve(session, text)
         node, vmid = vm.node, vm.vmid
     ev["node"], ev["vmid"] = node, vmid
-    running = cluster.transport.get(f"/nodes/{node}/tasks", {"source": "active", "limit": 500}, node=node)
+    running = session.transport.get(f"/nodes/{node}/tasks", {"source": "active", "limit": 500}, node=node)
     ev["running_tasks"] = [{"upid": t["upid"], "type": t.get("type"), "id": str(t.get("id", "")),
                             "pid": t.get("pid"), "starttime": t.get("starttime")}
                            for t in running if vmid is not None and (str(t.get("id")) == str(vmid)
                                                                      or t.get("type") == "vzdump")]
     if vmid is not None:
         try:
-            st = cluster.transport.get(f"/nodes/{node}/qemu/{vmid}/status/current", node=node)
+            st = session.transport.get(f"/nodes/{node}/qemu/{vmid}/status/current", node=node)
             ev["lock"] = st.get("lock")
             ev["vm_status"] = st.get("status")
         except PvectlError as exc:   # the VM moved or is gone (e.g. a finished migration)
             ev["vm_error"] = exc.message
         try:
-            snaps = cluster.transport.get(f"/nodes/{node}/qemu/{vmid}/snapshot", node=node)
+            snaps = session.transport.get(f"/nodes/{node}/qemu/{vmid}/snapshot", node=node)
             ev["snapshots"] = [s.get("name") for s in snaps if s.get("name") != "current"]
         except PvectlError:
             ev["snapshots"] = None
@@ -125,18 +127,18 @@ def _api_evidence(cluster: Cluster, ref: str | int) -> dict[str, Any]:
         if own:      # a VM: diagnose its oldest running task (the one holding the lock)
             first = min(own, key=lambda t: t["starttime"] or 0)
             upid = Upid.parse(first["upid"])
-            lines, _ = cluster.tasks.get(upid).log(start=0, limit=0)
+            lines, _ = Task(session, upid).log(start=0, limit=0)
             ev["task"] = {"upid": first["upid"], "type": first["type"], "status": "running", "exitstatus": None,
                           "pid": upid.pid, "elapsed": int(time.time()) - upid.starttime,
-                          "usual_seconds": _usual_duration(cluster, node, upid.type)}
+                          "usual_seconds": _usual_duration(session, node, upid.type)}
             ev["log_tail"] = [ln for ln in lines if ln][-8:]
     return ev
 
 
-def _usual_duration(cluster: Cluster, node: str, task_type: str) -> float | None:
+def _usual_duration(session: Session, node: str, task_type: str) -> float | None:
     """The median duration of this task type's recent successful runs on the node, or None."""
     try:
-        done = cluster.transport.get(f"/nodes/{node}/tasks", {"typefilter": task_type, "limit": 50,
+        done = session.transport.get(f"/nodes/{node}/tasks", {"typefilter": task_type, "limit": 50,
                                                               "source": "archive"}, node=node)
     except PvectlError:
         return None
@@ -146,10 +148,10 @@ def _usual_duration(cluster: Cluster, node: str, task_type: str) -> float | None
 
 
 # ------------------------------------------------------------------------------------ ssh evidence
-def _ssh_evidence(cluster: Cluster, ssh: Ssh, api: dict[str, Any]) -> dict[str, Any]:
+def _ssh_evidence(session: Session, ssh: Ssh, api: dict[str, Any]) -> dict[str, Any]:
     from . import ssh as sshmod
 
-    node = cluster.config.node(api["node"]) if cluster.config.has_node(api["node"]) else None
+    node = session.config.node(api["node"]) if session.config.has_node(api["node"]) else None
     host = (node.ssh_host or node.host) if node else api["node"]
     port = node.ssh_port if node else None
     pid = (api["task"] or {}).get("pid")
@@ -296,7 +298,7 @@ def _verdict(api: dict[str, Any], remote: dict[str, Any] | None) -> Diagnosis:
     return d
 
 
-def _unlock(cluster: Cluster, ssh: Ssh | None, d: Diagnosis, *, yes: bool) -> None:
+def _unlock(session: Session, ssh: Ssh | None, d: Diagnosis, *, yes: bool) -> None:
     """Clear a stale lock with `qm unlock VMID` over ssh, then confirm through the API.
 
     Why not the API: removing `lock` needs `delete=lock&skiplock=1`, and both are root@pam only
@@ -311,11 +313,11 @@ def _unlock(cluster: Cluster, ssh: Ssh | None, d: Diagnosis, *, yes: bool) -> No
     from . import ssh as sshmod
 
     assert ssh is not None and d.vmid is not None
-    node = cluster.config.node(d.node) if cluster.config.has_node(d.node) else None
+    node = session.config.node(d.node) if session.config.has_node(d.node) else None
     res = ssh.run(d.ssh["host"], sshmod.unlock_command(d.vmid), port=node.ssh_port if node else None)
     if res.returncode != 0:
         raise PvectlError(f"qm unlock {d.vmid} on {d.node} failed: {res.error()}")
-    st = cluster.transport.get(f"/nodes/{d.node}/qemu/{d.vmid}/status/current", node=d.node)
+    st = session.transport.get(f"/nodes/{d.node}/qemu/{d.vmid}/status/current", node=d.node)
     d.unlocked = not st.get("lock")
     d.evidence.append(f"ran `qm unlock {d.vmid}` on {d.node}: lock is now {st.get('lock') or 'none'}")
     d.next_commands[:] = []
@@ -333,7 +335,7 @@ def _human(seconds: float | None) -> str:
 
 
 # ------------------------------------------------------------------------------------ stop a task
-def stop_task(cluster: Cluster, upid_text: str, *, writer: Any, yes: bool = False,
+def stop_task(session: Session, upid_text: str, *, writer: Any, yes: bool = False,
               deadline: Any = None) -> dict[str, Any]:
     """DELETE /nodes/{node}/tasks/{upid}: SIGTERM to the worker, SIGKILL after 5 s (pve-semantics §1.4).
     Needs `yes`; waits (up to `deadline`, else 30 s) until the task has stopped and returns its exit
@@ -342,14 +344,14 @@ def stop_task(cluster: Cluster, upid_text: str, *, writer: Any, yes: bool = Fals
 
     from .errors import UsageError
     from .guards import require_yes
-    from .tasks import Deadline, Task
+    from .tasks.task import Deadline, Task
     from .writes import Write
 
     try:
         upid = Upid.parse(upid_text)
     except ValueError as exc:
         raise UsageError(str(exc), hint="list the running tasks: pvectl task list --running") from None
-    task = Task(cluster, upid)
+    task = Task(session, upid)
     st = task.status()
     out: dict[str, Any] = {"upid": str(upid), "node": upid.node, "type": upid.type}
     if not st.running:

@@ -27,13 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import guards
 from .errors import GuardRefused, NotFound, PvectlError, TaskFailed, TaskTimeout, UsageError
-from .tasks import Deadline
+from .tasks.task import Deadline
+from .membership import cluster_status
+from .nodes.reads import list_nodes
+from .vms.reads import list_vms, resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .cluster import Cluster
-    from .tasks import Progress
+    from .session import Session
+    from .tasks.task import Progress
     from .writes import Writer
 
 # pve-ha-manager Env/PVE2.pm::get_max_workers: `$datacenterconfig->{max_workers} || 4`
@@ -126,10 +129,10 @@ class DrainResult:
                 "remaining": self.remaining}
 
 
-def max_workers(cluster: Cluster) -> int:
+def max_workers(session: Session) -> int:
     """datacenter.cfg `max_workers` (GET /cluster/options), else Proxmox's fallback of 4."""
     try:
-        value = cluster.transport.get("/cluster/options").get("max_workers")
+        value = session.transport.get("/cluster/options").get("max_workers")
     except PvectlError:
         return DEFAULT_MAX_WORKERS
     try:
@@ -142,24 +145,24 @@ def max_workers(cluster: Cluster) -> int:
 class _State:
     """What every placement reads once: membership, quorum, node memory."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        status = cluster.status()
+    def __init__(self, session: Session) -> None:
+        status = cluster_status(session)
         self.quorate = status.quorate
         self.members = {n.name: n.online for n in status.nodes}
-        self.nodes = {n.name: n for n in cluster.nodes.list()}
+        self.nodes = {n.name: n for n in list_nodes(session)}
 
 
-def _vm_status(cluster: Cluster, vm: Any) -> dict[str, Any]:
+def _vm_status(session: Session, vm: Any) -> dict[str, Any]:
     # live status, not /cluster/resources: pvestatd's view lags up to 10 s (pve-semantics §10.2)
-    return cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+    return session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
 
 
-def _vm_facts(cluster: Cluster, vm: Any, quorate: bool, st: dict[str, Any] | None = None) -> dict[str, Any]:
-    st = st if st is not None else _vm_status(cluster, vm)
+def _vm_facts(session: Session, vm: Any, quorate: bool, st: dict[str, Any] | None = None) -> dict[str, Any]:
+    st = st if st is not None else _vm_status(session, vm)
     lock = st.get("lock")
     precondition = None
     if quorate and not lock:     # the endpoint refuses a locked VM or a cluster without quorum itself
-        precondition = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/migrate", node=vm.node)
+        precondition = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/migrate", node=vm.node)
     return {"running": st.get("status") == "running", "lock": lock,
             "maxmem": int(st.get("maxmem") or vm.maxmem or 0), "precondition": precondition}
 
@@ -200,10 +203,10 @@ def _place(state: _State, vm: Any, facts: dict[str, Any], targets: list[str], us
     return None, [r if len(ts) == len(targets) else f"{', '.join(ts)}: {r}" for r, ts in by_reason.items()]
 
 
-def plan(cluster: Cluster, node: str, *, to: list[str] | None = None, include_stopped: bool = False,
+def plan(session: Session, node: str, *, to: list[str] | None = None, include_stopped: bool = False,
          with_local_disks: bool = False) -> DrainPlan:
     """Where each VM of `node` would go (nothing is sent)."""
-    state = _State(cluster)
+    state = _State(session)
     if node not in state.members:
         raise UsageError(f"no such cluster node '{node}'", hint=f"cluster members: {', '.join(sorted(state.members))}")
     targets = list(dict.fromkeys(to)) if to else [n for n in sorted(state.members) if n != node and state.members[n]]
@@ -215,9 +218,9 @@ def plan(cluster: Cluster, node: str, *, to: list[str] | None = None, include_st
     if not targets:
         raise GuardRefused(f"no other online node to drain {node} onto", "bring a node back (pvectl cluster status)")
     wanted = ("running", "stopped") if include_stopped else ("running",)
-    live = {v.vmid: (v, _vm_status(cluster, v)) for v in cluster.vms.list(node=node, templates=False)}
+    live = {v.vmid: (v, _vm_status(session, v)) for v in list_vms(session, node=node, templates=False)}
     vms = [v for v, st in live.values() if st.get("status") in wanted]
-    facts = {v.vmid: _vm_facts(cluster, v, state.quorate, live[v.vmid][1]) for v in vms}
+    facts = {v.vmid: _vm_facts(session, v, state.quorate, live[v.vmid][1]) for v in vms}
     used = {t: state.nodes[t].mem for t in targets if t in state.nodes and state.nodes[t].mem is not None}
     start_used = dict(used)
     moves: dict[int, Move] = {}
@@ -239,17 +242,17 @@ def plan(cluster: Cluster, node: str, *, to: list[str] | None = None, include_st
                      created=int(time.time()))
 
 
-def undo_plan(cluster: Cluster, saved: DrainPlan) -> DrainPlan:
+def undo_plan(session: Session, saved: DrainPlan) -> DrainPlan:
     """Move back what a drain moved: each VM that is still where the drain put it goes back to the
     drained node, if every migration rule allows it there (memory counted cumulatively)."""
     if saved.kind != "drain":
         raise UsageError("this plan file is an undo itself", hint="give the file the drain saved")
-    state = _State(cluster)
+    state = _State(session)
     home = saved.node
     if home not in state.nodes or state.nodes[home].mem is None:
         raise GuardRefused(f"{home} is not online: nothing can move back yet", "bring it back, then run --undo again")
     used = {home: state.nodes[home].mem or 0}
-    where = {v.vmid: v for v in cluster.vms.list(templates=False)}
+    where = {v.vmid: v for v in list_vms(session, templates=False)}
     moves: list[Move] = []
     for m in saved.moves:
         if m.outcome != "moved" or m.target is None:
@@ -260,7 +263,7 @@ def undo_plan(cluster: Cluster, saved: DrainPlan) -> DrainPlan:
         if vm is None or vm.node != m.target:
             back.reasons = [f"VM {m.vmid} is no longer on {m.target}" + (f" (now on {vm.node})" if vm else "")]
         else:
-            facts = _vm_facts(cluster, vm, state.quorate)
+            facts = _vm_facts(session, vm, state.quorate)
             target, back.reasons = _place(state, vm, facts, [home], used, m.with_local_disks)
             back.target = target
             back.running = facts["running"]
@@ -273,18 +276,18 @@ def undo_plan(cluster: Cluster, saved: DrainPlan) -> DrainPlan:
                                       "planned": used[home] - (state.nodes[home].mem or 0)}})
 
 
-def auto_target(cluster: Cluster, ref: str | int, *, online: bool | None = None,
+def auto_target(session: Session, ref: str | int, *, online: bool | None = None,
                 with_local_disks: bool = False) -> str:
     """`vm migrate VM auto`: the node that passes every check with the most free memory after the move;
     GuardRefused naming each node's reasons when none does."""
     from .migration import check
 
-    vm = cluster.vms.resolve(ref)
-    members = [n.name for n in cluster.status().nodes if n.name != vm.node]
+    vm = resolve(session, ref)
+    members = [n.name for n in cluster_status(session).nodes if n.name != vm.node]
     best: tuple[int, str] | None = None
     reasons: list[str] = []
     for t in members:
-        c = check(cluster, vm.vmid, t, online=online, with_local_disks=with_local_disks)
+        c = check(session, vm.vmid, t, online=online, with_local_disks=with_local_disks)
         if c.allowed:
             free = (c.memory.get("target_free") or 0) - (c.memory.get("vm_maxmem") or 0)
             best = max(best, (free, t)) if best else (free, t)
@@ -333,7 +336,7 @@ class _Ledger:
                 self.landed[m.target] += m.maxmem
 
 
-def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | None = None,
+def execute(session: Session, p: DrainPlan, *, writer: Writer, parallel: int | None = None,
             deadline: Deadline | float | None = None,
             on_event: Callable[[str, Move, Progress | None], None] | None = None) -> DrainResult:
     """Run the plan's moves, at most `parallel` at once; every move gets an outcome."""
@@ -342,7 +345,7 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
     from .migration import migrate
 
     deadline = Deadline.of(deadline)
-    parallel = parallel or max_workers(cluster)
+    parallel = parallel or max_workers(session)
     if parallel < 1:
         raise UsageError("--parallel must be at least 1")
     ledger = _Ledger(p)
@@ -368,15 +371,15 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
         t0 = time.monotonic()
         landed = False
         try:
-            r = migrate(cluster, m.vmid, m.target, writer=writer, deadline=deadline,
+            r = migrate(session, m.vmid, m.target, writer=writer, deadline=deadline,
                         with_local_disks=m.with_local_disks, wait=False)
             m.upid = getattr(r, "upid", None)
             if m.upid is None:                  # a dry run: nothing was sent
                 m.outcome = "planned"
             else:
-                _wait(cluster, writer, m.upid, deadline, lambda pr: emit("progress", m, pr))
+                _wait(session, writer, m.upid, deadline, lambda pr: emit("progress", m, pr))
                 # where the VM is now: phase3 moved its config to the target (pve-semantics §9.2)
-                landed = cluster.vms.resolve(m.vmid).node == m.target
+                landed = resolve(session, m.vmid).node == m.target
                 m.outcome = "moved" if landed else "failed"
                 m.detail = None if landed else "the task ended OK but the VM is not on the target"
         except TaskFailed as exc:
@@ -400,9 +403,9 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
             future.result()
     res = DrainResult(plan=p, parallel=parallel, seconds=time.monotonic() - started)
     if p.kind == "drain":
-        with cluster.transport.reporting():     # what is still on the node, also after the deadline
+        with session.transport.reporting():     # what is still on the node, also after the deadline
             res.remaining = [{"vmid": v.vmid, "name": v.name, "status": "running"}
-                             for v in cluster.vms.list(node=p.node, templates=False) if _still_running(cluster, v)]
+                             for v in list_vms(session, node=p.node, templates=False) if _still_running(session, v)]
     return res
 
 
@@ -411,37 +414,37 @@ def execute(cluster: Cluster, p: DrainPlan, *, writer: Writer, parallel: int | N
 _BACKOFF = (0.05, 1.5, 1.0)
 
 
-def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
+def _wait(session: Session, writer: Writer, upid: str, deadline: Deadline,
           on_progress: Callable[[Progress], None]) -> None:
-    from .tasks import Backoff, Task
+    from .tasks.task import Backoff, Task
 
     first, factor, cap = _BACKOFF
     try:
-        res = Task(cluster, upid).wait(deadline, on_progress=on_progress, backoff=Backoff(first, factor, cap))
+        res = Task(session, upid).wait(deadline, on_progress=on_progress, backoff=Backoff(first, factor, cap))
     except TaskFailed as exc:
         writer.task_done(upid, exc.exitstatus)
         raise
     writer.task_done(upid, res.exitstatus)
 
 
-def _still_running(cluster: Cluster, vm: Any) -> bool:
+def _still_running(session: Session, vm: Any) -> bool:
     try:
-        return _vm_status(cluster, vm).get("status") == "running"
+        return _vm_status(session, vm).get("status") == "running"
     except NotFound:            # its config moved away between the two reads
         return False
 
 
-def drain(cluster: Cluster, node: str, *, writer: Writer, to: list[str] | None = None,
+def drain(session: Session, node: str, *, writer: Writer, to: list[str] | None = None,
           include_stopped: bool = False, with_local_disks: bool = False, parallel: int | None = None,
           deadline: Deadline | float | None = None, plan_file: str | None = None,
           on_event: Callable[[str, Move, Progress | None], None] | None = None) -> DrainResult:
     """Plan, then execute; the plan (with each outcome) is saved to `plan_file` for `--undo`."""
     deadline = Deadline.of(deadline)
-    p = plan(cluster, node, to=to, include_stopped=include_stopped, with_local_disks=with_local_disks)
+    p = plan(session, node, to=to, include_stopped=include_stopped, with_local_disks=with_local_disks)
     if plan_file:
         p.save(plan_file)
     try:
-        return execute(cluster, p, writer=writer, parallel=parallel, deadline=deadline, on_event=on_event)
+        return execute(session, p, writer=writer, parallel=parallel, deadline=deadline, on_event=on_event)
     finally:
         if plan_file:
             p.save(plan_file)

@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 from . import guards
 from .errors import GuardRefused, NodeUnreachable, PvectlError, TaskFailed, UsageError
 from .deadline import bounds_every_request
-from .tasks import Deadline, Task
+from .tasks.task import Deadline, Task
 from .units import disk_size_param, parse_memory, parse_prop
+from .vms.reads import resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .cluster import Cluster
-    from .tasks import Progress
-    from .vms import VmSummary
+    from .session import Session
+    from .tasks.task import Progress
+    from .vms.reads import VmSummary
     from .writes import Writer
 
 POWER_ACTIONS = ("start", "shutdown", "stop", "reboot")
@@ -52,14 +53,14 @@ class OpResult:
         return d
 
 
-def _status(cluster: Cluster, vm: VmSummary) -> dict[str, Any]:
-    return cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+def _status(session: Session, vm: VmSummary) -> dict[str, Any]:
+    return session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
 
 
-def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
+def _wait(session: Session, writer: Writer, upid: str, deadline: Deadline,
           on_progress: Callable[[Progress], None] | None = None) -> Any:
     try:
-        res = Task(cluster, upid).wait(deadline, on_progress=on_progress)
+        res = Task(session, upid).wait(deadline, on_progress=on_progress)
     except TaskFailed as exc:
         writer.task_done(upid, exc.exitstatus)
         raise
@@ -69,7 +70,7 @@ def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
 
 # ---------------------------------------------------------------------------------------------- power
 @bounds_every_request
-def power(cluster: Cluster, ref: str | int, action: str, *, writer: Writer, deadline: Deadline | float | None = None,
+def power(session: Session, ref: str | int, action: str, *, writer: Writer, deadline: Deadline | float | None = None,
           wait: bool = True, timeout: int | None = None, force_stop: bool = False, yes: bool = False) -> OpResult:
     """start | shutdown | stop | reboot. Starting a running VM or stopping a stopped one is reported
     as already in that state and sends nothing (Proxmox would start a task that fails with `VM N
@@ -77,8 +78,8 @@ def power(cluster: Cluster, ref: str | int, action: str, *, writer: Writer, dead
     if action not in POWER_ACTIONS:
         raise UsageError(f"unknown power action '{action}'")
     deadline = Deadline.of(deadline)
-    vm = cluster.vms.resolve(ref)
-    st = _status(cluster, vm)
+    vm = resolve(session, ref)
+    st = _status(session, vm)
     status = st.get("status", "unknown")
     qmp = st.get("qmpstatus", status)
     res = OpResult(vm.vmid, vm.name, vm.node, action, "done")
@@ -104,16 +105,16 @@ def power(cluster: Cluster, ref: str | int, action: str, *, writer: Writer, dead
             params["forceStop"] = 1
     from .writes import Write
 
-    _run_task(cluster, writer, Write("POST", f"/nodes/{vm.node}/qemu/{vm.vmid}/status/{action}", params, vm.node,
+    _run_task(session, writer, Write("POST", f"/nodes/{vm.node}/qemu/{vm.vmid}/status/{action}", params, vm.node,
                                      f"{action} VM {vm.vmid} ({vm.name}) on {vm.node}"), res, deadline, wait)
     return res
 
 
-def _run_task(cluster: Cluster, writer: Writer, write: Any, res: OpResult, deadline: Deadline,
+def _run_task(session: Session, writer: Writer, write: Any, res: OpResult, deadline: Deadline,
               wait: bool) -> bool:
     """Send a write that starts a task, then wait for it unless `wait` is False. Records the outcome
     in `res`; True when the task ran to its end here."""
-    upid = send_task_write(cluster, writer, write)
+    upid = send_task_write(session, writer, write)
     if upid is None:
         res.outcome = "planned"
         return False
@@ -121,12 +122,12 @@ def _run_task(cluster: Cluster, writer: Writer, write: Any, res: OpResult, deadl
     if not wait:
         res.outcome = "started"
         return False
-    result = _wait(cluster, writer, upid, deadline)
+    result = _wait(session, writer, upid, deadline)
     res.exitstatus, res.warnings = result.exitstatus, result.warnings
     return True
 
 
-def send_task_write(cluster: Cluster, writer: Writer, write: Any) -> str | None:
+def send_task_write(session: Session, writer: Writer, write: Any) -> str | None:
     """Send a write that starts a task; its UPID (None in a dry run). When the answer is lost after
     the write was sent, the task it started is looked up in the node's task list before anything is
     said (DESIGN §4: never resend, re-read the state); still unknown, the uncertain error is raised."""
@@ -136,7 +137,7 @@ def send_task_write(cluster: Cluster, writer: Writer, write: Any) -> str | None:
     except NodeUnreachable as exc:
         if not exc.uncertain:
             raise
-        upid = _started_task(cluster, write, sent)
+        upid = _started_task(session, write, sent)
         if upid is None:
             raise
         return upid
@@ -149,19 +150,19 @@ _TASK_TYPES = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "
                "migrate": "qmigrate"}
 
 
-def _node_tasks_since(cluster: Cluster, node: str, vmid: int | str, kind: str, since: float) -> list[tuple[int, str]]:
+def _node_tasks_since(session: Session, node: str, vmid: int | str, kind: str, since: float) -> list[tuple[int, str]]:
     """(start time, UPID) of the `kind` tasks for VM `vmid` in `node`'s task list that began at `since`
     or later (a UPID's start time has a resolution of one second). Read with the reporting grace: it
     says what a write started, also after the deadline."""
-    with cluster.transport.reporting():
-        tasks = cluster.transport.get(f"/nodes/{node}/tasks", {"vmid": vmid, "typefilter": kind,
+    with session.transport.reporting():
+        tasks = session.transport.get(f"/nodes/{node}/tasks", {"vmid": vmid, "typefilter": kind,
                                                                "source": "all", "limit": 20}, node=node)
     return sorted((int(t.get("starttime", 0)), str(t["upid"])) for t in tasks
                   if isinstance(t, dict) and t.get("upid") and t.get("type") == kind
                   and str(t.get("id")) == str(vmid) and int(t.get("starttime", 0)) >= int(since) - 1)
 
 
-def _started_task(cluster: Cluster, write: Any, sent: float) -> str | None:
+def _started_task(session: Session, write: Any, sent: float) -> str | None:
     """The UPID of the task an uncertain `write` started: the newest task of its type for its VMID on
     its node since the write was sent, or None when there is none (the write did not arrive) or the
     node cannot tell now."""
@@ -172,19 +173,19 @@ def _started_task(cluster: Cluster, write: Any, sent: float) -> str | None:
     if kind is None:
         return None
     try:
-        found = _node_tasks_since(cluster, parts[1], parts[3], kind, sent)
+        found = _node_tasks_since(session, parts[1], parts[3], kind, sent)
     except PvectlError:
         return None
     return found[-1][1] if found else None
 
 
-def tasks_started_since(cluster: Cluster, vmid: int, kind: str, since: float) -> list[str]:
+def tasks_started_since(session: Session, vmid: int, kind: str, since: float) -> list[str]:
     """UPIDs of `kind` tasks for VM `vmid` that began at `since` or later, on any node (after a Ctrl-C
     that may have cut a write's answer short: what did it start?). Nodes that cannot tell are skipped."""
     found: list[tuple[int, str]] = []
-    for node in cluster.config.nodes:
+    for node in session.config.nodes:
         try:
-            found += _node_tasks_since(cluster, node.name, vmid, kind, since)
+            found += _node_tasks_since(session, node.name, vmid, kind, since)
         except PvectlError:
             continue
     return [upid for _, upid in sorted(found)]
@@ -192,18 +193,18 @@ def tasks_started_since(cluster: Cluster, vmid: int, kind: str, since: float) ->
 
 # --------------------------------------------------------------------------------------------- delete
 @bounds_every_request
-def delete(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
+def delete(session: Session, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
            purge: bool = True, destroy_unreferenced_disks: bool = True, allow_template: bool = False,
            yes: bool = False, wait: bool = True, confirm: Callable[[str], bool] | None = None) -> OpResult:
     """Destroy a VM after the guards of DESIGN §5, checked on fresh state. `confirm(name)` is asked
     when `yes` is False (the CLI types the VM name on a terminal)."""
     deadline = Deadline.of(deadline)
-    vm = cluster.vms.resolve(ref)
-    st = _status(cluster, vm)
-    config = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", {"current": 1}, node=vm.node)
+    vm = resolve(session, ref)
+    st = _status(session, vm)
+    config = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", {"current": 1}, node=vm.node)
     if st.get("lock") and "lock" not in config:
         config["lock"] = st["lock"]
-    ranges = cluster.config.vmid_ranges
+    ranges = session.config.vmid_ranges
     confirmed = yes or (confirm is not None and confirm(vm.name))
     guards.check_delete(vmid=vm.vmid, name=vm.name, status=st.get("status", "unknown"), config=config,
                         vm_range=ranges.vms, template_range=ranges.templates, allow_template=allow_template,
@@ -224,20 +225,20 @@ def delete(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
     res = OpResult(vm.vmid, vm.name, vm.node, "delete", "done", extra={"disks": disks})
     write = Write("DELETE", f"/nodes/{vm.node}/qemu/{vm.vmid}", params, vm.node,
                   f"delete VM {vm.vmid} ({vm.name}) on {vm.node} and its disks: {', '.join(disks) or 'none'}")
-    if _run_task(cluster, writer, write, res, deadline, wait):
-        lines, _ = Task(cluster, res.upid or "").log(start=0, limit=0)
+    if _run_task(session, writer, write, res, deadline, wait):
+        lines, _ = Task(session, res.upid or "").log(start=0, limit=0)
         res.extra["log"] = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("TASK ")]
     return res
 
 
 # ------------------------------------------------------------------------------------ resize and set
-def _pending_keys(cluster: Cluster, vm: VmSummary) -> set[str]:
-    items = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/pending", node=vm.node)
+def _pending_keys(session: Session, vm: VmSummary) -> set[str]:
+    items = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/pending", node=vm.node)
     return {i["key"] for i in items if "pending" in i or i.get("delete")}
 
 
 @bounds_every_request
-def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
+def resize(session: Session, ref: str | int, *, writer: Writer, deadline: Deadline | float | None = None,
            cores: int | None = None, memory: str | int | None = None, disk: str | None = None,
            size: str | None = None, allow_running: bool = False) -> OpResult:
     """CPU/memory (config PUT with digest) and disk growth (resize task). A shrink is refused before
@@ -251,10 +252,10 @@ def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
     if cores is not None and not 1 <= cores <= 1024:
         raise UsageError(f"--cores {cores} is out of range (1-1024)")
     mem_mib = parse_memory(memory) if memory is not None else None
-    vm = cluster.vms.resolve(ref)
-    st = _status(cluster, vm)
+    vm = resolve(session, ref)
+    st = _status(session, vm)
     running = st.get("status") == "running"
-    config = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", node=vm.node)
+    config = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", node=vm.node)
     from .writes import Write
 
     res = OpResult(vm.vmid, vm.name, vm.node, "resize", "done")
@@ -279,7 +280,7 @@ def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
         writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
                           f"set {', '.join(f'{k}={v}' for k, v in changes.items())} on VM {vm.vmid} ({vm.name})"))
         if not writer.dry_run:
-            pending = _pending_keys(cluster, vm) if running else set()
+            pending = _pending_keys(session, vm) if running else set()
             res.extra["applied"] = {k: ("pending until the next start" if k in pending else "applied")
                                     for k in changes}
     if disk is not None and new_size is not None and new_size != res.extra["disk"]["from"]:
@@ -288,26 +289,26 @@ def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
                                  vm.node, f"grow {disk} of VM {vm.vmid} ({vm.name}) to {new_size / 1024**3:.1f} GiB"))
         if upid is not None:
             res.upid = upid
-            result = _wait(cluster, writer, upid, deadline)
+            result = _wait(session, writer, upid, deadline)
             res.exitstatus = result.exitstatus
     if writer.dry_run:
         res.outcome = "planned"
     return res
 
 
-def set_config(cluster: Cluster, ref: str | int, assignments: dict[str, str], *, writer: Writer,
+def set_config(session: Session, ref: str | int, assignments: dict[str, str], *, writer: Writer,
                delete: list[str] | None = None, allow_running: bool = True) -> OpResult:
     """Any other config key, validated against the official schema before sending, and sent with the
     config `digest` so a concurrent edit is detected (500 `checksum mismatch`), not overwritten."""
-    vm = cluster.vms.resolve(ref)
+    vm = resolve(session, ref)
     params: dict[str, Any] = dict(assignments)
     if delete:
         params["delete"] = ",".join(delete)
     if not params:
         raise UsageError("nothing to set: give key=value pairs and/or --delete KEY")
     validate_config_params(vm, params)
-    config = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", node=vm.node)
-    st = _status(cluster, vm)
+    config = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/config", node=vm.node)
+    st = _status(session, vm)
     running = st.get("status") == "running"
     from .writes import Write
 
@@ -317,7 +318,7 @@ def set_config(cluster: Cluster, ref: str | int, assignments: dict[str, str], *,
                       f"{' delete ' + ','.join(delete) if delete else ''} on VM {vm.vmid} ({vm.name})"))
     res = OpResult(vm.vmid, vm.name, vm.node, "set", "planned" if writer.dry_run else "done")
     if not writer.dry_run:
-        pending = _pending_keys(cluster, vm) if running else set()
+        pending = _pending_keys(session, vm) if running else set()
         res.extra["applied"] = {k: ("pending until the next start" if k in pending else "applied")
                                 for k in [*assignments, *(delete or [])]}
     return res

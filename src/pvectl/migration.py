@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 from . import guards
 from .errors import PvectlError, UsageError
 from .deadline import bounds_every_request
-from .tasks import Deadline, Task
+from .tasks.task import Deadline, Task
+from .membership import cluster_status
+from .nodes.reads import list_nodes
+from .vms.reads import resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .cluster import Cluster
-    from .tasks import Progress
+    from .session import Session
+    from .tasks.task import Progress
     from .writes import Writer
 
 # AbstractMigrate.pm::migrate: `migration finished successfully (duration 00:00:23)` (§2.2)
@@ -132,14 +135,14 @@ class MigrationResult:
                 "downtime_ms": self.downtime_ms, "local_disks": self.local_disks, "warnings": self.warnings}
 
 
-def check(cluster: Cluster, ref: str | int, target: str, *, online: bool | None = None,
+def check(session: Session, ref: str | int, target: str, *, online: bool | None = None,
           with_local_disks: bool = False) -> MigrationCheck:
     """Every migration rule on fresh state; sends nothing. `online`: None = live if running."""
-    vm = cluster.vms.resolve(ref)
-    status = cluster.status()                       # membership + quorum (corosync, not RRD: §10.1)
+    vm = resolve(session, ref)
+    status = cluster_status(session)                       # membership + quorum (corosync, not RRD: §10.1)
     members = {n.name: n.online for n in status.nodes}
-    nodes = {n.name: n for n in cluster.nodes.list()}   # memory (RRD, up to 10 s old: §10.2)
-    st = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+    nodes = {n.name: n for n in list_nodes(session)}   # memory (RRD, up to 10 s old: §10.2)
+    st = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
     running = st.get("status") == "running"
     lock = st.get("lock")
     vm_maxmem = int(st.get("maxmem") or vm.maxmem or 0)
@@ -147,7 +150,7 @@ def check(cluster: Cluster, ref: str | int, target: str, *, online: bool | None 
     if status.quorate and not lock:
         # the precondition endpoint refuses a locked VM and a cluster without quorum itself (§9.1)
         params = {"target": target} if target in members and target != vm.node else None
-        precondition = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/migrate", params, node=vm.node)
+        precondition = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/migrate", params, node=vm.node)
     tnode = nodes.get(target)
     raw = guards.migration_findings(
         vmid=vm.vmid, source=vm.node, target=target, members=members, quorate=status.quorate, running=running,
@@ -165,7 +168,7 @@ def check(cluster: Cluster, ref: str | int, target: str, *, online: bool | None 
 
 
 @bounds_every_request
-def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
+def migrate(session: Session, ref: str | int, target: str, *, writer: Writer,
             deadline: Deadline | float | None = None, online: bool | None = None, with_local_disks: bool = False,
             bwlimit: int | str | None = None, check_only: bool = False, wait: bool = True,
             on_progress: Callable[[Progress], None] | None = None) -> MigrationResult | MigrationCheck:
@@ -174,7 +177,7 @@ def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
     `MigrationCheck` and changes nothing. A failed task raises `TaskFailed` with the log tail."""
     deadline = Deadline.of(deadline)
     kib = parse_bwlimit(bwlimit)
-    verdict = check(cluster, ref, target, online=online, with_local_disks=with_local_disks)
+    verdict = check(session, ref, target, online=online, with_local_disks=with_local_disks)
     if check_only:
         return verdict
     guards.check_migrate([f.to_dict() for f in verdict.refusals], what=f"VM {verdict.vmid} ({verdict.name})",
@@ -193,7 +196,7 @@ def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
                           warnings=verdict.warnings)
     summary = (f"migrate VM {verdict.vmid} ({verdict.name}) {verdict.mode} from {verdict.node} to {target}"
                + (f", local disks: {', '.join(verdict.local_disks)}" if verdict.local_disks else ""))
-    upid = send_task_write(cluster, writer, Write("POST", f"/nodes/{verdict.node}/qemu/{verdict.vmid}/migrate",
+    upid = send_task_write(session, writer, Write("POST", f"/nodes/{verdict.node}/qemu/{verdict.vmid}/migrate",
                                                   params, verdict.node, summary))
     if upid is None:
         res.outcome = "planned"
@@ -202,23 +205,23 @@ def migrate(cluster: Cluster, ref: str | int, target: str, *, writer: Writer,
     if not wait:
         res.outcome = "started"
         return res
-    result = _wait(cluster, writer, res.upid, deadline, on_progress=on_progress)
+    result = _wait(session, writer, res.upid, deadline, on_progress=on_progress)
     # The task's exit status decides: OK means the VM was moved (phase3 moved its config: §9.2). What
     # is read afterwards only adds detail; a read that fails now is a warning, never a failed migration.
     res.exitstatus = result.exitstatus
     res.warnings += result.warnings
     res.node = target
     try:
-        lines, _ = Task(cluster, res.upid).log(start=0, limit=0)
+        lines, _ = Task(session, res.upid).log(start=0, limit=0)
         res.log = [ln for ln in lines if ln]
         res.duration, res.duration_seconds, res.downtime_ms = parse_log(lines)
     except PvectlError as exc:
         res.warnings.append(f"migrated, but the task log could not be read: {exc.message}")
     try:
         # fresh: where the VM is now, and its state there
-        vm = cluster.vms.resolve(verdict.vmid)
+        vm = resolve(session, verdict.vmid)
         res.node = vm.node
-        st = cluster.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
+        st = session.transport.get(f"/nodes/{vm.node}/qemu/{vm.vmid}/status/current", node=vm.node)
         res.status = st.get("status")
     except PvectlError as exc:
         res.warnings.append(f"migrated (task {res.upid} OK), but the VM's state on {res.node} could not be "

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from . import audit
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from .config import Config
+    from .http import Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,40 @@ def hide_secrets(text: str, params: dict[str, Any]) -> str:
     return redact(text)
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedWrite:
+    """A write a dry run would have sent: what, where, and the curl line that sends it by hand
+    (secret parameters hidden, the token read at run time)."""
+
+    method: str
+    path: str
+    params: dict[str, Any]
+    node: str
+    summary: str
+    curl: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "path": self.path, "params": audit.clean_params(self.params),
+                "node": self.node, "summary": self.summary, "curl": self.curl}
+
+
 @dataclass
 class Writer:
-    cluster: Cluster
-    command: str                  # the command line, for the audit log
+    """Sends the writes of ONE operation (Session.writer() makes one per call), or with `dry_run`
+    records them as `PlannedWrite`s (and prints them to `out`, if given) and sends nothing."""
+
+    config: Config
+    transport: Transport
+    command: str                  # the command line or call, for the audit log
     dry_run: bool = False
-    out: TextIO = field(default_factory=lambda: sys.stdout)
+    audit: bool | str = True      # False: nothing recorded; a str: the audit file to use
+    via: str = "library"
+    out: TextIO | None = None
     planned: list[Write] = field(default_factory=list)
+
+    def planned_writes(self) -> list[PlannedWrite]:
+        return [PlannedWrite(w.method, w.path, dict(w.params), w.node, hide_secrets(w.summary, w.params),
+                             curl_line(self.config, w)) for w in self.planned]
 
     def send(self, write: Write) -> Any:
         """Send one write; returns its data (a UPID for async calls, None for sync ones).
@@ -67,10 +95,11 @@ class Writer:
         write.register_secrets()
         self.planned.append(write)
         if self.dry_run:
-            self.out.write(f"# {hide_secrets(write.summary, write.params)}\n{curl_line(self.cluster, write)}\n")
+            if self.out is not None:
+                self.out.write(f"# {hide_secrets(write.summary, write.params)}\n{curl_line(self.config, write)}\n")
             return None
         try:
-            data = self.cluster.transport.request(write.method, write.path, write.params, node=write.node)
+            data = self.transport.request(write.method, write.path, write.params, node=write.node)
         except Exception as exc:
             self._audit("write", write, result=f"error: {exc}")
             raise
@@ -84,22 +113,25 @@ class Writer:
             self._audit("task", None, upid=upid, result=result)
 
     def _audit(self, event: str, write: Write | None, *, upid: str | None = None, result: str) -> None:
-        cfg = self.cluster.config
-        token_id = _token_id(self.cluster)
+        if self.audit is False:
+            return
+        cfg = self.config
+        token_id = _token_id(cfg)
         try:
             audit.record(cluster=cfg.name, token_id=token_id, command=self.command, event=event,
                          method=write.method if write else None, path=write.path if write else None,
                          params=write.params if write else None, node=write.node if write else None,
-                         upid=upid, result=result)
+                         upid=upid, result=result, via=self.via,
+                         log_path=self.audit if isinstance(self.audit, str) else None)
         except OSError as exc:       # an unwritable audit log must not turn a done write into a failure
             sys.stderr.write(f"pvectl: warning: could not append to the audit log: {exc}\n")
 
 
-def _token_id(cluster: Cluster) -> str:
+def _token_id(config: Config) -> str:
     try:
         from .credentials import load_token
 
-        return load_token(cluster.config).token_id
+        return load_token(config).token_id
     except Exception:  # noqa: BLE001 - the audit record must not fail on this
         return "?"
 
@@ -112,12 +144,12 @@ _FIRST_LINE = "awk 'NF {print $1; exit}'"
 _LAST_LINE = "awk 'NF {s = $1} END {print s}'"
 
 
-def secret_expression(cluster: Cluster) -> tuple[str, str]:
+def secret_expression(config: Config) -> tuple[str, str]:
     """Shell expressions for the token id and secret, read at run time from pvectl's own source, the
     way pvectl reads it."""
     import os
 
-    creds = cluster.config.credentials
+    creds = config.credentials
     if os.environ.get("PVECTL_TOKEN_ID") and os.environ.get("PVECTL_TOKEN_SECRET"):
         return "$PVECTL_TOKEN_ID", "$PVECTL_TOKEN_SECRET"
     if creds.token_file:
@@ -136,12 +168,12 @@ def secret_param_word(key: str) -> str:
     return f'"{key}=${{{var}:?set {var} to the {key}}}"'
 
 
-def curl_line(cluster: Cluster, write: Write) -> str:
+def curl_line(config: Config, write: Write) -> str:
     from urllib.parse import quote
 
-    cfg = cluster.config
+    cfg = config
     node = cfg.node(write.node) if cfg.has_node(write.node) else cfg.nodes[0]
-    token_id, secret = secret_expression(cluster)
+    token_id, secret = secret_expression(config)
     tls = cfg.tls
     if tls and tls.insecure and not tls.ca_file:
         tls_opt = "-k"

@@ -156,7 +156,7 @@ def _lib_clone(tpl: str, name: str, *, start: bool) -> Callable[[Any, Any, float
     def run(pve: Any, writer: Any, deadline: float) -> Any:
         from pvectl.provision import CloneSpec, provision
 
-        return provision(pve, CloneSpec(int(tpl), name, start=start), deadline=deadline, writer=writer)
+        return provision(pve.session, CloneSpec(int(tpl), name, start=start), deadline=deadline, writer=writer)
     return run
 
 
@@ -250,7 +250,7 @@ def run_lib(env: Env, op: OpRecord, secret: str, fn: Callable[[Any, Any, float],
     def work() -> None:
         try:
             with pvectl.Cluster.from_config(str(config)) as pve:
-                writer = Writer(pve, "chaos " + " ".join(op.argv))
+                writer = Writer(pve.config, pve.transport, "chaos " + " ".join(op.argv))
                 box["result"] = fn(pve, writer, op.deadline or 60.0)
         except PvectlError as e:
             box["error"] = e

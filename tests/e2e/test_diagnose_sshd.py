@@ -110,7 +110,7 @@ def test_healthy_migration_in_progress(sim: SimCluster, pve: Cluster) -> None:
     vmid = vm_on(sim, "pve1")
     import io
 
-    w = Writer(pve, command="pvectl test", out=io.StringIO())
+    w = Writer(pve.config, pve.transport, command="pvectl test", out=io.StringIO())
     r = pve.vms.resolve(vmid)
     from pvectl.migration import migrate
 

@@ -66,8 +66,8 @@ def cluster(pve_fake: Any, fakepve_cafile: str, tmp_path: Path, monkeypatch: pyt
 def test_lifecycle_clone_config_start_delete(pve_fake: Any, cluster: Cluster, tmp_path: Path) -> None:
     keys = tmp_path / "k.pub"
     keys.write_text(KEY + "\n")
-    writer = Writer(cluster, "peer test", out=io.StringIO())
-    res = provision(cluster, CloneSpec("tmpl-debian12", "app1", cores=4, memory="4G", ip="dhcp",
+    writer = Writer(cluster.config, cluster.transport, "peer test", out=io.StringIO())
+    res = provision(cluster.session, CloneSpec("tmpl-debian12", "app1", cores=4, memory="4G", ip="dhcp",
                                        ssh_keys_file=str(keys), disk_size="+2G", start=True),
                     deadline=Deadline(60), writer=writer)
     assert (res.result, res.vmid, res.node) == ("created", 101, "pve1")
@@ -84,13 +84,13 @@ def test_lifecycle_clone_config_start_delete(pve_fake: Any, cluster: Cluster, tm
 
     # idempotent re-run: nothing sent
     before = len(pve_fake.requests)
-    again = provision(cluster, CloneSpec("tmpl-debian12", "app1"), deadline=Deadline(30), writer=writer)
+    again = provision(cluster.session, CloneSpec("tmpl-debian12", "app1"), deadline=Deadline(30), writer=writer)
     assert again.result == "exists" and again.vmid == 101
     assert not [r for r in pve_fake.requests[before:] if r[0] != "GET"]
 
     # a name held by another VM is refused
     with pytest.raises(GuardRefused):
-        provision(cluster, CloneSpec("tmpl-debian12", "web1"), deadline=Deadline(30), writer=writer)
+        provision(cluster.session, CloneSpec("tmpl-debian12", "web1"), deadline=Deadline(30), writer=writer)
 
     # delete (stop first: Proxmox refuses to destroy a running VM)
     upid = writer.send(Write("POST", "/nodes/pve1/qemu/101/status/stop", {}, "pve1", "stop"))
@@ -108,6 +108,6 @@ def test_taken_vmid_on_fakepve_moves_on(pve_fake: Any, cluster: Cluster) -> None
         if e.step == "plan" and e.state == "done" and pve_fake.vm(e.vmid) is None:
             pve_fake.add_vm(e.vmid, "intruder", node="pve1")
 
-    res = provision(cluster, CloneSpec("9000", "app2"), deadline=Deadline(30),
-                    writer=Writer(cluster, "peer test", out=io.StringIO()), on_event=on_event)
+    res = provision(cluster.session, CloneSpec("9000", "app2"), deadline=Deadline(30),
+                    writer=Writer(cluster.config, cluster.transport, "peer test", out=io.StringIO()), on_event=on_event)
     assert res.vmid == 102 and pve_fake.vm(101).name == "intruder" and pve_fake.vm(102).name == "app2"

@@ -29,7 +29,7 @@ class Sent:
 
 
 def writer(pvc: Cluster, dry_run: bool = False) -> Writer:
-    return Writer(pvc, command="pvectl test", dry_run=dry_run, out=io.StringIO())
+    return Writer(pvc.config, pvc.transport, command="pvectl test", dry_run=dry_run, out=io.StringIO())
 
 
 def vm(sim: SimCluster, vmid: int) -> Any:

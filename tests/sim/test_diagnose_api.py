@@ -80,7 +80,7 @@ def test_task_stop_dry_run_sends_nothing(sim: SimCluster, pvc: Cluster) -> None:
     upid = sim.hold_lock(vmid, kind="backup")
     try:
         out = io.StringIO()
-        r = stop_task(pvc, upid, writer=Writer(pvc, command="t", dry_run=True, out=out), yes=True)
+        r = stop_task(pvc, upid, writer=Writer(pvc.config, pvc.transport, command="t", dry_run=True, out=out), yes=True)
         assert r["outcome"] == "planned" and "-X DELETE" in out.getvalue()
         assert pvc.tasks.get(upid).status().running
     finally:

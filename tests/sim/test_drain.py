@@ -62,7 +62,7 @@ def pve(sim: SimCluster) -> Iterator[Cluster]:
 
 
 def writer(pve: Cluster) -> Writer:
-    return Writer(pve, command="pvectl node drain", out=io.StringIO())
+    return Writer(pve.config, pve.transport, command="pvectl node drain", out=io.StringIO())
 
 
 def committed(sim: SimCluster, node: str) -> int:
@@ -134,7 +134,7 @@ def test_drain_moves_all_but_the_unmovable_capacity_checked_after_every_move(sim
                 if len(checked) == 5:          # mid-drain: the next migration task fails
                     sim.fail_task(type="qmigrate", message="migration aborted")
 
-    res = pve.nodes.drain("pve1", writer=writer(pve), on_event=on_event)
+    res = pve.nodes.drain("pve1", on_event=on_event)
     assert res.parallel == 3 and 1 <= peak[0] <= 3
     outcomes = {m.vmid: m.outcome for m in res.plan.moves}
     failed = [m for m in res.plan.moves if m.outcome == "failed"]
@@ -154,7 +154,7 @@ def test_drain_saves_the_plan_and_undo_moves_them_back(sim: SimCluster, pve: Clu
     with sim.backend.mu:
         sim.backend.state.vms[300].config.pop("hostpci0")
     path = str(tmp_path / "drain.json")
-    res = pve.nodes.drain("pve1", writer=writer(pve), plan_file=path, parallel=8)
+    res = pve.nodes.drain("pve1", plan_file=path, parallel=8)
     assert res.ok and res.remaining == []
     saved = drain.DrainPlan.load(path)
     assert {m.outcome for m in saved.moves} == {"moved"}

@@ -225,7 +225,7 @@ class _TargetDiesWriter(Writer):
 
 
 def test_task_failure_raises_with_the_log_tail(sim: SimCluster, pvc: Cluster) -> None:
-    w = _TargetDiesWriter(pvc, command="pvectl test", out=io.StringIO())
+    w = _TargetDiesWriter(pvc.config, pvc.transport, command="pvectl test", out=io.StringIO())
     w.sim = sim
     with pytest.raises(TaskFailed) as e:
         migrate(pvc, 103, "pve3", writer=w, deadline=WAIT)

@@ -67,8 +67,8 @@ def keys_file(tmp_path: Path) -> Path:
 
 def run(pve: Cluster, spec: CloneSpec, *, deadline: float = 60, events: list[ProvisionEvent] | None = None,
         dry_run: bool = False, out: io.StringIO | None = None) -> Any:
-    writer = Writer(pve, "test", dry_run=dry_run, out=out or io.StringIO())
-    return provision(pve, spec, deadline=Deadline(deadline), writer=writer,
+    writer = Writer(pve.config, pve.transport, "test", dry_run=dry_run, out=out or io.StringIO())
+    return provision(pve.session, spec, deadline=Deadline(deadline), writer=writer,
                      on_event=events.append if events is not None else None)
 
 
@@ -238,8 +238,8 @@ def test_already_exists_race_takes_next_vmid(sim: SimCluster, pve: Cluster, node
             with sim.backend.mu:
                 sim.backend.state.vms[e.vmid or 0] = VM(vmid=e.vmid or 0, node=node, config={"name": "intruder"})
 
-    writer = Writer(pve, "test", out=io.StringIO())
-    res = provision(pve, CloneSpec(TEMPLATE, "race-1"), deadline=Deadline(60), writer=writer, on_event=on_event)
+    writer = Writer(pve.config, pve.transport, "test", out=io.StringIO())
+    res = provision(pve.session, CloneSpec(TEMPLATE, "race-1"), deadline=Deadline(60), writer=writer, on_event=on_event)
     assert res.vmid == taken[0] + 1
     assert sim.backend.state.vms[taken[0]].config["name"] == "intruder"
     assert [v.vmid for v in by_name(sim, "race-1")] == [res.vmid]
@@ -258,8 +258,8 @@ def test_two_clients_at_once_get_distinct_vmids(sim: SimCluster) -> None:
             def on_event(e: ProvisionEvent) -> None:
                 if e.step == "plan" and e.state == "done":
                     barrier.wait(10)     # both have planned (the same VMID) before either clones
-            results[name] = provision(c, CloneSpec(TEMPLATE, name), deadline=Deadline(60),
-                                      writer=Writer(c, "test", out=io.StringIO()), on_event=on_event)
+            results[name] = provision(c.session, CloneSpec(TEMPLATE, name), deadline=Deadline(60),
+                                      writer=Writer(c.config, c.transport, "test", out=io.StringIO()), on_event=on_event)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in ("twin-a", "twin-b")]
     for t in threads:
@@ -317,8 +317,8 @@ def test_node_down_after_clone_reports_half_made_vm(sim: SimCluster, pve: Cluste
             sim.stop_node("pve1")
 
     with pytest.raises(ProvisionFailed) as ei:
-        provision(pve, CloneSpec(TEMPLATE, "half-1", cores=2, start=True), deadline=Deadline(30),
-                  writer=Writer(pve, "test", out=io.StringIO()), on_event=on_event)
+        provision(pve.session, CloneSpec(TEMPLATE, "half-1", cores=2, start=True), deadline=Deadline(30),
+                  writer=Writer(pve.config, pve.transport, "test", out=io.StringIO()), on_event=on_event)
     e = ei.value
     vmid = e.result.vmid
     assert vmid is not None and sim.backend.state.vms[vmid].config["name"] == "half-1"
@@ -407,7 +407,7 @@ def test_count_five(sim: SimCluster, pve: Cluster) -> None:
         with lock:
             events.append(e)
 
-    results = provision_many(pve, specs, deadline=Deadline(90), writer=Writer(pve, "test", out=io.StringIO()),
+    results = provision_many(pve.session, specs, deadline=Deadline(90), writer=Writer(pve.config, pve.transport, "test", out=io.StringIO()),
                              max_per_node=2, on_event=on_event)
     assert [r.name for r in results] == [f"web-{i}" for i in range(1, 6)]
     assert all(r.result == "created" for r in results), [r.to_dict() for r in results]
@@ -435,7 +435,7 @@ def test_count_with_one_failure_reports_all(sim: SimCluster, pve: Cluster) -> No
 
     sim.fail_task(type="qmclone", message="clone failed: injected")
     specs = specs_for_count(CloneSpec(TEMPLATE, "x"), "db-{n}", 3)
-    results = provision_many(pve, specs, deadline=Deadline(60), writer=Writer(pve, "test", out=io.StringIO()),
+    results = provision_many(pve.session, specs, deadline=Deadline(60), writer=Writer(pve.config, pve.transport, "test", out=io.StringIO()),
                              max_per_node=1)
     assert [r.result for r in results].count("failed") == 1
     assert [r.result for r in results].count("created") == 2
@@ -445,6 +445,18 @@ def test_count_with_one_failure_reports_all(sim: SimCluster, pve: Cluster) -> No
 
 
 # ------------------------------------------------------------------------------------------ dry-run
+
+
+def test_library_dry_run_with_wait_ip_plans_without_printing(sim: SimCluster, pve: Cluster) -> None:
+    """A library writer prints nothing (no `out`): a dry run that would wait for the guest's address
+    still returns its plan, and the planned writes are the result."""
+    seq = last_seq(sim)
+    writer = Writer(pve.config, pve.transport, "test", dry_run=True)
+    res = provision(pve.session, CloneSpec(TEMPLATE, "dry-ip-1", wait_ip=True), deadline=Deadline(60), writer=writer)
+    assert res.result == "planned"
+    assert writes(sim, seq) == []
+    assert [(w.method, w.path.rsplit("/", 1)[-1]) for w in writer.planned_writes()] == [
+        ("POST", "clone"), ("PUT", "config"), ("POST", "start")]
 
 
 def test_dry_run_changes_nothing_and_prints_encoded_curl(sim: SimCluster, pve: Cluster, keys_file: Path) -> None:

@@ -35,7 +35,7 @@ def clone_posts(sim: SimCluster) -> list[dict[str, Any]]:
 
 
 def run(c: Cluster, spec: CloneSpec, deadline: float = 60, on_event: Any = None) -> Any:
-    return provision(c, spec, deadline=Deadline(deadline), writer=Writer(c, "test", out=io.StringIO()),
+    return provision(c.session, spec, deadline=Deadline(deadline), writer=Writer(c.config, c.transport, "test", out=io.StringIO()),
                      on_event=on_event)
 
 
@@ -127,7 +127,7 @@ def test_two_bulk_runs_same_pattern_make_each_name_once(sim: SimCluster) -> None
                     seen.append(True)
                     barrier.wait(20)
             specs = specs_for_count(CloneSpec(TEMPLATE, "x"), "bulk-{n}", 3)
-            results[tag] = provision_many(c, specs, deadline=Deadline(90), writer=Writer(c, "test", out=io.StringIO()),
+            results[tag] = provision_many(c.session, specs, deadline=Deadline(90), writer=Writer(c.config, c.transport, "test", out=io.StringIO()),
                                           max_per_node=3, on_event=on_event)
 
     threads = [threading.Thread(target=client, args=(t,)) for t in ("a", "b")]
@@ -235,7 +235,7 @@ def test_dry_run_rerun_prints_what_is_left_and_writes_nothing(sim: SimCluster, p
     vmid = ei.value.result.vmid
     seq = sim.requests_log()[-1]["seq"]
     out = io.StringIO()
-    res = provision(pvc, spec, deadline=Deadline(30), writer=Writer(pvc, "test", dry_run=True, out=out))
+    res = provision(pvc.session, spec, deadline=Deadline(30), writer=Writer(pvc.config, pvc.transport, "test", dry_run=True, out=out))
     assert res.result == "exists" and res.vmid == vmid and res.steps == ["exists", "config", "start"]
     assert res.state == "stopped"
     text = out.getvalue()

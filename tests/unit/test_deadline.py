@@ -12,7 +12,7 @@ import pytest
 from test_http import FakePVE, answer_after, ca_tls, make, pki  # noqa: F401  (pki: the test CA fixture)
 
 import pvectl.deadline as pdeadline
-import pvectl.tasks as ptasks
+import pvectl.tasks.task as ptasks
 from pvectl.config import Node
 from pvectl.deadline import Deadline, read_slice
 from pvectl.errors import DeadlineExceeded, NodeUnreachable, TaskTimeout

@@ -47,20 +47,22 @@ def test_progress_units_and_limits(line: str, parsed: tuple[float, int, int, str
 class _Transport:
     """Answers GET /nodes/{node}/tasks from a dict; records each call."""
 
-    def __init__(self, answers: dict[str, list[dict[str, object]]]) -> None:
+    def __init__(self, answers: dict[str, list[dict[str, object]]], online: tuple[str, ...] = ()) -> None:
         self.answers = answers
+        self.online = online
         self.calls: list[tuple[str, dict[str, object], str | None]] = []
 
     def get(self, path: str, params: dict[str, object], node: str | None = None) -> list[dict[str, object]]:
+        if path == "/cluster/resources":        # the node list
+            return [{"type": "node", "node": n, "status": "online" if n in self.online else "offline"}
+                    for n in self.answers]
         self.calls.append((path, dict(params), node))
         return self.answers[path.split("/")[2]]
 
 
 def _tasks_api(answers: dict[str, list[dict[str, object]]], online: tuple[str, ...]) -> tuple[TasksApi, _Transport]:
-    transport = _Transport(answers)
-    nodes = [SimpleNamespace(name=n, status="online" if n in online else "offline") for n in answers]
-    cluster = SimpleNamespace(transport=transport, nodes=SimpleNamespace(list=lambda: nodes))
-    return TasksApi(cluster), transport  # type: ignore[arg-type]
+    transport = _Transport(answers, online)
+    return TasksApi(SimpleNamespace(transport=transport)), transport  # type: ignore[arg-type]
 
 
 UPID1 = "UPID:pve1:000C1A2B:03B4C5D6:66F1E2D3:qmclone:9000:root@pam!pvectl:"

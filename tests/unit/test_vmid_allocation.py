@@ -68,20 +68,21 @@ def test_threads_never_get_the_same_id() -> None:
     assert sorted(got) == list(range(100, 300))
 
 
-def test_one_allocator_per_cluster_object() -> None:
-    class FakeCluster:      # allocator_for keys on the object (weakly), nothing else
+def test_one_allocator_per_connection() -> None:
+    class FakeTransport:    # allocator_for keys on the session's transport (weakly), nothing else
         pass
 
-    c1, c2 = FakeCluster(), FakeCluster()
-    assert allocator_for(c1) is allocator_for(c1)  # type: ignore[arg-type]
-    assert allocator_for(c1) is not allocator_for(c2)  # type: ignore[arg-type]
+    t1, t2 = FakeTransport(), FakeTransport()
+    s1, s1_copy, s2 = SimpleNamespace(transport=t1), SimpleNamespace(transport=t1), SimpleNamespace(transport=t2)
+    assert allocator_for(s1) is allocator_for(s1_copy)  # type: ignore[arg-type]   (with_options shares it)
+    assert allocator_for(s1) is not allocator_for(s2)  # type: ignore[arg-type]
 
 
 # -- choosing the VMID of one clone (explicit --vmid or the next free one) -----------------------------
 
 def choose(vmid: int | None, *, rng: VmidRange | None = VmidRange(start=100, end=110),
            entries: list[dict[str, Any]] | None = None, allocator: VmidAllocator | None = None) -> tuple[int, bool]:
-    run = SimpleNamespace(cluster=SimpleNamespace(config=SimpleNamespace(vmid_ranges=SimpleNamespace(vms=rng))),
+    run = SimpleNamespace(session=SimpleNamespace(config=SimpleNamespace(vmid_ranges=SimpleNamespace(vms=rng))),
                           allocator=allocator or VmidAllocator(), vmid_floor=None)
     spec = CloneSpec(template=9000, name="web", vmid=vmid)
     return _choose_vmid(run, spec, _Snapshot(entries or []))  # type: ignore[arg-type]

@@ -90,7 +90,7 @@ def test_token_file_source_reads_the_secret_at_run_time(tmp_path: Path) -> None:
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}",
                  tls_yaml=f"tls: {{ca_file: '{tmp_path}/pve root ca.pem'}}")
     w = Write("POST", "/nodes/pve1/qemu/103/status/start", {}, "pve1", "start VM 103")
-    line = curl_line(cluster_with(cfg), w)
+    line = curl_line(cfg, w)
     q = shlex.quote(str(tf))
     assert line == (f"curl -s --cacert {shlex.quote(str(tmp_path / 'pve root ca.pem'))} -X POST "
                     f'-H "Authorization: PVEAPIToken=$({LINES} < {q} | {FIRST})=$({LINES} < {q} | {LAST})" '
@@ -103,14 +103,14 @@ def test_token_file_source_reads_the_secret_at_run_time(tmp_path: Path) -> None:
 def test_token_file_with_a_configured_token_id(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}', token_id: '{TOKEN_ID}'}}")
-    assert secret_expression(cluster_with(cfg)) == (TOKEN_ID, f"$({LINES} < {tf} | {LAST})")
+    assert secret_expression(cfg) == (TOKEN_ID, f"$({LINES} < {tf} | {LAST})")
 
 
 def test_pass_source(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("")
     cfg = config(tmp_path, credentials_yaml="{pass_path: proxmox/api-token}",
                  tls_yaml=f"tls: {{ca_file: '{tmp_path}/ca.pem'}}")
-    line = curl_line(cluster_with(cfg), Write("DELETE", "/nodes/pve2/qemu/104", {"purge": 1}, "pve2", "delete"))
+    line = curl_line(cfg, Write("DELETE", "/nodes/pve2/qemu/104", {"purge": 1}, "pve2", "delete"))
     assert (f'-H "Authorization: PVEAPIToken=$(pass show proxmox/api-token | {LINES} | {FIRST})='
             f'$(pass show proxmox/api-token | {LINES} | {LAST})"') in line
     # the VM's node is addressed (port 8006 by default); DELETE parameters go in the query string
@@ -119,7 +119,7 @@ def test_pass_source(tmp_path: Path) -> None:
 
     # an entry path with a space stays one word inside the command substitution
     cfg2 = config(tmp_path, credentials_yaml="{pass_path: 'lab store/pve token'}")
-    tid, sec = secret_expression(cluster_with(cfg2))
+    tid, sec = secret_expression(cfg2)
     assert (tid, sec) == (f"$(pass show 'lab store/pve token' | {LINES} | {FIRST})",
                           f"$(pass show 'lab store/pve token' | {LINES} | {LAST})")
 
@@ -129,7 +129,7 @@ def test_environment_source_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
     monkeypatch.setenv("PVECTL_TOKEN_ID", TOKEN_ID)
     monkeypatch.setenv("PVECTL_TOKEN_SECRET", SECRET)
-    line = curl_line(cluster_with(cfg), Write("POST", "/nodes/pve1/qemu/103/status/stop", {}, "pve1", "stop"))
+    line = curl_line(cfg, Write("POST", "/nodes/pve1/qemu/103/status/stop", {}, "pve1", "stop"))
     assert '-H "Authorization: PVEAPIToken=$PVECTL_TOKEN_ID=$PVECTL_TOKEN_SECRET"' in line
     assert SECRET not in line and TOKEN_ID not in line
 
@@ -139,10 +139,10 @@ def test_insecure_uses_k_and_a_ca_file_wins_over_insecure(tmp_path: Path) -> Non
     tf = token_file(tmp_path)
     w = Write("POST", "/nodes/pve1/qemu/103/status/start", {}, "pve1", "start")
     insecure = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}", tls_yaml="tls: {insecure: true}")
-    argv = curl_argv(curl_line(cluster_with(insecure), w))
+    argv = curl_argv(curl_line(insecure, w))
     assert argv[:4] == ["curl", "-s", "-k", "-X"] and "--cacert" not in argv
     system = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
-    argv = curl_argv(curl_line(cluster_with(system), w))
+    argv = curl_argv(curl_line(system, w))
     assert argv[:3] == ["curl", "-s", "-X"] and "-k" not in argv and "--cacert" not in argv
 
 
@@ -162,7 +162,7 @@ AWKWARD = {
 def test_every_value_is_data_urlencoded_and_arrives_unchanged(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}", tls_yaml="tls: {insecure: true}")
-    line = curl_line(cluster_with(cfg), Write("PUT", "/nodes/pve1/qemu/103/config", AWKWARD, "pve1", "set"))
+    line = curl_line(cfg, Write("PUT", "/nodes/pve1/qemu/103/config", AWKWARD, "pve1", "set"))
     argv = curl_argv(line)
     assert argv[argv.index("-X") + 1] == "PUT"
     assert argv[-1] == "https://127.0.0.1:18006/api2/json/nodes/pve1/qemu/103/config"
@@ -181,21 +181,21 @@ def test_none_values_are_left_out_and_lists_repeat_the_key(tmp_path: Path) -> No
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
     params = {"newid": 150, "pool": None, "name": "a b", "tags": ["x", "y"]}
     w = Write("POST", "/nodes/pve1/qemu/9000/clone", params, "pve1", "clone")
-    values = data_values(curl_argv(curl_line(cluster_with(cfg), w)))
+    values = data_values(curl_argv(curl_line(cfg, w)))
     assert values == ["newid=150", "name=a b", "tags=x", "tags=y"]
     # exactly the pairs the transport would send
     from pvectl.http import encode_params
 
     assert urllib.parse.parse_qsl(encode_params(params)) == [tuple(v.split("=", 1)) for v in values]
     w = Write("DELETE", "/nodes/pve1/qemu/150", {"purge": 1, "skiplock": None}, "pve1", "delete")
-    assert curl_argv(curl_line(cluster_with(cfg), w))[-1].endswith("/nodes/pve1/qemu/150?purge=1")
+    assert curl_argv(curl_line(cfg, w))[-1].endswith("/nodes/pve1/qemu/150?purge=1")
 
 
 def test_unknown_node_falls_back_to_the_first_configured_node(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
     w = Write("POST", "/nodes/pve9/qemu/103/status/start", {}, "pve9", "start")
-    assert curl_argv(curl_line(cluster_with(cfg), w))[-1] == \
+    assert curl_argv(curl_line(cfg, w))[-1] == \
         "https://127.0.0.1:18006/api2/json/nodes/pve9/qemu/103/status/start"
 
 
@@ -228,7 +228,7 @@ def test_writer_dry_run_prints_and_sends_nothing(tmp_path: Path) -> None:
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}", tls_yaml="tls: {insecure: true}")
     t = RecordingTransport(UPID)
     out = io.StringIO()
-    w = Writer(cluster_with(cfg, t), command="pvectl vm start 103", dry_run=True, out=out)
+    w = Writer(cfg, t, command="pvectl vm start 103", dry_run=True, out=out)
     assert w.send(Write("POST", "/nodes/pve1/qemu/103/status/start", {}, "pve1", "start VM 103 (x) on pve1")) is None
     w.task_done(UPID, "OK")
     assert t.calls == [] and audit_lines(tmp_path) == []
@@ -241,7 +241,7 @@ def test_writer_sends_and_audits_without_secrets(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
     t = RecordingTransport(UPID)
-    w = Writer(cluster_with(cfg, t), command="pvectl vm set 103 cipassword=hunter2 ciuser=ops")
+    w = Writer(cfg, t, command="pvectl vm set 103 cipassword=hunter2 ciuser=ops")
     params = {"cipassword": "hunter2", "ciuser": "ops", "digest": "abc"}
     assert w.send(Write("PUT", "/nodes/pve1/qemu/103/config", params, "pve1", "set")) == UPID
     w.task_done(UPID, "OK")
@@ -263,7 +263,7 @@ def test_writer_audits_a_failed_write_and_reraises(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
     err = ApiError("VM 105 is running - destroy failed", status=500)
-    w = Writer(cluster_with(cfg, RecordingTransport(error=err)), command="pvectl vm delete 105 --yes")
+    w = Writer(cfg, RecordingTransport(error=err), command="pvectl vm delete 105 --yes")
     with pytest.raises(ApiError):
         w.send(Write("DELETE", "/nodes/pve3/qemu/105", {"purge": 1}, "pve3", "delete"))
     [entry] = audit_lines(tmp_path)
@@ -278,7 +278,7 @@ def test_an_unwritable_audit_log_does_not_fail_the_write(tmp_path: Path, monkeyp
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     monkeypatch.setenv("PVECTL_AUDIT_LOG", str(blocker / "audit.jsonl"))
-    w = Writer(cluster_with(cfg, RecordingTransport(None)), command="pvectl vm set 103 onboot=1")
+    w = Writer(cfg, RecordingTransport(None), command="pvectl vm set 103 onboot=1")
     assert w.send(Write("PUT", "/nodes/pve1/qemu/103/config", {"onboot": 1}, "pve1", "set")) is None
     assert "pvectl: warning: could not append to the audit log:" in capsys.readouterr().err
 
@@ -307,7 +307,7 @@ def test_a_write_with_a_secret_parameter_hides_it_in_repr_summary_and_curl(tmp_p
               f"set cipassword={pw}, ciuser=ops on VM 103")
     assert pw not in repr(w) and "'cipassword': '<hidden>'" in repr(w)
     assert hide_secrets(w.summary, w.params) == "set cipassword=<hidden>, ciuser=ops on VM 103"
-    line = curl_line(cluster_with(cfg), w)
+    line = curl_line(cfg, w)
     assert pw not in line
     assert '--data-urlencode "cipassword=${PVECTL_CIPASSWORD:?set PVECTL_CIPASSWORD to the cipassword}"' in line
     assert "--data-urlencode ciuser=ops" in line
@@ -319,5 +319,5 @@ def test_a_write_with_a_secret_parameter_hides_it_in_repr_summary_and_curl(tmp_p
 def test_an_ipv6_node_is_bracketed_in_the_curl_url(tmp_path: Path) -> None:
     cfg = loads_config("cluster: {name: lab, nodes: [{name: pve1, host: '[fd00::10]', port: 8006}]}\n"
                        f"credentials: {{token_file: '{token_file(tmp_path)}'}}\n")
-    line = curl_line(cluster_with(cfg), Write("POST", "/nodes/pve1/qemu/103/status/start", {}, "pve1", "start"))
+    line = curl_line(cfg, Write("POST", "/nodes/pve1/qemu/103/status/start", {}, "pve1", "start"))
     assert curl_argv(line)[-1] == "https://[fd00::10]:8006/api2/json/nodes/pve1/qemu/103/status/start", line

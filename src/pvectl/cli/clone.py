@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ..provision import CloneSpec, ProvisionEvent, ProvisionResult
     from ..render import Column
-    from .main import Context
+    from .context import Context
 
 
 def summary_columns() -> list[Column]:
@@ -164,16 +164,11 @@ def clone(ctx: Context) -> int:
 
 def _single(ctx: Context) -> int:
     from ..provision import ProvisionInterrupted, provision
-    from ..tasks import Deadline
-    from ..writes import Writer
 
-    a = ctx.args
-    cluster = ctx.cluster
-    writer = Writer(cluster, _command(ctx), dry_run=a.dry_run)
-    spec = _base_spec(ctx, a.name)
+    spec = _base_spec(ctx, ctx.args.name)
     try:
         with Display() as display:
-            res = provision(cluster, spec, deadline=Deadline(a.timeout), writer=writer, on_event=display)
+            res = provision(ctx.session, spec, deadline=ctx.deadline(), writer=ctx.writer(_command(ctx)), on_event=display)
     except ProvisionInterrupted as exc:
         return _interrupted(ctx, exc.results)
     _emit_single(ctx, res)
@@ -241,17 +236,14 @@ def _emit_single(ctx: Context, res: ProvisionResult) -> None:
 def _bulk(ctx: Context) -> int:
     from ..errors import UsageError
     from ..provision import ProvisionInterrupted, next_free_index, provision_many, specs_for_count
-    from ..tasks import Deadline
-    from ..writes import Writer
 
     a = ctx.args
     pattern = a.name_pattern or (a.name if a.name and "{n" in a.name else f"{a.name}-{{n}}" if a.name else None)
     if pattern is None:
         raise UsageError("--count needs --name-pattern (e.g. web-{n}) or a NAME prefix")
     count = a.count if a.count is not None else 1
-    cluster = ctx.cluster
     if a.name_start == "next":
-        names = {str(e.get("name")) for e in cluster.resources("vm") if e.get("name")}
+        names = {str(e.get("name")) for e in ctx.cluster.resources("vm") if e.get("name")}
         start = next_free_index(pattern, names)
     else:
         try:
@@ -259,10 +251,9 @@ def _bulk(ctx: Context) -> int:
         except ValueError:
             raise UsageError(f"--name-start must be a number or 'next', not '{a.name_start}'") from None
     specs = specs_for_count(_base_spec(ctx, "x"), pattern, count, start)
-    writer = Writer(cluster, _command(ctx), dry_run=a.dry_run)
     try:
         with Display() as display:
-            results = provision_many(cluster, specs, deadline=Deadline(a.timeout), writer=writer,
+            results = provision_many(ctx.session, specs, deadline=ctx.deadline(), writer=ctx.writer(_command(ctx)),
                                      max_per_node=a.max_per_node, max_per_storage=a.max_per_storage,
                                      on_event=display)
     except ProvisionInterrupted as exc:

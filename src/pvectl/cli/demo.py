@@ -16,7 +16,7 @@ import time
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from .main import Context
+    from .context import Context
 
 STEPS: list[tuple[str, list[str], int]] = [
     ("Is the cluster healthy? Quorum and every node's membership (GET /cluster/status).",

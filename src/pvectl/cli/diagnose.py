@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .main import Context
+    from .context import Context
 
 
 def add_arguments(p: Any) -> None:
@@ -30,7 +30,7 @@ def run(ctx: Context) -> int:
     from ..diagnose import diagnose, ssh_from_config
 
     a = ctx.args
-    pve = ctx.cluster
+    pve = ctx.session
     ssh = ssh_from_config(pve, config_file=a.ssh_config) if a.use_ssh else None
     d = diagnose(pve, a.target, ssh=ssh, use_ssh=a.use_ssh, unlock=a.unlock, yes=a.yes)
     if ctx.output != "table":
@@ -49,9 +49,8 @@ def run(ctx: Context) -> int:
 def stop(ctx: Context) -> int:
     """`task stop UPID --yes`: exit 0 stopped (or already stopped), 3 without --yes, 4 still running."""
     from ..diagnose import stop_task
-    from .ops import deadline, writer
 
-    r = stop_task(ctx.cluster, ctx.args.upid, writer=writer(ctx), yes=ctx.args.yes, deadline=deadline(ctx))
+    r = stop_task(ctx.session, ctx.args.upid, writer=ctx.writer(), yes=ctx.args.yes, deadline=ctx.deadline())
     if ctx.output == "table":
         if r["outcome"] != "planned":
             print(f"{r['upid']}: {r['outcome']} ({r.get('exitstatus')})")

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .main import Context
+    from .context import Context
 
 # What each command needs (qemu-server API2/Qemu.pm permission checks; pve-manager API2/Cluster.pm).
 # {storage} and {bridge} are filled from `defaults`.

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..drain import DrainPlan, DrainResult, Move
-    from .main import Context
+    from .context import Context
 
 WHY = ("Why not Proxmox's own `POST /nodes/{node}/migrateall`: it sends every guest to ONE target, "
        "max-workers at a time, with no capacity check and no pre-check, so a VM that cannot go fails "
@@ -52,7 +52,7 @@ def run(ctx: Context) -> int:
                          hint="pvectl node drain pve1 --dry-run")
     from ..drain import DrainPlan, plan, undo_plan
 
-    pve = ctx.cluster
+    pve = ctx.session
     if a.undo:
         p = undo_plan(pve, DrainPlan.load(a.undo))
     else:
@@ -73,7 +73,6 @@ def _execute(ctx: Context, p: DrainPlan) -> int:
     import time
 
     from ..drain import execute
-    from .ops import deadline, writer
 
     a = ctx.args
     path = None
@@ -82,7 +81,7 @@ def _execute(ctx: Context, p: DrainPlan) -> int:
         p.save(path)
     show = _Progress(len(p.movable))
     try:
-        res = execute(ctx.cluster, p, writer=writer(ctx), parallel=a.parallel, deadline=deadline(ctx),
+        res = execute(ctx.session, p, writer=ctx.writer(), parallel=a.parallel, deadline=ctx.deadline(),
                       on_event=show)
     finally:
         show.close()

@@ -16,12 +16,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, NoReturn
 
-    Handler = Callable[["Context"], int]
+    from .context import Context
+
+    Handler = Callable[[Context], int]
 
 OUTPUTS = ("table", "json", "yaml")
-# How long a forced shutdown may take past the guest's own timeout: SIGTERM, then up to 10 s more
-# before SIGKILL (qemu-server QemuServer.pm::_do_vm_stop; pve-semantics §5.1).
-FORCE_STOP_MARGIN = 30.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -308,72 +307,6 @@ def _task_group(g: Any, sub: Any) -> None:
         _cmd("diagnose", "stop")).add_argument("upid", metavar="UPID")
 
 
-class Context:
-    """What a command gets: its arguments, the output format, and the cluster on first use."""
-
-    def __init__(self, args: argparse.Namespace, argv: Sequence[str] = ()) -> None:
-        self.args = args
-        self.argv = list(argv)      # as given, for the audit log (never holds a secret)
-        self.output: str = args.output or ("table" if sys.stdout.isatty() else "json")
-        self._config: Any = None
-        self._cluster: Any = None
-        self._deadline: Any = None
-
-    @property
-    def config(self) -> Any:
-        if self._config is None:
-            from ..config import load_config
-
-            self._config = load_config(self.args.config, cluster=self.args.cluster)
-            # start `pass show` now; it decrypts while the HTTP and TLS modules load
-            from ..credentials import prefetch
-
-            prefetch(self._config)
-        return self._config
-
-    @property
-    def cluster(self) -> Any:
-        if self._cluster is None:
-            config = self.config
-            from ..cluster import Cluster
-            from ..credentials import load_token
-            from ..http import Transport
-
-            token_cell: list[str] = []
-
-            def auth() -> str:
-                if not token_cell:
-                    token_cell.append(load_token(config).header())
-                return token_cell[0]
-
-            log = (lambda line: sys.stderr.write(f"pvectl: {line}\n")) if self.args.verbose else None
-            self._cluster = Cluster(config, Transport.from_config(config, auth=auth, log=log,
-                                                                   deadline=self.deadline()))
-        return self._cluster
-
-    def deadline(self) -> Any:
-        """The command's one deadline: --timeout bounds every request, not only the waits (http.py)."""
-        if self._deadline is None:
-            from ..deadline import Deadline
-
-            timeout = self.args.timeout
-            if timeout is not None and getattr(self.args, "cmd", None) == "shutdown":
-                # `vm shutdown --timeout S` is the guest's time to power off (Proxmox's own `timeout`);
-                # pvectl waits that long plus what a forced stop may add
-                timeout += FORCE_STOP_MARGIN
-            self._deadline = Deadline(timeout)
-        return self._deadline
-
-    def emit(self, data: Any, **kw: Any) -> None:
-        from ..render import emit
-
-        emit(data, self.output, **kw)
-
-    def close(self) -> None:
-        if self._cluster is not None:
-            self._cluster.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["sim", "serve"]:
@@ -392,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gp = getattr(args, "group_parser", None) or parser
         choices = next((a.choices for a in gp._actions if isinstance(a, argparse._SubParsersAction)), {})
         gp.error(f"missing command (choose from {', '.join(choices)})")
+    from .context import Context
+
     ctx = Context(args, argv)
     try:
         return handler(ctx)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from ..migration import MigrationCheck, MigrationResult
     from ..tasks import Progress
-    from .main import Context
+    from .context import Context
 
 
 def add_arguments(p: Any) -> None:
@@ -86,7 +86,7 @@ def _interrupted(ctx: Context, started: float) -> int:
     try:
         from ..lifecycle import tasks_started_since
 
-        upids = tasks_started_since(ctx.cluster, ctx.cluster.vms.resolve(a.vm).vmid, "qmigrate", started)
+        upids = tasks_started_since(ctx.session, ctx.cluster.vms.resolve(a.vm).vmid, "qmigrate", started)
     except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a second Ctrl-C or an unreachable node: say what we can
         pass
     if upids:
@@ -106,20 +106,19 @@ def _interrupted(ctx: Context, started: float) -> int:
 def run(ctx: Context) -> int:
     from ..errors import TaskFailed
     from ..migration import migrate
-    from .ops import deadline, writer
 
     a = ctx.args
     target = a.target
     if target == "auto":
         from ..drain import auto_target
 
-        target = auto_target(ctx.cluster, a.vm, online=a.online, with_local_disks=a.with_local_disks)
+        target = auto_target(ctx.session, a.vm, online=a.online, with_local_disks=a.with_local_disks)
         sys.stderr.write(f"pvectl: target {target}: it passes every check with the most free memory after the move\n")
     label = f"VM {a.vm} -> {target}"
     started = time.time()
     try:
         with _Display(label) as display:
-            r = migrate(ctx.cluster, a.vm, target, writer=writer(ctx), deadline=deadline(ctx), online=a.online,
+            r = migrate(ctx.session, a.vm, target, writer=ctx.writer(), deadline=ctx.deadline(), online=a.online,
                         with_local_disks=a.with_local_disks, bwlimit=a.bwlimit, check_only=a.check,
                         wait=not a.no_wait, on_progress=display)
     except TaskFailed as exc:

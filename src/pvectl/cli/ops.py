@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..render import Column
 
 if TYPE_CHECKING:
-    from .main import Context
+    from .context import Context
 
 
 def writer(ctx: Context) -> Any:
@@ -16,7 +16,7 @@ def writer(ctx: Context) -> Any:
 
     from ..writes import Writer
 
-    return Writer(ctx.cluster, command="pvectl " + shlex.join(ctx.argv), dry_run=ctx.args.dry_run)
+    return Writer(ctx.session, command="pvectl " + shlex.join(ctx.argv), dry_run=ctx.args.dry_run)
 
 
 def deadline(ctx: Context) -> Any:
@@ -50,8 +50,8 @@ def power(ctx: Context) -> int:
     from ..lifecycle import power as do_power
 
     action = ctx.args.cmd
-    w = writer(ctx)
-    dl = deadline(ctx)
+    w = ctx.writer()
+    dl = ctx.deadline()
     wait = not ctx.args.no_wait
     results: list[OpResult] = []
     opts = dict(timeout=shutdown_timeout(ctx),
@@ -61,14 +61,12 @@ def power(ctx: Context) -> int:
         # so a refusal (or a typo) for the last VM does not leave the first ones half done.
         import io
 
-        from ..writes import Writer
-
-        probe = Writer(ctx.cluster, command="", dry_run=True, out=io.StringIO())
+        probe = ctx.session.replace(dry_run=True, out=io.StringIO(), audit=False).writer()
         for ref in ctx.args.vms:
-            do_power(ctx.cluster, ref, action, writer=probe, wait=False, **opts)
+            do_power(ctx.session, ref, action, writer=probe, wait=False, **opts)
     # Start every VM's task without waiting, then wait for all: N VMs take the time of the slowest.
     for ref in ctx.args.vms:
-        results.append(do_power(ctx.cluster, ref, action, writer=w, deadline=dl, wait=False, **opts))
+        results.append(do_power(ctx.session, ref, action, writer=w, deadline=dl, wait=False, **opts))
     failed = 0
     waiting = [r.upid for r in results if r.upid]
     try:
@@ -76,7 +74,7 @@ def power(ctx: Context) -> int:
             if r.upid is None or not wait:
                 continue
             try:
-                res = _wait(ctx.cluster, w, r.upid, dl)
+                res = _wait(ctx.session, w, r.upid, dl)
                 r.outcome, r.exitstatus, r.warnings = "done", res.exitstatus, res.warnings
             except Exception as exc:
                 from ..errors import TaskFailed, TaskTimeout
@@ -119,7 +117,7 @@ def delete(ctx: Context) -> int:
 
     a = ctx.args
     try:
-        r = do_delete(ctx.cluster, a.vm, writer=writer(ctx), deadline=deadline(ctx), purge=a.purge,
+        r = do_delete(ctx.session, a.vm, writer=ctx.writer(), deadline=ctx.deadline(), purge=a.purge,
                       destroy_unreferenced_disks=a.destroy_unreferenced_disks, allow_template=a.allow_template,
                       yes=a.yes, wait=not a.no_wait, confirm=_confirm_name)
     except KeyboardInterrupt:
@@ -145,7 +143,7 @@ def resize(ctx: Context) -> int:
     from ..lifecycle import resize as do_resize
 
     a = ctx.args
-    r = do_resize(ctx.cluster, a.vm, writer=writer(ctx), deadline=deadline(ctx), cores=a.cores, memory=a.memory,
+    r = do_resize(ctx.session, a.vm, writer=ctx.writer(), deadline=ctx.deadline(), cores=a.cores, memory=a.memory,
                   disk=a.disk, size=a.size, allow_running=a.allow_running)
     if a.dry_run:
         return 0
@@ -188,7 +186,7 @@ def set_(ctx: Context) -> int:
             register_secret(value)   # no error message (schema check, Proxmox's answer) may show it
         assignments[key] = value
     delete = [k for part in (a.delete or []) for k in part.split(",") if k]
-    r = set_config(ctx.cluster, a.vm, assignments, writer=writer(ctx), delete=delete)
+    r = set_config(ctx.session, a.vm, assignments, writer=ctx.writer(), delete=delete)
     if not a.dry_run:
         _print_changes(ctx, r)
     return 0

@@ -7,7 +7,7 @@ TYPE_CHECKING = False
 from ..render import Column, human_bytes, human_duration, percent
 
 if TYPE_CHECKING:
-    from .main import Context
+    from .context import Context
 
 
 def require_node(ctx: Context, name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
-    from .main import Context
+    from .context import Context
 
 
 def serve(ctx: Context) -> int:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..tasks import Progress, Task
-    from .main import Context
+    from .context import Context
 
 
 def _task(ctx: Context) -> Task:

@@ -15,8 +15,8 @@ from ..errors import (AlreadyExists, GuardRefused, Locked, NodeUnreachable, NotF
                       TaskTimeout)
 from ..writes import Write
 from .names import NameInFlight, Names, clone_upid
-from .state import _Run, _Snapshot, cloning, known_name
 from .plan import _MARKER_RE, _existing, _Plan, marker_line, request_of
+from .state import _Run, _Snapshot, cloning, known_name
 from .steps import _wait_task
 from .types import ProvisionFailed, ProvisionResult
 
@@ -94,7 +94,7 @@ def _before_post(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
             fail_nothing_made(run, plan, res, "clone", AlreadyExists(f"VMID {plan.vmid} was taken meanwhile"),
                               created=False, hint="leave --vmid out to take the next free VMID")
         old = plan.vmid
-        rng = run.cluster.config.vmid_ranges.vms
+        rng = run.session.config.vmid_ranges.vms
         start, end = (rng.start, rng.end) if rng is not None else (100, 999999999)
         plan.vmid = run.allocator.allocate(snap.used_vmids, start, end)
         res.vmid = plan.vmid
@@ -230,7 +230,7 @@ def _next_vmid(run: _Run, plan: _Plan, res: ProvisionResult, exc: PvectlError, a
         fail_nothing_made(run, plan, res, "clone", exc, created=False,
                           hint=f"{attempts} VMIDs were taken by someone else in a row; retry later")
     old = plan.vmid
-    rng = run.cluster.config.vmid_ranges.vms
+    rng = run.session.config.vmid_ranges.vms
     start, end = (rng.start, rng.end) if rng is not None else (100, 999999999)
     used = run.snapshot().used_vmids | {old}
     # other clients that collided on the same id would all take the next one together: spread out by
@@ -353,9 +353,9 @@ def withdraw(run: _Run, plan: _Plan, res: ProvisionResult, *, wait: bool) -> Non
         if upid and wait and not run.stopped:
             limit = run.deadline if run.deadline.remaining() is not None else Deadline(WITHDRAW_WAIT)
             res.upids["cleanup"] = str(upid)
-            from ..tasks import Task
+            from ..tasks.task import Task
 
-            run.writer.task_done(str(upid), Task(run.cluster, str(upid)).wait(limit).exitstatus)
+            run.writer.task_done(str(upid), Task(run.session, str(upid)).wait(limit).exitstatus)
         elif upid:
             res.upids["cleanup"] = str(upid)
     except PvectlError as exc:

@@ -22,7 +22,7 @@ from .state import _Run, _Snapshot, known_name
 from .types import CloneSpec, ProvisionResult
 
 if TYPE_CHECKING:
-    from ..vms import VmSummary
+    from ..vms.reads import VmSummary
 
 # The description line written by the clone POST; a later run finds the VM by name and this line. The
 # request id tells this run's clone from another one; `; configured` is added by the config PUT, so a
@@ -94,7 +94,7 @@ def _check_spec(spec: CloneSpec) -> None:
 
 def _plan(run: _Run, spec: CloneSpec, snap: _Snapshot) -> _Plan | ProvisionResult:
     """Every read and check before the first write. Returns a plan, or the result for a VM that exists."""
-    cfg = run.cluster.config
+    cfg = run.session.config
     _check_spec(spec)
     memory = parse_memory(spec.memory) if spec.memory is not None else None
     ipconfig = ipconfig_value(spec.ip) if spec.ip else None
@@ -227,7 +227,7 @@ def _auto_node(run: _Run, tpl: VmSummary, storage: str | None, bridge: str | Non
 
 
 def _choose_vmid(run: _Run, spec: CloneSpec, snap: _Snapshot) -> tuple[int, bool]:
-    rng = run.cluster.config.vmid_ranges.vms
+    rng = run.session.config.vmid_ranges.vms
     start, end = (rng.start, rng.end) if rng is not None else (100, 999999999)
     if spec.vmid is not None:
         vmid = int(spec.vmid)
@@ -280,7 +280,7 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> di
 
 def _plan_existing(run: _Run, spec: CloneSpec, tpl: VmSummary, tconf: dict[str, Any], e: dict[str, Any],
                    memory: int | None, ipconfig: str | None, ssh_keys: str | None) -> _Plan:
-    cfg = run.cluster.config
+    cfg = run.session.config
     node, vmid = str(e["node"]), int(e["vmid"])
     bridge_wanted = spec.bridge or cfg.defaults.network_bridge
     bridge = bridge_wanted if (spec.bridge or (net_bridge(tconf.get("net0")) != bridge_wanted and bridge_wanted)) \

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..deadline import Deadline
 from ..errors import GuardRefused, PvectlError, UsageError
@@ -23,20 +23,19 @@ from .types import CloneSpec, EventCallback, ProvisionFailed, ProvisionInterrupt
 from .vmids import allocator_for, in_flight_for
 
 if TYPE_CHECKING:
-    from ..cluster import Cluster
-    from ..http import Transport
+    from ..session import Session
 
 INTERRUPT_GRACE = 2.0      # seconds the workers get after Ctrl-C to finish the request they are in
 _SENDING = ("clone requested",)
 
 
-def provision(cluster: Cluster, spec: CloneSpec, *, deadline: Deadline | float | None, writer: Writer,
+def provision(session: Session, spec: CloneSpec, *, deadline: Deadline | float | None, writer: Writer,
               on_event: EventCallback | None = None) -> ProvisionResult:
     """Make one VM from a template (see the package docstring). Returns the result (`result` created,
     exists or planned); raises GuardRefused / UsageError / NotFound before anything is written,
     ProvisionFailed (with `.result`) for a failure once the workflow has started, and
     ProvisionInterrupted (a KeyboardInterrupt, with `.results`) on Ctrl-C."""
-    run = _Run(cluster, writer, Deadline.of(deadline), on_event)
+    run = _Run(session, writer, Deadline.of(deadline), on_event)
     try:
         snap, _ = Names(run, None).settle()
         plan_or_result = _plan(run, spec, snap)
@@ -48,7 +47,7 @@ def provision(cluster: Cluster, spec: CloneSpec, *, deadline: Deadline | float |
         raise ProvisionInterrupted([_as_interrupted(r) for r in run.live]) from None
 
 
-def provision_many(cluster: Cluster, specs: Sequence[CloneSpec], *, deadline: Deadline | float | None,
+def provision_many(session: Session, specs: Sequence[CloneSpec], *, deadline: Deadline | float | None,
                    writer: Writer, max_per_node: int = 2, max_per_storage: int = 2, max_workers: int = 8,
                    on_event: EventCallback | None = None) -> list[ProvisionResult]:
     """Make several VMs concurrently (bounded: `max_per_node` clone tasks per node, `max_per_storage`
@@ -57,17 +56,15 @@ def provision_many(cluster: Cluster, specs: Sequence[CloneSpec], *, deadline: De
     allocated up front in spec order, so the plan (and a dry-run) is deterministic. Refused up front
     (GuardRefused) when the range has fewer free VMIDs than new VMs. No clone starts after the
     deadline. Ctrl-C: ProvisionInterrupted with every VM's state, after the workers stopped."""
-    from ..cluster import Cluster as _Cluster
-
     dupes = sorted(n for n, k in Counter(s.name for s in specs).items() if k > 1)
     if dupes:
         raise UsageError(f"the same name is given more than once: {', '.join(dupes)}")
-    # (a proxy with the Transport's interface: requests go through the per-node limit, the rest is forwarded)
-    limited = _Cluster(cluster.config, cast("Transport", _LimitedTransport(cluster.transport)))
-    w = Writer(limited, writer.command, writer.dry_run, writer.out, writer.planned)
+    limited = session.replace(transport=_LimitedTransport(session.transport))
+    w = Writer(session.config, limited.transport, writer.command, writer.dry_run, writer.audit, writer.via,
+               writer.out, writer.planned)
     run = _Run(limited, w, Deadline.of(deadline), on_event, _Limits(max_per_node, max_per_storage))
-    run.allocator = allocator_for(cluster)
-    run.in_flight = in_flight_for(cluster)
+    run.allocator = allocator_for(session)
+    run.in_flight = in_flight_for(session)
     results: list[ProvisionResult | None] = [None] * len(specs)
     plans: list[tuple[int, _Plan]] = []
     try:
@@ -171,7 +168,7 @@ def _as_interrupted(r: ProvisionResult) -> ProvisionResult:
 
 def _check_free_vmids(run: _Run, specs: Sequence[CloneSpec], snap: _Snapshot) -> None:
     """Refuse a bulk run up front when the range has fewer free VMIDs than it needs new VMs."""
-    rng = run.cluster.config.vmid_ranges.vms
+    rng = run.session.config.vmid_ranges.vms
     if rng is None:
         return
     wanted = sum(1 for s in specs if s.vmid is None and not snap.named(s.name))
@@ -242,8 +239,9 @@ def _finish_existing(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionR
             _start(run, plan, res)
             res.state = res.state if run.dry_run else "running"
         if spec.wait_ip and run.dry_run:
-            run.writer.out.write(f"# then poll GET /api2/json/nodes/{res.node}/qemu/{res.vmid}/agent/"
-                                 "network-get-interfaces until the guest reports an address\n")
+            if run.writer.out is not None:      # (a note for the reader of the dry run; no write)
+                run.writer.out.write(f"# then poll GET /api2/json/nodes/{res.node}/qemu/{res.vmid}/agent/"
+                                     "network-get-interfaces until the guest reports an address\n")
         elif spec.wait_ip:
             _wait_ip(run, plan, res)
     except _StepFailed as exc:

@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..deadline import Deadline
 from ..errors import ApiError
+from ..templates import resolve_template
 from ..writes import Writer
 from .limits import _Limits
 from .types import EventCallback, ProvisionEvent, ProvisionResult
 from .vmids import allocator_for, in_flight_for
 
 if TYPE_CHECKING:
-    from ..cluster import Cluster
-    from ..vms import VmSummary
+    from ..session import Session
+    from ..vms.reads import VmSummary
 
 
 def known_name(entry: dict[str, Any]) -> str | None:
@@ -98,15 +99,15 @@ class _RunDeadline(Deadline):
 class _Run:
     """State shared by the workflows of one `provision` / `provision_many` call."""
 
-    def __init__(self, cluster: Cluster, writer: Writer, deadline: Deadline, on_event: EventCallback | None,
+    def __init__(self, session: Session, writer: Writer, deadline: Deadline, on_event: EventCallback | None,
                  limits: _Limits | None = None) -> None:
-        self.cluster = cluster
-        self.t = cluster.transport
+        self.session = session
+        self.t = session.transport
         self.writer = writer
         self.on_event = on_event
         self.limits = limits
-        self.allocator = allocator_for(cluster)
-        self.in_flight = in_flight_for(cluster)
+        self.allocator = allocator_for(session)
+        self.in_flight = in_flight_for(session)
         self.stop = threading.Event()          # set on Ctrl-C: no new write, waits end at once
         self.deadline = _RunDeadline(deadline, self.stop)
         self.live: list[ProvisionResult] = []  # every VM this run has started to make
@@ -141,7 +142,7 @@ class _Run:
         with self._lock:
             hit = self._templates.get(key)
         if hit is None:
-            hit = self.cluster.templates.resolve(ref)
+            hit = resolve_template(self.session, ref)
             with self._lock:
                 self._templates[key] = hit
         return hit

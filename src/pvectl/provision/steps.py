@@ -10,7 +10,7 @@ from ..deadline import Deadline
 from ..errors import ApiError, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed, TaskTimeout
 from ..tasks import Progress, Task
 from ..units import disk_size_param, parse_prop, size_bytes
-from ..vms import split_tags
+from ..vms.reads import split_tags
 from ..writes import Write
 from .cloudinit import _NET_MODELS, boot_disk, net_with_bridge, pick_ip
 from .plan import CONFIGURED, _Plan, configured
@@ -35,7 +35,7 @@ def _wait_task(run: _Run, plan: _Plan, res: ProvisionResult, step: str, upid: st
         run.emit(name, res.vmid, step, "progress", p.line, p.fraction)
 
     try:
-        result = Task(run.cluster, upid).wait(run.deadline, on_progress=progress)
+        result = Task(run.session, upid).wait(run.deadline, on_progress=progress)
     except TaskFailed as exc:
         run.writer.task_done(upid, exc.exitstatus)
         raise
@@ -97,7 +97,7 @@ def _config_params(run: _Run, plan: _Plan, conf: dict[str, Any]) -> dict[str, An
     if plan.ssh_keys and conf.get("sshkeys") != plan.ssh_keys:
         p["sshkeys"] = plan.ssh_keys
     # the clone copied the template's tags (§4.3), including the one that marks templates
-    ttag = run.cluster.config.tags.templates
+    ttag = run.session.config.tags.templates
     tags = split_tags(conf.get("tags"))
     if ttag and ttag in tags:
         rest = [t for t in tags if t != ttag]
@@ -257,7 +257,7 @@ def _after_failure(run: _Run, plan: _Plan, res: ProvisionResult, step: str, caus
 def _drop_template_tag(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
     """The config PUT failed, so the clone still carries the template's tags (§4.3), the templates' tag
     among them: one small PUT takes that tag away, so the half-made VM never passes for a template."""
-    ttag = run.cluster.config.tags.templates
+    ttag = run.session.config.tags.templates
     try:
         conf = run.t.get(f"/nodes/{res.node}/qemu/{res.vmid}/config", node=res.node)
     except PvectlError:
@@ -329,7 +329,7 @@ def _dry_run_rest(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
         run.writer.send(Write("POST", _config_path(plan, res) + "/status/start", {}, plan.node,
                               f"start VM {plan.vmid} ({spec.name})"))
         res.steps.append("start")
-    if spec.wait_ip:
+    if spec.wait_ip and run.writer.out is not None:     # (a note for the reader of the dry run; no write)
         run.writer.out.write(f"# then poll GET /api2/json{_config_path(plan, res)}/agent/network-get-interfaces "
                              "until the guest reports an address\n")
     res.result = "planned"

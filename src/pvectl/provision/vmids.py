@@ -1,5 +1,5 @@
-"""Per-Cluster state of this process: VMID allocation (nothing on the server reserves an id) and the
-clones this process has in flight with the names they make."""
+"""Per-connection state of this process: VMID allocation (nothing on the server reserves an id) and
+the clones this process has in flight with the names they make."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import GuardRefused
 
 if TYPE_CHECKING:
-    from ..cluster import Cluster
+    from ..session import Session
 
 
 class InFlight:
-    """This process's own clones in flight (VMID -> name), shared by every run on one Cluster, so that a
-    bulk run never waits for its own siblings."""
+    """This process's own clones in flight (VMID -> name), shared by every run on one connection, so
+    that a bulk run never waits for its own siblings."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -100,15 +100,16 @@ _ALLOCATORS: weakref.WeakKeyDictionary[Any, VmidAllocator] = weakref.WeakKeyDict
 _ALLOCATORS_LOCK = threading.Lock()
 
 
-def allocator_for(cluster: Cluster) -> VmidAllocator:
-    """One allocator per Cluster object, shared by every thread that provisions through it."""
+def allocator_for(session: Session) -> VmidAllocator:
+    """One allocator per connection to the cluster (the session's transport, which `with_options`
+    copies share), used by every thread that provisions through it."""
     with _ALLOCATORS_LOCK:
-        a = _ALLOCATORS.get(cluster)
+        a = _ALLOCATORS.get(session.transport)
         if a is None:
-            a = _ALLOCATORS[cluster] = VmidAllocator()
+            a = _ALLOCATORS[session.transport] = VmidAllocator()
         return a
 
 
-def in_flight_for(cluster: Cluster) -> InFlight:
-    """One registry per Cluster object (kept with its VMID allocator), shared by its threads."""
-    return allocator_for(cluster).in_flight
+def in_flight_for(session: Session) -> InFlight:
+    """One registry per connection to the cluster (kept with its VMID allocator), shared by its threads."""
+    return allocator_for(session).in_flight

@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .deadline import Deadline
-from .errors import DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout
-from .upid import Upid
+from ..deadline import Deadline
+from ..errors import DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout
+from ..upid import Upid
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
+    from ..session import Session
 
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "PiB": 1024**5}
 # qemu-img convert: `transferred 330.2 MiB of 32.0 GiB (1.01%)`; drive-mirror:
@@ -126,9 +126,9 @@ class Task:
     LOST_GRACE = 15.0   # without a deadline: how long a node may stay silent before wait() gives up
     MIN_ANSWER = 0.5    # a wait whose deadline is (nearly) over still has this long for one poll
 
-    def __init__(self, cluster: Cluster, upid: str | Upid) -> None:
-        self._cluster = cluster
-        self._t = cluster.transport
+    def __init__(self, session: Session, upid: str | Upid) -> None:
+        self._s = session
+        self._t = session.transport
         self.upid = upid if isinstance(upid, Upid) else Upid.parse(upid)
         self._log: list[str] = []       # lines read so far (incremental)
         self._log_total = 0
@@ -267,53 +267,3 @@ class Task:
             return TaskResult(str(self.upid), exitstatus, warnings, polls)
         tail = [ln for ln in lines if not ln.startswith("TASK ")][-8:]
         raise TaskFailed(str(self.upid), exitstatus, tail, node=self.node)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSummary:
-    upid: str
-    node: str
-    type: str
-    id: str
-    user: str
-    status: str                  # RUNNING, OK, WARNINGS: n, or the error text
-    starttime: int
-    endtime: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"upid": self.upid, "node": self.node, "type": self.type, "id": self.id, "user": self.user,
-                "status": self.status, "starttime": self.starttime, "endtime": self.endtime}
-
-
-class TasksApi:
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
-
-    def get(self, upid: str | Upid) -> Task:
-        return Task(self._cluster, upid)
-
-    def diagnose(self, ref: str | int, **options: Any) -> Any:
-        """Why a task or a VM is stuck: a `diagnose.Diagnosis` (options: see `diagnose.diagnose`)."""
-        from .diagnose import diagnose
-
-        return diagnose(self._cluster, ref, **options)
-
-    def list(self, *, node: str | None = None, running: bool = False, vmid: int | None = None,
-             limit: int = 50) -> list[TaskSummary]:
-        """Tasks per node (GET /nodes/{node}/tasks; pve-semantics §1.3). `source=all` so running
-        tasks are included; `running=True` keeps only those."""
-        nodes = [node] if node else [n.name for n in self._cluster.nodes.list() if n.status == "online"]
-        out: list[TaskSummary] = []
-        for name in nodes:
-            params: dict[str, Any] = {"source": "active" if running else "all", "limit": limit}
-            if vmid is not None:
-                params["vmid"] = vmid
-            for e in self._cluster.transport.get(f"/nodes/{name}/tasks", params, node=name):
-                user = e.get("user", "")
-                if e.get("tokenid"):
-                    user = f"{user}!{e['tokenid']}"
-                out.append(TaskSummary(upid=e["upid"], node=e.get("node", name), type=e.get("type", ""),
-                                       id=str(e.get("id", "")), user=user, status=e.get("status", ""),
-                                       starttime=int(e.get("starttime", 0)), endtime=e.get("endtime")))
-        out.sort(key=lambda t: t.starttime, reverse=True)
-        return out

@@ -57,8 +57,8 @@ def record(*, cluster: str, token_id: str, command: str, event: str, method: str
            log_path: str | None = None) -> None:
     """Append one entry to the audit log (`log_path`, else `audit_path()`). `via` says who asked:
     cli, library or mcp."""
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cluster": cluster, "token_id": token_id,
-             "command": clean_command(command), "event": event}
+    entry: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cluster": cluster,
+                             "token_id": token_id, "command": clean_command(command), "event": event}
     if via:
         entry["via"] = via
     if method:

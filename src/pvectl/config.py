@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 
+from pvectl.configdoc import DEFAULT_PORT, doc_ok as _doc_ok, did_you_mean as _did_you_mean
 from pvectl.errors import ConfigError
 from pvectl.records import Record as _Record
 
@@ -48,10 +49,8 @@ __all__ = [
     "load_config", "loads_config", "find_config", "DEFAULT_PORT", "CONFIG_NAME", "MAX_CONFIG_BYTES",
 ]
 
-DEFAULT_PORT = 8006
 CONFIG_NAME = "cluster-config.yaml"
 _CACHE_VERSION = 1
-VMID_MIN, VMID_MAX = 100, 999_999_999  # pve-common JSONSchema `pve-vmid`
 # A real cluster-config.yaml is a few KiB; a bigger file is the wrong file (a disk image, a log...)
 # and parsing it would take seconds and gigabytes before failing.
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -225,13 +224,6 @@ def _from_dict(d: dict[str, Any]) -> Config:
     )
 
 
-def _did_you_mean(word: str, choices: Any) -> str:
-    import difflib
-
-    m = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{m[0]}'?)" if m else ""
-
-
 # --------------------------------------------------------------------------------------------------
 # Lookup
 
@@ -336,62 +328,14 @@ def _cache_read(abspath: str, st: os.stat_result, env: Mapping[str, str]) -> dic
         import json
 
         obj = json.loads(raw)
+        doc = obj["doc"]
         if (obj.get("version") == _CACHE_VERSION and obj.get("path") == abspath
                 and obj.get("mtime_ns") == st.st_mtime_ns and obj.get("size") == st.st_size
-                and _doc_ok(obj["doc"])):
-            return obj["doc"]
+                and _doc_ok(doc)):
+            return doc
     except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
         pass
     return None
-
-
-# The shape of a validated document (what `_validate` returns and the cache stores). A cache entry of
-# any other shape (another version's, a truncated or hand-edited file) is ignored and rebuilt.
-_OPT_STR = (str, type(None))
-_RANGE_SHAPE = ("optional", {"start": (int,), "end": (int,)})
-_CONFIG_SHAPE = {
-    "path": _OPT_STR, "name": (str,), "clusters": [(str,)],
-    "nodes": ("non-empty", {"name": (str,), "host": (str,), "port": (int,), "ssh_host": _OPT_STR,
-                            "ssh_port": (int, type(None))}),
-    "credentials": {"pass_path": _OPT_STR, "ssh_user": (str,), "token_id": _OPT_STR, "token_file": _OPT_STR},
-    "tls": {"ca_file": _OPT_STR, "fingerprints": ("mapping", (str,)), "insecure": (bool,)},
-    "defaults": {"storage": _OPT_STR, "network_bridge": (str,)},
-    "tags": {"templates": _OPT_STR},
-    "vmid_ranges": {"vms": _RANGE_SHAPE, "templates": _RANGE_SHAPE},
-    "cloudinit": {"default_user": _OPT_STR, "ssh_keys_file": _OPT_STR},
-}
-_BLOCK_SHAPE = {"config": _CONFIG_SHAPE, "ca_file_mark": ("optional", ((int,), (str,)))}
-_DOC_SHAPE = {"multi": (bool,), "blocks": ("mapping", _BLOCK_SHAPE), "default_cluster": _OPT_STR,
-              "clusters_line": (int,), "path": _OPT_STR}
-
-
-def _shape_ok(value: Any, shape: Any) -> bool:
-    """`shape`: a dict (exactly these keys), a one-element list (a list of), a tuple of types (exact
-    types: a bool is not an int), a tuple of shapes (a fixed-length list), or ("optional" | "mapping" |
-    "non-empty", shape)."""
-    if isinstance(shape, dict):
-        return (type(value) is dict and value.keys() == shape.keys()
-                and all(_shape_ok(value[k], s) for k, s in shape.items()))
-    if isinstance(shape, list):
-        return type(value) is list and all(_shape_ok(x, shape[0]) for x in value)
-    if isinstance(shape[0], str):
-        kind, inner = shape
-        if kind == "optional":
-            return value is None or _shape_ok(value, inner)
-        if kind == "mapping":
-            return type(value) is dict and all(type(k) is str and _shape_ok(v, inner) for k, v in value.items())
-        return type(value) is list and len(value) > 0 and _shape_ok(value, [inner])
-    if isinstance(shape[0], type):
-        return type(value) in shape
-    return type(value) is list and len(value) == len(shape) and all(map(_shape_ok, value, shape))
-
-
-def _doc_ok(doc: Any) -> bool:
-    if not _shape_ok(doc, _DOC_SHAPE) or not doc["blocks"] or (not doc["multi"] and len(doc["blocks"]) != 1):
-        return False
-    if doc["default_cluster"] is not None and doc["default_cluster"] not in doc["blocks"]:
-        return False
-    return all((b["ca_file_mark"] is not None) == bool(b["config"]["tls"]["ca_file"]) for b in doc["blocks"].values())
 
 
 def _cache_write(abspath: str, st: os.stat_result, env: Mapping[str, str], doc: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
 """Validation of cluster-config.yaml over PyYAML's node tree (line numbers come from the nodes).
 
-Imported only when a config is parsed (a cold load, `loads_config`): a warm load takes the validated
-document from the cache and never imports this module or `yaml`. `validate()` returns that document
-(JSON-able, the shape `config._DOC_SHAPE` describes); every problem is a one-line `ConfigError`
+Imported only when a config is parsed (a cold load, `loads_config`), and it imports `yaml`: a warm
+load takes the validated document from the cache and never imports this module or `yaml`. `validate()` returns that document
+(JSON-able, the shape `configdoc.doc_ok` checks); every problem is a one-line `ConfigError`
 "<file>:<line>: <key>: <what is wrong / expected>".
 """
 
@@ -10,39 +10,43 @@ from __future__ import annotations
 
 import os
 
-from .config import DEFAULT_PORT, VMID_MAX, VMID_MIN, _did_you_mean
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .configdoc import DEFAULT_PORT, VMID_MAX, VMID_MIN
+from .configdoc import did_you_mean as _did_you_mean
 from .errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+    # a mapping's entries by key: (key node, value node)
+    Entries = dict[str, tuple[Node, Node]]
+
 __all__ = ["validate"]
+
 
 class _V:
     """Validator state: the file name for messages, the directory for relative paths."""
 
     def __init__(self, file: str, base_dir: str) -> None:
-        import yaml
-
-        self.yaml = yaml
         self.file = file
         self.base_dir = base_dir
         self.ctor = yaml.constructor.SafeConstructor()
 
     # -- messages
-    def fail(self, node: Any, key: str, what: str) -> NoReturn:
+    def fail(self, node: Node | None, key: str, what: str) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else 1
         raise ConfigError(f"{self.file}:{line}: {key}: {what}", file=self.file, line=line, key=key)
 
-    def line(self, node: Any) -> int:
-        return node.start_mark.line + 1
+    def line(self, node: Node) -> int:
+        return int(node.start_mark.line) + 1
 
-    def describe(self, node: Any) -> str:
-        y = self.yaml
-        if isinstance(node, y.MappingNode):
+    def describe(self, node: Node) -> str:
+        if isinstance(node, MappingNode):
             return "a mapping"
-        if isinstance(node, y.SequenceNode):
+        if isinstance(node, SequenceNode):
             return "a list"
         if not node.tag.startswith("tag:yaml.org,2002:"):
             return f"a value tagged {node.tag[:40]!r}"
@@ -55,18 +59,17 @@ class _V:
         return f"{kind} ({shown!r})"
 
     # -- structure
-    def mapping(self, node: Any, key: str, allowed: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
+    def mapping(self, node: Node, key: str, allowed: tuple[str, ...]) -> Entries:
         """{name: (key_node, value_node)} of a mapping node, with unknown/duplicate keys refused."""
-        y = self.yaml
-        if not isinstance(node, y.MappingNode):
+        if not isinstance(node, MappingNode):
             self.fail(node, key or "(top level)", f"expected a mapping, got {self.describe(node)}")
         self.ctor.flatten_mapping(node)  # YAML merge keys (<<)
-        out: dict[str, tuple[Any, Any]] = {}
+        out: Entries = {}
         prefix = f"{key}." if key else ""
         for knode, vnode in node.value:
-            if not isinstance(knode, y.ScalarNode) or knode.tag.rsplit(":", 1)[-1] != "str":
+            if not isinstance(knode, ScalarNode) or knode.tag.rsplit(":", 1)[-1] != "str":
                 self.fail(knode, key or "(top level)", f"keys must be strings, got {self.describe(knode)}")
-            name = knode.value
+            name = str(knode.value)
             if name in out:
                 self.fail(knode, prefix + name, f"duplicate key (first at line {self.line(out[name][0])})")
             if name not in allowed:
@@ -75,17 +78,16 @@ class _V:
             out[name] = (knode, vnode)
         return out
 
-    def section(self, m: dict[str, tuple[Any, Any]], name: str, key: str,
-                allowed: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
+    def section(self, m: Entries, name: str, key: str, allowed: tuple[str, ...]) -> Entries:
         """An optional sub-mapping; absent or null -> {}."""
         if name not in m or self.is_null(m[name][1]):
             return {}
         return self.mapping(m[name][1], key, allowed)
 
-    def is_null(self, node: Any) -> bool:
-        return isinstance(node, self.yaml.ScalarNode) and node.tag.endswith(":null")
+    def is_null(self, node: Node) -> bool:
+        return isinstance(node, ScalarNode) and node.tag.endswith(":null")
 
-    def scalar(self, node: Any, key: str, expected: str) -> Any:
+    def scalar(self, node: Node, key: str, expected: str) -> object:
         """The Python value of a scalar whose tag was checked; an explicit tag with a value it cannot
         hold (`!!int abc`, `!!bool maybe`) is a config error too."""
         try:
@@ -93,44 +95,48 @@ class _V:
         except Exception:  # noqa: BLE001 - PyYAML raises ValueError, KeyError, ConstructorError...
             self.fail(node, key, f"expected {expected}, got {self.describe(node)}")
 
-    def string(self, m: dict[str, tuple[Any, Any]], name: str, key: str, *, required: bool = False,
-               parent: Any = None, default: Any = None) -> Any:
+    def string(self, m: Entries, name: str, key: str, *, default: str | None = None) -> str | None:
+        """An optional string (`default` when absent or null)."""
         if name not in m or self.is_null(m[name][1]):
-            if required:
-                self.fail(m[name][0] if name in m else parent, key, "missing required key (expected a string)")
             return default
         node = m[name][1]
-        if not isinstance(node, self.yaml.ScalarNode) or not node.tag.endswith(":str"):
+        if not isinstance(node, ScalarNode) or not node.tag.endswith(":str"):
             self.fail(node, key, f"expected a string, got {self.describe(node)}")
-        value = node.value.strip()
+        value = str(node.value).strip()
         if not value:
             self.fail(node, key, "expected a non-empty string")
         return value
 
-    def path(self, m: dict[str, tuple[Any, Any]], name: str, key: str) -> str | None:
+    def required(self, m: Entries, name: str, key: str, *, parent: Node) -> str:
+        """A string that must be there (the error points at its key, or at `parent` when absent)."""
+        value = self.string(m, name, key)
+        if value is None:
+            self.fail(m[name][0] if name in m else parent, key, "missing required key (expected a string)")
+        return value
+
+    def path(self, m: Entries, name: str, key: str) -> str | None:
         v = self.string(m, name, key)
         if v is None:
             return None
         v = os.path.expanduser(v)
         return os.path.normpath(os.path.join(self.base_dir, v))
 
-    def integer(self, m: dict[str, tuple[Any, Any]], name: str, key: str, lo: int, hi: int,
-                default: int | None) -> int | None:
+    def integer(self, m: Entries, name: str, key: str, lo: int, hi: int, default: int | None) -> int | None:
         if name not in m:
             return default
         node = m[name][1]
-        if not isinstance(node, self.yaml.ScalarNode) or not node.tag.endswith(":int"):
+        if not isinstance(node, ScalarNode) or not node.tag.endswith(":int"):
             self.fail(node, key, f"expected an integer from {lo} to {hi}, got {self.describe(node)}")
         v = self.scalar(node, key, f"an integer from {lo} to {hi}")
-        if not lo <= v <= hi:
+        if not isinstance(v, int) or not lo <= v <= hi:
             self.fail(node, key, f"expected an integer from {lo} to {hi}, got {v}")
         return v
 
-    def boolean(self, m: dict[str, tuple[Any, Any]], name: str, key: str, default: bool) -> bool:
+    def boolean(self, m: Entries, name: str, key: str, default: bool) -> bool:
         if name not in m:
             return default
         node = m[name][1]
-        if not isinstance(node, self.yaml.ScalarNode) or not node.tag.endswith(":bool"):
+        if not isinstance(node, ScalarNode) or not node.tag.endswith(":bool"):
             self.fail(node, key, f"expected true or false, got {self.describe(node)}")
         return bool(self.scalar(node, key, "true or false"))
 
@@ -145,37 +151,36 @@ _RANGE = r"^\s*([0-9]+)\s*-\s*([0-9]+)\s*$"  # ASCII digits only: `\d` matches o
 def validate(data: bytes, file: str, base_dir: str, abspath: str | None) -> dict[str, Any]:
     """Parse and validate the whole file; the JSON-able result is what the cache stores."""
     v = _V(file, base_dir)
-    y = v.yaml
-    loader = getattr(y, "CSafeLoader", y.SafeLoader)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        root = y.compose(data, Loader=loader)
-    except y.MarkedYAMLError as e:
+        root = yaml.compose(data, Loader=loader)
+    except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
         what = " ".join(x for x in (e.problem, f"({e.context})" if e.context else None) if x)
         raise ConfigError(f"{file}:{line}: YAML syntax error: {what}", file=file, line=line) from None
-    except y.YAMLError as e:
+    except yaml.YAMLError as e:
         raise ConfigError(f"{file}:1: YAML error: {str(e).splitlines()[0]}", file=file, line=1) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{file}:1: not UTF-8 text ({e.reason})", file=file, line=1) from None
     if root is None or v.is_null(root):
         raise ConfigError(f"{file}:1: the file is empty; expected a mapping with a 'cluster:' section",
                           file=file, line=1)
-    if not isinstance(root, y.MappingNode):
+    if not isinstance(root, MappingNode):
         v.fail(root, "(top level)", f"expected a mapping with a 'cluster:' section, got {v.describe(root)}")
 
-    keys = [k.value for k, _ in root.value if isinstance(k, y.ScalarNode)]
+    keys = [k.value for k, _ in root.value if isinstance(k, ScalarNode)]
     if "clusters" in keys:
         for k, _ in root.value:
-            if isinstance(k, y.ScalarNode) and k.value in _TOP:
+            if isinstance(k, ScalarNode) and k.value in _TOP:
                 v.fail(k, k.value, "cannot be combined with 'clusters:'; move it into each clusters entry")
         m = v.mapping(root, "", _MULTI_TOP)
         knode, cnode = m["clusters"]
-        if not isinstance(cnode, y.MappingNode):
+        if not isinstance(cnode, MappingNode):
             v.fail(cnode if not v.is_null(cnode) else knode, "clusters",
                    f"expected a mapping of cluster name -> {{cluster: ...}}, got {v.describe(cnode)}")
         entries = v.mapping(cnode, "clusters", tuple(k.value for k, _ in cnode.value
-                                                     if isinstance(k, y.ScalarNode)))
+                                                     if isinstance(k, ScalarNode)))
         if not entries:
             v.fail(cnode, "clusters", "expected at least one cluster")
         blocks = {}
@@ -202,7 +207,7 @@ def validate(data: bytes, file: str, base_dir: str, abspath: str | None) -> dict
 _HOST_NAME = r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
 
 
-def _host(v: _V, node: Any, key: str, text: str) -> str:
+def _host(v: _V, node: Node, key: str, text: str) -> str:
     """A node's `host`: a DNS name, an IPv4 address or an IPv6 literal (written bare or in brackets,
     stored bare: `[::1]` -> `::1`). A port written into the host is refused with a pointer to `port:`,
     which is where pvectl (and the certificate check) takes it from."""
@@ -238,23 +243,22 @@ def _host(v: _V, node: Any, key: str, text: str) -> str:
     v.fail(node, key, f"expected a host name or IP address (no scheme, path or port), got {text!r}")
 
 
-def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -> dict[str, Any]:
+def _block(v: _V, node: Node, p: str, *, default_name: str | None, parent: Node) -> dict[str, Any]:
     import re
 
     m = v.mapping(node, p.rstrip("."), _TOP)
-    y = v.yaml
 
     # cluster
     if "cluster" not in m:
         v.fail(node, f"{p}cluster", "missing required section (expected name: and nodes:)")
     cl = v.mapping(m["cluster"][1], f"{p}cluster", ("name", "nodes"))
-    name = v.string(cl, "name", f"{p}cluster.name", required=default_name is None,
-                    parent=m["cluster"][0], default=default_name)
+    name = (v.required(cl, "name", f"{p}cluster.name", parent=m["cluster"][0]) if default_name is None
+            else v.string(cl, "name", f"{p}cluster.name", default=default_name))
     if "nodes" not in cl or v.is_null(cl["nodes"][1]):
         v.fail(cl["nodes"][0] if "nodes" in cl else m["cluster"][0], f"{p}cluster.nodes",
                "missing required key (expected a list of {name, host})")
     nlist = cl["nodes"][1]
-    if not isinstance(nlist, y.SequenceNode):
+    if not isinstance(nlist, SequenceNode):
         v.fail(nlist, f"{p}cluster.nodes", f"expected a list of {{name, host}}, got {v.describe(nlist)}")
     if not nlist.value:
         v.fail(nlist, f"{p}cluster.nodes", "no nodes: expected at least one {name, host}")
@@ -263,13 +267,13 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
     for i, nn in enumerate(nlist.value):
         k = f"{p}cluster.nodes[{i}]"
         nm = v.mapping(nn, k, ("name", "host", "port", "ssh_host", "ssh_port"))
-        nname = v.string(nm, "name", f"{k}.name", required=True, parent=nn)
+        nname = v.required(nm, "name", f"{k}.name", parent=nn)
         if not re.match(_NODE_NAME, nname):
             v.fail(nm["name"][1], f"{k}.name", f"not a valid node name: {nname!r} (letters, digits, '-')")
         if nname in seen:
             v.fail(nm["name"][1], f"{k}.name", f"duplicate node name '{nname}' (first at line {seen[nname]})")
         seen[nname] = v.line(nm["name"][1])
-        host = v.string(nm, "host", f"{k}.host", required=True, parent=nn)
+        host = v.required(nm, "host", f"{k}.host", parent=nn)
         host = _host(v, nm["host"][1], f"{k}.host", host)
         port = v.integer(nm, "port", f"{k}.port", 1, 65535, DEFAULT_PORT)
         nodes.append({"name": nname, "host": host, "port": port,
@@ -297,9 +301,10 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
         for nname in fm:
             key = f"{p}tls.fingerprints.{nname}"
             raw = v.string(fm, nname, key)
-            hexd = raw.replace(":", "").upper() if raw else ""
-            if not re.match(r"^[0-9A-F]{64}$", hexd) or (":" in raw and not re.match(
-                    r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}$", raw)):
+            text = raw or ""
+            hexd = text.replace(":", "").upper()
+            if not re.match(r"^[0-9A-F]{64}$", hexd) or (":" in text and not re.match(
+                    r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}$", text)):
                 v.fail(fm[nname][1], key, f"expected a SHA-256 fingerprint (32 hex byte pairs 'AB:CD:…'), "
                                           f"got {raw!r}")
             fps[nname] = ":".join(hexd[i:i + 2] for i in range(0, 64, 2))
@@ -323,8 +328,8 @@ def _block(v: _V, node: Any, p: str, *, default_name: str | None, parent: Any) -
         if rname not in vr or v.is_null(vr[rname][1]):
             continue
         rn = vr[rname][1]
-        text = rn.value if isinstance(rn, y.ScalarNode) else None
-        mm = re.match(_RANGE, text) if isinstance(text, str) else None
+        spec = rn.value if isinstance(rn, ScalarNode) else None
+        mm = re.match(_RANGE, spec) if isinstance(spec, str) else None
         if mm is None:
             v.fail(rn, key, f"expected a range FIRST-LAST like '100-899', got {v.describe(rn)}")
         lo, hi = int(mm.group(1)), int(mm.group(2))

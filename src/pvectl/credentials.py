@@ -23,7 +23,7 @@ from pvectl.errors import CredentialError, register_secret
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from typing import Mapping
+    from typing import Mapping, NoReturn
 
     from pvectl.config import Config
 
@@ -67,7 +67,7 @@ class Token:
     def __hash__(self) -> int:
         return hash((self.token_id, self.secret))
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Token is not picklable (it holds a secret)")
 
     @property

@@ -13,9 +13,19 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from typing import Any, TypeVar
+    from contextlib import AbstractContextManager
+    from typing import Any, Protocol, TypeVar
 
     R = TypeVar("R")
+
+    class _Bounding(Protocol):
+        def bounded(self, deadline: Deadline | None) -> AbstractContextManager[object]: ...
+
+    class _HasTransport(Protocol):
+        """What an operation's first argument (a Session) gives `bounds_every_request`."""
+
+        @property
+        def transport(self) -> _Bounding: ...
 
 # A read may use half of the time left (at least MIN_READ_SLICE s, at most all of it), so that one
 # node that does not answer leaves time for the other nodes and for the rest of the workflow.
@@ -69,7 +79,7 @@ def bounds_every_request(operation: Callable[..., R]) -> Callable[..., R]:
     import functools
 
     @functools.wraps(operation)
-    def bounded(session: Any, *args: Any, deadline: Deadline | float | None = None, **kw: Any) -> R:
+    def bounded(session: _HasTransport, *args: Any, deadline: Deadline | float | None = None, **kw: Any) -> R:
         d = Deadline.of(deadline)
         with session.transport.bounded(d):
             return operation(session, *args, deadline=d, **kw)

@@ -36,22 +36,9 @@ TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (
 if TYPE_CHECKING:
     from typing import Any, ClassVar
 
-class _lazy:
-    """A regex compiled on first use: compiling at import costs start-up time on every run."""
+    from .upid import Upid
 
-    __slots__ = ("_args", "_rx")
-
-    def __init__(self, *args: object) -> None:
-        self._args = args
-        self._rx = None
-
-    def __getattr__(self, name: str) -> object:
-        if self._rx is None:
-            import re
-
-            self._rx = re.compile(*self._args)  # type: ignore[arg-type]
-        return getattr(self._rx, name)
-
+from .lazyre import LazyPattern
 
 __all__ = [
     "PvectlError", "ConfigError", "CredentialError", "TlsError", "GuardRefused",
@@ -291,7 +278,7 @@ class DeadlineExceeded(NodeUnreachable):
 class TaskError(PvectlError):
     """Base of errors about a Proxmox task (a UPID)."""
 
-    def __init__(self, message: str, *, upid: Any, node: str | None = None, hint: str | None = None,
+    def __init__(self, message: str, *, upid: str | Upid, node: str | None = None, hint: str | None = None,
                  retryable: bool = False) -> None:
         super().__init__(message, hint=hint, retryable=retryable)
         self.upid = upid
@@ -304,7 +291,7 @@ class TaskFailed(TaskError):
 
     exit_code = 1
 
-    def __init__(self, upid: Any, exitstatus: str, log_tail: list[str] | tuple[str, ...] = (), *,
+    def __init__(self, upid: str | Upid, exitstatus: str, log_tail: list[str] | tuple[str, ...] = (), *,
                  message: str | None = None, hint: str | None = None, node: str | None = None) -> None:
         super().__init__(message or f"task {upid} failed: {exitstatus}", upid=upid, node=node,
                          hint=hint if hint is not None else f"pvectl task log {upid}")
@@ -317,7 +304,7 @@ class TaskTimeout(TaskError):
 
     exit_code = 4
 
-    def __init__(self, upid: Any, *, message: str | None = None, hint: str | None = None,
+    def __init__(self, upid: str | Upid, *, message: str | None = None, hint: str | None = None,
                  node: str | None = None) -> None:
         super().__init__(message or f"task {upid} still running at the deadline", upid=upid, node=node,
                          hint=hint if hint is not None else f"resume with: pvectl task wait {upid}",
@@ -328,18 +315,18 @@ class TaskTimeout(TaskError):
 # Mapping an HTTP error response to a type
 
 # pve-access-control RPCEnvironment.pm::check/check_any -> raise_perm_exc("$path, $privs")
-_PERM_RE = _lazy(r"^Permission check failed \((?P<path>/[^,()]*), (?P<priv>[A-Za-z0-9_.|]+)\)")
+_PERM_RE = LazyPattern(r"^Permission check failed \((?P<path>/[^,()]*), (?P<priv>[A-Za-z0-9_.|]+)\)")
 # pve-guest-common AbstractConfig.pm::check_lock: "<VM|CT> is locked (<lock>)"
-_LOCKED_RE = _lazy(r"\b(?:VM|CT) is locked \((?P<lock>[^)]*)\)")
+_LOCKED_RE = LazyPattern(r"\b(?:VM|CT) is locked \((?P<lock>[^)]*)\)")
 # pve-common Tools.pm::lock_file_full: "can't lock file '<file>' - got timeout"
-_LOCKFILE_RE = _lazy(r"can't lock file '(?P<file>[^']*)' - (?P<why>.*)$")
-_NOT_FOUND_RE = _lazy(
+_LOCKFILE_RE = LazyPattern(r"can't lock file '(?P<file>[^']*)' - (?P<why>.*)$")
+_NOT_FOUND_RE = LazyPattern(
     r"(?:^Configuration file '[^']*' does not exist"          # AbstractConfig.pm::load_config
     r"|unable to find configuration file for (?:VM|CT)"      # QemuConfig/LXC find_vmstate / check_running
     r"|\bdoes not exist\b"                                   # storage/snapshot/disk/bridge/group ...
     r"|^no such (?:task|user|cluster node|VM|vm|snapshot|storage)\b)")
-_EXISTS_RE = _lazy(r"\balready exists\b")
-_NODE_PATH_RE = _lazy(r"^/?(?:api2/json/)?nodes/([^/?]+)")
+_EXISTS_RE = LazyPattern(r"\balready exists\b")
+_NODE_PATH_RE = LazyPattern(r"^/?(?:api2/json/)?nodes/([^/?]+)")
 
 # AnyEvent::HTTP pseudo-statuses relayed by pveproxy (spec/pve-semantics.md §12.5)
 PROXY_STATUSES = frozenset({595, 596, 597, 599})

@@ -9,10 +9,14 @@ locks, VMID ranges, shrinking) Proxmox would not stop at all or only inside a ta
 
 from __future__ import annotations
 
-from typing import Any
-
 from .errors import GuardRefused
-from .units import parse_disk_size  # noqa: F401 - the size grammar lives in units.py; exit 2 when malformed
+from .units import parse_disk_size as parse_disk_size  # (re-exported) the size grammar lives in units.py
+
+TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .config import VmidRange
 
 
 def require_yes(yes: bool, action: str, what: str) -> None:
@@ -20,8 +24,8 @@ def require_yes(yes: bool, action: str, what: str) -> None:
         raise GuardRefused(f"{action} {what} needs confirmation", "add --yes (or confirm interactively)")
 
 
-def check_delete(*, vmid: int, name: str, status: str, config: dict[str, Any], vm_range: Any,
-                 template_range: Any, allow_template: bool, yes: bool) -> None:
+def check_delete(*, vmid: int, name: str, status: str, config: dict[str, Any], vm_range: VmidRange | None,
+                 template_range: VmidRange | None, allow_template: bool, yes: bool) -> None:
     """Delete: refuse a running VM, a template unless allowed, `protection: 1`, a locked VM, a VMID
     outside the configured ranges; always needs confirmation."""
     what = f"VM {vmid} ({name})"

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, TextIO
 
+    from rich.progress import Progress
+
 GIB = 1024**3
 MIB = 1024**2
 # Above this many rows a terminal table is plain aligned rows with a bold header, not a rich Table:
@@ -123,7 +125,7 @@ def kv(data: dict[str, Any], *, out: TextIO | None = None) -> None:
         out.write(f"{k.ljust(width)}  {'-' if v is None else v}\n")
 
 
-def progress_bars(out: TextIO, *, transient: bool = False) -> Any:
+def progress_bars(out: TextIO, *, transient: bool = False) -> Progress:
     """A started rich progress display on a terminal: description, bar, percent, elapsed time."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn

@@ -11,36 +11,24 @@ hex digits (9 after ~497 days of uptime). `id` may be empty. `user` is the token
 
 from __future__ import annotations
 
+from .lazyre import LazyPattern
 
-class _lazy:
-    """A regex compiled on first use: compiling at import costs start-up time on every run."""
-
-    __slots__ = ("_args", "_rx")
-
-    def __init__(self, *args: object) -> None:
-        self._args = args
-        self._rx = None
-
-    def __getattr__(self, name: str) -> object:
-        if self._rx is None:
-            import re
-
-            self._rx = re.compile(*self._args)  # type: ignore[arg-type]
-        return getattr(self._rx, name)
-
+TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Upid", "parse_upid", "is_upid"]
 
 # The decoder regex of UPID.pm::decode, anchored at the very end (`$` would also take a trailing
 # newline) and without control characters.
-_UPID_RE = _lazy(
+_UPID_RE = LazyPattern(
     r"^UPID:(?P<node>[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
     r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s/\x00-\x1f\x7f]+):"
     r"(?P<id>[^:\s/\x00-\x1f\x7f]*):(?P<user>[^:\s/\x00-\x1f\x7f]+):\Z"
 )
-_NODE_RE = _lazy(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\Z")
-_TYPE_RE = _lazy(r"^[^:\s/\x00-\x1f\x7f]+\Z")
-_ID_RE = _lazy(r"^[^:\s/\x00-\x1f\x7f]*\Z")
+_NODE_RE = LazyPattern(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\Z")
+_TYPE_RE = LazyPattern(r"^[^:\s/\x00-\x1f\x7f]+\Z")
+_ID_RE = LazyPattern(r"^[^:\s/\x00-\x1f\x7f]*\Z")
 
 
 class Upid:
@@ -75,13 +63,13 @@ class Upid:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Upid is immutable (cannot delete {name!r})")
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple[str, int, int, int, str, str, str]:
         return (self.node, self.pid, self.pstart, self.starttime, self.type, self.id, self.user)
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not Upid:
+        if not isinstance(other, Upid) or other.__class__ is not Upid:
             return NotImplemented
-        return self._key() == other._key()  # type: ignore[attr-defined]
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash(self._key())
@@ -89,7 +77,7 @@ class Upid:
     def __repr__(self) -> str:
         return "Upid(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self._FIELDS) + ")"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Callable[..., Upid], tuple[str | int | None, ...]]:
         return (Upid, self._key() + (self._text,))
 
     @classmethod
@@ -159,8 +147,8 @@ def _why_not(text: str) -> str:
         return (f"not a UPID: {shown!r} has {len(parts)} ':'-separated segments, expected 9 "
                 f"(UPID:node:pid:pstart:starttime:type:id:user: with a trailing colon)")
     names = ["", "node", "pid", "pstart", "starttime", "type", "id", "user"]
-    checks = [None, _NODE_RE, _lazy(r"^[0-9A-Fa-f]{8}\Z"), _lazy(r"^[0-9A-Fa-f]{8,9}\Z"),
-              _lazy(r"^[0-9A-Fa-f]{8}\Z"), _TYPE_RE, _ID_RE, _TYPE_RE]
+    checks = [None, _NODE_RE, LazyPattern(r"^[0-9A-Fa-f]{8}\Z"), LazyPattern(r"^[0-9A-Fa-f]{8,9}\Z"),
+              LazyPattern(r"^[0-9A-Fa-f]{8}\Z"), _TYPE_RE, _ID_RE, _TYPE_RE]
     expect = ["", "a node name", "8 hex digits", "8-9 hex digits", "8 hex digits",
               "a task type without ':', '/' or spaces", "no ':', '/' or spaces", "a user id"]
     for i in range(1, 8):

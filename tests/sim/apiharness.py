@@ -20,7 +20,7 @@ from pvectl.sim import wire
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import State, generate_state
 from pvectl.sim.routes import Api
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 FULL = "admin@pve!full"
 FULL_SECRET = "3f1c2b8e-0000-4000-8000-00000000f001"

@@ -26,7 +26,7 @@ from pvectl.cluster import Cluster
 from pvectl.sim.backend import Backend
 from pvectl.sim.cluster import Cluster as SimCluster
 from pvectl.sim.routes import Api
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from apiharness import Client, recorded, scaled, wait_until
 
 from pvectl.sim.backend import Backend
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 TIMEOUT_100 = "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout"
 TIMEOUT_103 = "can't lock file '/var/lock/qemu-server/lock-103.conf' - got timeout"

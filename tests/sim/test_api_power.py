@@ -14,7 +14,7 @@ from apiharness import FULL, FULL_SECRET, Client, auth, make_state, vms_by, wait
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.routes import Api
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 
 # ---------------------------------------------------------------- wrong state (row 3)

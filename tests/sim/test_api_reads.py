@@ -15,7 +15,7 @@ import pytest
 from apiharness import Client, vms_by
 
 from pvectl.sim.backend import Backend
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 UPID_RE = re.compile(r"^UPID:[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?:[0-9A-F]{8}:[0-9A-F]{8,9}:[0-9A-F]{8}:"
                      r"[^:\s/]+:[^:\s/]*:[^:\s/]+:$")

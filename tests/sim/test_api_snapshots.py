@@ -16,7 +16,7 @@ from apiharness import Client, auth, migration_log, scaled, wait_until
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import GIB, State, Storage, Volume
 from pvectl.sim.routes import Api
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 VM = "/nodes/pve1/qemu"
 

@@ -13,7 +13,7 @@ import pytest
 from apiharness import Client, scaled, wait_until
 
 from pvectl.sim.backend import Backend
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 
 def q(upid: str) -> str:

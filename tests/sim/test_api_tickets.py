@@ -17,7 +17,7 @@ from apiharness import FULL, FULL_SECRET, Client, auth
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.routes import Api
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 PASSWORD = "correct horse battery"
 

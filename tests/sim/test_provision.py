@@ -447,6 +447,18 @@ def test_count_with_one_failure_reports_all(sim: SimCluster, pve: Cluster) -> No
 # ------------------------------------------------------------------------------------------ dry-run
 
 
+def test_library_dry_run_with_wait_ip_plans_without_printing(sim: SimCluster, pve: Cluster) -> None:
+    """A library writer prints nothing (no `out`): a dry run that would wait for the guest's address
+    still returns its plan, and the planned writes are the result."""
+    seq = last_seq(sim)
+    writer = Writer(pve.config, pve.transport, "test", dry_run=True)
+    res = provision(pve.session, CloneSpec(TEMPLATE, "dry-ip-1", wait_ip=True), deadline=Deadline(60), writer=writer)
+    assert res.result == "planned"
+    assert writes(sim, seq) == []
+    assert [(w.method, w.path.rsplit("/", 1)[-1]) for w in writer.planned_writes()] == [
+        ("POST", "clone"), ("PUT", "config"), ("POST", "start")]
+
+
 def test_dry_run_changes_nothing_and_prints_encoded_curl(sim: SimCluster, pve: Cluster, keys_file: Path) -> None:
     before = {k: (v.node, dict(v.config), v.status) for k, v in sim.backend.state.vms.items()}
     vols = set(sim.backend.state.volumes)

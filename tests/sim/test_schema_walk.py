@@ -18,7 +18,7 @@ from apiharness import Client, vms_by
 
 from pvectl.sim.backend import Backend
 from pvectl.sim.models import Container
-from pvectl.sim.schema import Schema
+from pvectl.schema import Schema
 
 # Paths where real PVE answers an error for the simulated state, with the reason.
 DOCUMENTED_ERRORS: dict[str, tuple[int, str]] = {

@@ -12,7 +12,8 @@ import pytest
 from pvectl.config import VmidRange
 from pvectl.errors import AlreadyExists, GuardRefused
 from pvectl.provision import CloneSpec, VmidAllocator, allocator_for
-from pvectl.provision.plan import _choose_vmid, _Snapshot
+from pvectl.provision.plan import _choose_vmid
+from pvectl.provision.state import _Snapshot
 
 
 def test_lowest_free_id_skipping_used_and_given() -> None:

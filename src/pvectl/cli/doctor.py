@@ -129,8 +129,8 @@ def run(ctx: Context) -> int:
         return _finish(ctx, lines, 1)
     storage = cfg.defaults.storage if cfg.defaults and cfg.defaults.storage else "local-lvm"
     for command, needs in NEEDS:
-        missing = []
-        partial = []
+        missing: list[str] = []
+        partial: list[str] = []
         for path, priv in needs:
             path = path.format(storage=storage)
             if priv in effective(perms, path):

@@ -10,12 +10,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..deadline import Deadline
 from ..errors import (AlreadyExists, GuardRefused, Locked, NodeUnreachable, NotFound, PvectlError, TaskFailed,
                       TaskTimeout)
-from ..tasks.task import Deadline
 from ..writes import Write
-from .names import NameInFlight, Names, clone_upid, cloning, known_name
-from .plan import _MARKER_RE, _existing, _Plan, _Run, marker_line, request_of
+from .names import NameInFlight, Names, clone_upid
+from .plan import _MARKER_RE, _existing, _Plan, marker_line, request_of
+from .state import _Run, _Snapshot, cloning, known_name
 from .steps import _wait_task
 from .types import ProvisionFailed, ProvisionResult
 
@@ -100,7 +101,7 @@ def _before_post(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
         run.emit(spec.name, plan.vmid, "clone", "warning", f"VMID {old} was taken meanwhile; trying VMID {plan.vmid}")
 
 
-def _taken(run: _Run, plan: _Plan, res: ProvisionResult, snap: Any) -> ProvisionResult:
+def _taken(run: _Run, plan: _Plan, res: ProvisionResult, snap: _Snapshot) -> ProvisionResult:
     """The result when another VM took the name after this run planned it: `exists` (made by pvectl
     from this template; not finished by this run: its maker is at it), or a refusal."""
     spec, tpl = plan.spec, plan.template
@@ -385,7 +386,8 @@ def fail_nothing_made(run: _Run, plan: _Plan, res: ProvisionResult, step: str, e
         res.node = str(left.get("node", plan.node))
         msg = f"clone of template {plan.template.vmid} as VM {plan.vmid} ({spec.name}) failed: {exc.message}; " \
               f"VM {plan.vmid} still exists on {res.node}"
-        hint_ = hint or f"look at it (pvectl vm status {plan.vmid}) and delete it: pvectl vm delete {plan.vmid} --yes"
+        hint_: str | None = hint or (f"look at it (pvectl vm status {plan.vmid}) and delete it: "
+                                     f"pvectl vm delete {plan.vmid} --yes")
     else:
         res.state = "absent"
         verified = " (checked: Proxmox removed the half-made VM)" if created is None else ""

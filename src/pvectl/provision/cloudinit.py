@@ -128,7 +128,7 @@ def boot_disk(config: dict[str, Any]) -> str | None:
     return None
 
 
-def pick_ip(interfaces: Any) -> tuple[str | None, str | None]:
+def pick_ip(interfaces: object) -> tuple[str | None, str | None]:
     """(first non-loopback, non-link-local IPv4, first global IPv6) from a guest agent
     `network-get-interfaces` answer. Interfaces without `ip-addresses` (DHCP still running) are skipped
     (pain point #8)."""

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..http import Transport
+
 
 class _Limits:
     """Bounded concurrency for bulk work: clone tasks per node and per target storage (pain point #2:
@@ -27,7 +32,7 @@ class _LimitedTransport:
     """Keeps at most `per_node` requests in flight per node from this process (pveproxy and pvedaemon
     run 3 workers per node: pve-semantics C14). Everything else is the wrapped Transport's."""
 
-    def __init__(self, inner: Any, per_node: int = 3) -> None:
+    def __init__(self, inner: Transport, per_node: int = 3) -> None:
         self._inner = inner
         self._per_node = per_node
         self._lock = threading.Lock()
@@ -41,21 +46,21 @@ class _LimitedTransport:
                 s = self._sems[key] = threading.BoundedSemaphore(self._per_node)
             return s
 
-    def request(self, method: str, path: str, params: Any = None, *, node: str | None = None,
+    def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, *, node: str | None = None,
                 raw: bool = False) -> Any:
         with self._sem(node):
             return self._inner.request(method, path, params, node=node, raw=raw)
 
-    def get(self, path: str, params: Any = None, **kw: Any) -> Any:
+    def get(self, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("GET", path, params, **kw)
 
-    def post(self, path: str, params: Any = None, **kw: Any) -> Any:
+    def post(self, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("POST", path, params, **kw)
 
-    def put(self, path: str, params: Any = None, **kw: Any) -> Any:
+    def put(self, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("PUT", path, params, **kw)
 
-    def delete(self, path: str, params: Any = None, **kw: Any) -> Any:
+    def delete(self, path: str, params: Mapping[str, Any] | None = None, **kw: Any) -> Any:
         return self.request("DELETE", path, params, **kw)
 
     def close(self) -> None:      # the wrapped transport belongs to the caller's Cluster

@@ -27,57 +27,20 @@ takes (a request stuck in transit) can still make a second VM.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..deadline import Deadline
 from ..errors import PvectlError, TaskTimeout
+from .state import cloning, known_name
 
 if TYPE_CHECKING:
-    from .plan import _Run, _Snapshot
+    from .state import _Run, _Snapshot
 
 # qemu-server >= 9.1.6 first log line; older versions: the new volume names (pve-semantics §2.1)
 _NEWID_RE = re.compile(r"creating a clone of VM \d+ with ID (\d+)")
 _VOLUME_RE = re.compile(r"\bvm-(\d+)-(?:disk|cloudinit)\b")
 NAME_WAIT_WITHOUT_DEADLINE = 600.0
-
-
-def known_name(entry: dict[str, Any]) -> str | None:
-    """The VM's name, or None while Proxmox shows the placeholder `VM <id>` (no name in the config: a
-    `VM 105` is never a real name, it is not a DNS name)."""
-    name = entry.get("name")
-    if not name or name == f"VM {entry.get('vmid')}":
-        return None
-    return str(name)
-
-
-def cloning(entry: dict[str, Any]) -> bool:
-    return entry.get("lock") == "clone"
-
-
-class InFlight:
-    """This process's own clones in flight (VMID -> name), shared by every run on one Cluster, so that a
-    bulk run never waits for its own siblings."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._names: dict[int, str] = {}
-
-    def note(self, vmid: int, name: str) -> None:
-        with self._lock:
-            self._names[vmid] = name
-
-    def done(self, vmid: int) -> None:
-        with self._lock:
-            self._names.pop(vmid, None)
-
-    def name(self, vmid: int) -> str | None:
-        with self._lock:
-            return self._names.get(vmid)
-
-    def vmids(self, name: str) -> list[int]:
-        with self._lock:
-            return [v for v, n in self._names.items() if n == name]
 
 
 class NameInFlight(TaskTimeout):
@@ -197,16 +160,14 @@ class Names:
             entry = found
         return entry
 
-    def _limit(self) -> Any:
-        from ..tasks.task import Deadline
-
+    def _limit(self) -> Deadline:
         return self.run.deadline if self.run.deadline.remaining() is not None else Deadline(NAME_WAIT_WITHOUT_DEADLINE)
 
-    def _pause(self, pause: float, limit: Any) -> float:
+    def _pause(self, pause: float, limit: Deadline) -> float:
         remaining = limit.remaining()
         return max(0.05, min(pause, remaining)) if remaining is not None else pause
 
-    def _wait(self, entries: list[dict[str, Any]], limit: Any, *, named: bool) -> None:
+    def _wait(self, entries: list[dict[str, Any]], limit: Deadline, *, named: bool) -> None:
         if limit.expired() or self.run.stopped:
             raise NameInFlight(self.name, entries, {int(e["vmid"]): self.upid(e) for e in entries}, named)
         for e in entries:
@@ -220,11 +181,3 @@ class Names:
             msg = (f"waiting for the clone of {what}, which makes {wanted}" if named else
                    f"waiting for the clone in flight {what}: its name is not known yet and could be {wanted}")
             self.run.emit(self.name or "-", None, "plan", "info", msg)
-
-
-
-def in_flight_for(session: Any) -> InFlight:
-    """One registry per connection to the cluster (kept with its VMID allocator), shared by its threads."""
-    from .vmids import allocator_for
-
-    return allocator_for(session).in_flight

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExists, ApiError, GuardRefused, NodeUnreachable, UsageError
-from ..tasks.task import Deadline
-from ..templates import resolve_template
+from ..errors import AlreadyExists, GuardRefused, NodeUnreachable, UsageError
 from ..units import parse_memory
-from ..writes import Writer
 from .cloudinit import (
     _DISK_RE,
     _DNS_NAME_RE,
@@ -22,13 +17,11 @@ from .cloudinit import (
     net_bridge,
     read_ssh_keys,
 )
-from .limits import _Limits
-from .names import Names, known_name, in_flight_for
-from .types import CloneSpec, EventCallback, ProvisionEvent, ProvisionResult
-from .vmids import allocator_for
+from .names import Names
+from .state import _Run, _Snapshot, known_name
+from .types import CloneSpec, ProvisionResult
 
 if TYPE_CHECKING:
-    from ..session import Session
     from ..vms.reads import VmSummary
 
 # The description line written by the clone POST; a later run finds the VM by name and this line. The
@@ -44,12 +37,12 @@ def marker_line(tpl_vmid: int, tpl_name: str, request: str) -> str:
     return MARKER.format(vmid=tpl_vmid, name=tpl_name) + f"; request {request}"
 
 
-def request_of(description: Any) -> str | None:
+def request_of(description: object) -> str | None:
     m = _REQUEST_RE.search(str(description or ""))
     return m.group(1) if m else None
 
 
-def configured(description: Any) -> bool:
+def configured(description: object) -> bool:
     """False only for a VM whose marker carries a request id but not `; configured` (the config PUT
     never ran); a VM made before request ids existed counts as configured."""
     first = next((ln for ln in str(description or "").splitlines() if _MARKER_RE.match(ln)), "")
@@ -78,145 +71,6 @@ class _Plan:
     description: str = ""                    # the description the clone POST sets
 
 
-class _Snapshot:
-    """One read of `/cluster/resources` (all types), split by type."""
-
-    def __init__(self, entries: list[dict[str, Any]]) -> None:
-        self.vms = [e for e in entries if e.get("type") in ("qemu", "lxc")]
-        self.nodes = {e["node"]: e for e in entries if e.get("type") == "node"}
-        self.storages: dict[tuple[str, str], dict[str, Any]] = {
-            (e["node"], e["storage"]): e for e in entries if e.get("type") == "storage"}
-        self._by_vmid: dict[int, dict[str, Any]] | None = None
-        self._by_name: dict[str, list[dict[str, Any]]] | None = None
-
-    @property
-    def used_vmids(self) -> AbstractSet[int]:
-        return self._vmids().keys()
-
-    def _vmids(self) -> dict[int, dict[str, Any]]:
-        if self._by_vmid is None:
-            self._by_vmid = {int(e["vmid"]): e for e in self.vms if "vmid" in e}
-        return self._by_vmid
-
-    def vm(self, vmid: int) -> dict[str, Any] | None:
-        return self._vmids().get(vmid)
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        """VMs that carry `name` (indexed once: planning thousands of names stays linear)."""
-        if self._by_name is None:
-            index: dict[str, list[dict[str, Any]]] = {}
-            for e in self.vms:
-                n = known_name(e)
-                if e.get("type") == "qemu" and n is not None:
-                    index.setdefault(n, []).append(e)
-            self._by_name = index
-        return list(self._by_name.get(name, []))
-
-    def storage_on(self, node: str, sid: str) -> dict[str, Any] | None:
-        return self.storages.get((node, sid))
-
-    def shared(self, sid: str) -> bool:
-        return any(int(e.get("shared", 0) or 0) for (_, s), e in self.storages.items() if s == sid)
-
-    def online(self, node: str) -> bool:
-        e = self.nodes.get(node)
-        return e is not None and e.get("status") == "online"
-
-
-class _RunDeadline(Deadline):
-    """The run's deadline; it is over at once when the run is stopped (Ctrl-C), so every wait
-    (`Task.wait` included) returns at its next look at the clock."""
-
-    __slots__ = ("stop",)
-
-    def __init__(self, base: Deadline, stop: threading.Event) -> None:
-        self.at = base.at
-        self.stop = stop
-
-    def remaining(self) -> float | None:
-        return -1.0 if self.stop.is_set() else Deadline.remaining(self)
-
-    def expired(self) -> bool:
-        return self.stop.is_set() or Deadline.expired(self)
-
-
-class _Run:
-    """State shared by the workflows of one `provision` / `provision_many` call."""
-
-    def __init__(self, session: Session, writer: Writer, deadline: Deadline, on_event: EventCallback | None,
-                 limits: _Limits | None = None) -> None:
-        self.session = session
-        self.t = session.transport
-        self.writer = writer
-        self.on_event = on_event
-        self.limits = limits
-        self.allocator = allocator_for(session)
-        self.in_flight = in_flight_for(session)
-        self.stop = threading.Event()          # set on Ctrl-C: no new write, waits end at once
-        self.deadline = _RunDeadline(deadline, self.stop)
-        self.live: list[ProvisionResult] = []  # every VM this run has started to make
-        self.vmid_floor: int | None = None     # planning many: ids below it are used or handed out
-        self._templates: dict[str, VmSummary] = {}
-        self._tconfigs: dict[int, dict[str, Any]] = {}
-        self._bridges: dict[str, set[str] | None] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def dry_run(self) -> bool:
-        return self.writer.dry_run
-
-    @property
-    def stopped(self) -> bool:
-        return self.stop.is_set()
-
-    def track(self, res: ProvisionResult) -> None:
-        with self._lock:
-            self.live.append(res)
-
-    def emit(self, name: str, vmid: int | None, step: str, state: str, message: str,
-             fraction: float | None = None) -> None:
-        if self.on_event is not None:
-            self.on_event(ProvisionEvent(name, vmid, step, state, message, fraction))
-
-    def snapshot(self) -> _Snapshot:
-        return _Snapshot(self.t.get("/cluster/resources"))
-
-    def template(self, ref: str | int) -> VmSummary:
-        key = str(ref)
-        with self._lock:
-            hit = self._templates.get(key)
-        if hit is None:
-            hit = resolve_template(self.session, ref)
-            with self._lock:
-                self._templates[key] = hit
-        return hit
-
-    def template_config(self, tpl: VmSummary) -> dict[str, Any]:
-        with self._lock:
-            hit = self._tconfigs.get(tpl.vmid)
-        if hit is None:
-            hit = self.t.get(f"/nodes/{tpl.node}/qemu/{tpl.vmid}/config", node=tpl.node)
-            with self._lock:
-                self._tconfigs[tpl.vmid] = hit
-        return hit
-
-    def bridges(self, node: str) -> set[str] | None:
-        """Bridges on `node` (GET /nodes/{node}/network?type=any_bridge), None when not known."""
-        with self._lock:
-            if node in self._bridges:
-                return self._bridges[node]
-        found: set[str] | None
-        try:
-            found = {e["iface"] for e in self.t.get(f"/nodes/{node}/network", {"type": "any_bridge"}, node=node)
-                     if e.get("iface")}
-        except (ApiError, KeyError, TypeError):
-            found = None        # an API without the endpoint, or no Sys.Audit: not checked
-        with self._lock:
-            self._bridges[node] = found
-        return found
-
-
-
 def _check_spec(spec: CloneSpec) -> None:
     if not _DNS_NAME_RE.match(spec.name):
         raise UsageError(f"'{spec.name}' is not a valid VM name",
@@ -229,7 +83,7 @@ def _check_spec(spec: CloneSpec) -> None:
     if spec.cores is not None and not 1 <= int(spec.cores) <= 8192:
         raise UsageError(f"invalid cores {spec.cores}: 1 to 8192")
     if spec.disk_size is not None:
-        from ..guards import parse_disk_size
+        from ..units import parse_disk_size
 
         parse_disk_size(spec.disk_size)
     if spec.disk is not None and not _DISK_RE.match(spec.disk):

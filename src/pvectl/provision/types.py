@@ -103,6 +103,7 @@ class ProvisionFailed(PvectlError):
         super().__init__(message, hint=hint, retryable=cause.retryable)
         self.result = result
         self.cause = cause
+        # (each error class sets `exit_code` as a ClassVar; a failed workflow exits as its cause does)
         self.exit_code = cause.exit_code  # type: ignore[misc]
         self.upid = getattr(cause, "upid", None)
         self.node = result.node

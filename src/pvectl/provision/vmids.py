@@ -1,17 +1,43 @@
-"""VMID allocation inside one process (nothing on the server reserves an id)."""
+"""Per-connection state of this process: VMID allocation (nothing on the server reserves an id) and
+the clones this process has in flight with the names they make."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Set as AbstractSet
 import weakref
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GuardRefused
-from .names import InFlight
 
 if TYPE_CHECKING:
     from ..session import Session
+
+
+class InFlight:
+    """This process's own clones in flight (VMID -> name), shared by every run on one connection, so
+    that a bulk run never waits for its own siblings."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: dict[int, str] = {}
+
+    def note(self, vmid: int, name: str) -> None:
+        with self._lock:
+            self._names[vmid] = name
+
+    def done(self, vmid: int) -> None:
+        with self._lock:
+            self._names.pop(vmid, None)
+
+    def name(self, vmid: int) -> str | None:
+        with self._lock:
+            return self._names.get(vmid)
+
+    def vmids(self, name: str) -> list[int]:
+        with self._lock:
+            return [v for v, n in self._names.items() if n == name]
+
 
 class VmidAllocator:
     """Hands out VMIDs inside one process without ever giving one out twice: the lowest id in the range
@@ -84,3 +110,6 @@ def allocator_for(session: Session) -> VmidAllocator:
         return a
 
 
+def in_flight_for(session: Session) -> InFlight:
+    """One registry per connection to the cluster (kept with its VMID allocator), shared by its threads."""
+    return allocator_for(session).in_flight

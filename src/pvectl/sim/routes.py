@@ -20,7 +20,7 @@ from .wire import JSON_HEADERS, error_response
 from .access import AccessRoutes
 from .backend import ApiFail, Backend, Caller
 from .resources import ResourceEncoder
-from .schema import ParamError, Schema, decode_urlencoded
+from ..schema import ParamError, Schema, decode_urlencoded
 from .snapshots import SnapshotRoutes, Snapshots
 
 Handler = Callable[[str, Caller, dict[str, Any]], Any]

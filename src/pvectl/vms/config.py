@@ -136,7 +136,7 @@ def set_config(session: Session, ref: str | int, values: dict[str, str], *, dele
 def validate_config_params(vm: VmSummary, params: dict[str, Any]) -> None:
     """Check keys and values against the official schema (PUT /nodes/{node}/qemu/{vmid}/config)
     before anything is sent; errors name each field."""
-    from ..sim.schema import ParamError, Schema
+    from ..schema import ParamError, Schema
 
     schema = Schema.load()
     endpoint = schema.endpoint("PUT", "/nodes/{node}/qemu/{vmid}/config")

@@ -25,7 +25,7 @@ from .base import READERS, Ctx, check_permissions, generic, reader
 
 if TYPE_CHECKING:
     from ..backend import Backend, Caller
-    from ..schema import Endpoint, Schema
+    from ...schema import Endpoint, Schema
 
 __all__ = ["Ctx", "answer", "reader", "serves"]
 

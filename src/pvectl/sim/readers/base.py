@@ -12,7 +12,7 @@ from ..backend import ApiFail, Caller, perm_fail
 
 if TYPE_CHECKING:
     from ..backend import Backend
-    from ..schema import Endpoint, Schema
+    from ...schema import Endpoint, Schema
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""Schema matching, PVE-exact parameter validation and pveproxy's form decoding (`pvectl.sim.schema`)."""
+"""Schema matching, PVE-exact parameter validation and pveproxy's form decoding (`pvectl.schema`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pvectl.sim.schema import Endpoint, ParamError, RepeatedValue, Schema, decode_urlencoded, split_list
+from pvectl.schema import Endpoint, ParamError, RepeatedValue, Schema, decode_urlencoded, split_list
 
 NOT_IN_SCHEMA = "property is not defined in schema and the schema does not allow additional properties"
 MISSING = "property is missing and it is not optional"

@@ -60,3 +60,14 @@ def test_an_answer_that_is_not_json_is_an_error_naming_the_request(server: FakeP
         one(server, pki).get("/version")
     assert str(ei.value) == "GET /version: pve1 answered 200 with a body that is not JSON"
     assert ei.value.exit_code == 1
+
+
+def test_a_ca_file_that_is_not_a_certificate_is_refused_with_a_hint(tmp_path: Any) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    t = make([Node(name="pve1", host="127.0.0.1", port=8006)], Tls(ca_file=str(bad)))
+    with pytest.raises(TlsError) as ei:
+        t.get("/version")
+    assert str(ei.value).startswith(f"cannot load tls.ca_file {bad}: ")
+    assert ei.value.hint == "tls.ca_file must be the cluster CA in PEM (/etc/pve/pve-root-ca.pem)"
+    assert ei.value.exit_code == 5

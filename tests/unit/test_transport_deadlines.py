@@ -12,16 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_http import (  # noqa: F401  (pki, server: fixtures; _close_transports: autouse)
-    AUTH,
-    FakePVE,
-    _close_transports,
-    answer_after,
-    ca_tls,
-    make,
-    pki,
-    server,
-)
+from test_http import AUTH, FakePVE, _close_transports, answer_after, ca_tls, make, pki, server  # noqa: F401
 
 from pvectl.config import Node
 from pvectl.deadline import Deadline

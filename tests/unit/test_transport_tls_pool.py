@@ -11,15 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from test_http import (  # noqa: F401  (pki, server: fixtures; _close_transports: autouse)
-    FakePVE,
-    _close_transports,
-    answer_after,
-    ca_tls,
-    make,
-    pki,
-    server,
-)
+from test_http import FakePVE, _close_transports, answer_after, ca_tls, make, pki, server  # noqa: F401
 
 from pvectl.config import Node, Tls
 from pvectl.errors import NodeUnreachable, TlsError

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_http import FakePVE, _close_transports, answer_after, ca_tls, make, pki, server  # noqa: F401
+from test_http import FakePVE, _close_transports, _free_port, answer_after, ca_tls, make, pki, server  # noqa: F401
 
 from pvectl.config import Node
 from pvectl.deadline import Deadline
@@ -133,3 +133,59 @@ def test_a_node_that_did_not_answer_through_one_relay_is_not_asked_through_anoth
 def test_a_transport_needs_a_node() -> None:
     with pytest.raises(ValueError, match=r"^Transport needs at least one node$"):
         Transport([])
+
+
+# -- how long a write waits, a read to a node that failed before ------------------------------------------
+
+def test_a_write_waits_for_its_answer_as_long_as_the_deadline_allows(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    """A read would give up after half the time left (1.25 s of 2.5 s); a write is never sent twice,
+    so it waits for its answer (1.5 s) up to the deadline."""
+    server.script[("POST", "/api2/json/nodes/pve1/qemu/100/status/start")] = [answer_after(1.5)]
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki), deadline=Deadline(2.5))
+    assert t.post("/nodes/pve1/qemu/100/status/start") is None
+    assert len(server.requests) == 1
+
+
+def test_a_node_that_failed_before_is_probed_with_the_short_timeout_by_reads_only(
+        server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/nodes/pve1/status")] = [answer_after(2)]
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki), retries=0, read_timeout=1.0,
+             probe_timeout=0.3, reprobe_after=0.1)
+    with pytest.raises(NodeUnreachable):
+        t.get("/nodes/pve1/status")                      # no answer within 1 s: pve1 is marked
+    time.sleep(0.15)                                     # its back-off is over: the next read probes it
+    t0 = time.monotonic()
+    with pytest.raises(NodeUnreachable):
+        t.get("/nodes/pve1/status")
+    assert time.monotonic() - t0 < 0.3 + 0.4
+    time.sleep(0.35)                                     # the back-off doubled to 0.2 s
+    server.script[("POST", "/api2/json/nodes/pve1/qemu/100/status/start")] = [answer_after(0.6)]
+    assert t.post("/nodes/pve1/qemu/100/status/start") is None   # a write still gets the read timeout
+
+
+# -- which nodes a request goes to -------------------------------------------------------------------------
+
+def test_a_request_for_a_down_node_goes_on_to_the_others(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    down = _free_port()
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port), Node(name="pve2", host="127.0.0.1", port=down)],
+             ca_tls(pki))
+    assert t.request("GET", "/cluster/resources", node="pve2", raw=True).node == "pve1"
+    assert t.request("GET", "/cluster/resources", node="pve9", raw=True).node == "pve1"   # not configured
+
+
+def test_a_node_skipped_in_its_back_off_is_named_when_no_node_answers(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    down = _free_port()
+    t = make([Node(name="pve1", host="127.0.0.1", port=down), Node(name="pve2", host="127.0.0.1", port=server.port)],
+             ca_tls(pki), retries=0)
+    assert t.get("/version") is None                     # pve1 refused: marked, pve2 answered
+    server.script[("GET", "/api2/json/cluster/resources")] = [_hang_up]
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/cluster/resources")
+    assert ei.value.message.startswith(f"no node reachable: pve1 (127.0.0.1:{down}: ")
+    assert "(skipped)" in ei.value.message and f"pve2 (127.0.0.1:{server.port}: connection closed" in ei.value.message
+
+
+def test_encode_params_takes_pairs_with_repeated_keys() -> None:
+    from pvectl.http import encode_params
+
+    assert encode_params([("tags", "a"), ("tags", "b c"), ("x", None)]) == "tags=a&tags=b+c"

@@ -4,7 +4,9 @@
 - vmid-claimed-twice: two commands report the same VMID created with no successful delete between;
 - lost-vm: a VM is gone and no command that reported success (or the delete's UPID) removed it;
 - outcome: a command failed without a typed error, with an undocumented exit code, with a traceback
-  or `internal error`, without the UPID on exit 4, or ran past its deadline by more than the margin;
+  or `internal error`, or ran past its deadline by more than the margin; exit 4 ("still running at the
+  deadline") without either a UPID and the command that resumes it, or the plain statement that nothing
+  changed (the deadline came before anything was sent, or a read had no answer) and how to re-run;
 - state-not-reported: a command that failed or was interrupted does not name a VM it made;
 - double-write: one command's write reached the cluster twice although the first was carried out;
 - audit: the audit log disagrees with what the cluster carried out (writes, UPIDs, task results);
@@ -31,6 +33,9 @@ _CLONE_PATH = re.compile(r"^/nodes/[^/]+/qemu/\d+/clone$")
 _VM_PATH = re.compile(r"^/nodes/[^/]+/qemu/(\d+)$")
 _NOTHING_MADE = re.compile(r"nothing (was )?created", re.IGNORECASE)
 _UNCERTAIN = "may or may not have been applied"
+_RESUME = re.compile(r"pvectl task (wait|status) UPID:|resume with", re.IGNORECASE)
+_NOTHING_CHANGED = re.compile(r"nothing (was )?changed", re.IGNORECASE)
+_RERUN = re.compile(r"\bretry\b|\brun (it|the command|the same command) again\b|\bre-run\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -217,9 +222,19 @@ def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Viola
             v("exit-code", f"exit {op.exit_code}")
         if op.exit_code not in (0, INTERRUPTED_EXIT, -signal.SIGINT) and not has_typed_report(op):
             v("untyped-error", f"exit {op.exit_code} without a typed error: {op.output.strip()[-200:]!r}")
-        if op.exit_code == 4 and "UPID:" not in op.output:
-            v("exit-4-without-upid", "still running at the deadline but no UPID to resume with")
+        if op.exit_code == 4 and not exit_4_reported(op.output):
+            v("exit-4-without-upid", "exit 4 with neither a UPID and the command to resume it, nor the "
+                                     "statement that nothing changed and how to re-run")
     return out
+
+
+def exit_4_reported(text: str) -> bool:
+    """Exit 4 says "still running at the deadline": the output names the task (UPID) and how to resume,
+    or - when nothing was sent, or only reads went unanswered - says that nothing changed and how to
+    re-run the command."""
+    if "UPID:" in text and _RESUME.search(text):
+        return True
+    return bool(_NOTHING_CHANGED.search(text) and _RERUN.search(text))
 
 
 def _first_line_with(text: str, needle: str) -> str:
@@ -364,10 +379,12 @@ def check_clones_finished(h: History, template_tag: str = "template") -> list[Vi
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) "
                                      f"with VM {vmid} {item.get('status')}, though --start was asked for", op.op_id))
             vm = after.get(vmid) if isinstance(vmid, int) else None
-            if vm is not None and template_tag in re.split(r"[;, ]", vm.tags):
-                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
-                                     f"VM {vmid} still carries the template's tag {template_tag!r}", op.op_id))
-            elif vm is not None and vm.lock is None and vm.name != name:
+            if vm is None or vm.lock == "clone":
+                continue          # gone, or its VMID already taken again by a clone in flight (after a delete)
+            if vm.name != name:
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
                                      f"VM {vmid} is named {vm.name!r}, not {name!r}", op.op_id))
+            elif template_tag in re.split(r"[;, ]", vm.tags):
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
+                                     f"VM {vmid} still carries the template's tag {template_tag!r}", op.op_id))
     return out

@@ -72,12 +72,11 @@ def _before_post(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
     if run.stopped or run.deadline.expired():
         res.state = "absent"
         res.result = "not started"
-        why = "stopped (Ctrl-C)" if run.stopped else "the deadline passed"
-        raise ProvisionFailed(res, TaskTimeout("-", message=f"{why} before the clone of '{spec.name}' started: "
-                                                            f"nothing was created for it",
-                                               hint="run the command again to make the rest"),
-                              f"{why} before the clone of '{spec.name}' started: nothing was created for it",
-                              "run the command again to make the rest")
+        # exit 4 without a task to resume: say plainly that nothing was sent, and how to run it again
+        why = "stopped (Ctrl-C)" if run.stopped else "deadline reached"
+        msg = f"{why} before the clone request for '{spec.name}' was sent; nothing changed for it"
+        hint = f"run the command again to make the rest: {run.writer.command}"
+        raise ProvisionFailed(res, TaskTimeout("-", message=msg, hint=hint), msg, hint)
     if run.dry_run:
         return
     names = Names(run, spec.name)

@@ -1,15 +1,31 @@
 """`pvectl` command line: parse -> call the library -> render.
 
 Start-up time matters (agents call this hundreds of times; DESIGN §3b): this module imports only
-argparse, os and sys. Each command imports what it needs when it runs, and the API token's `pass`
+argparse, os, signal and sys. Each command imports what it needs when it runs, and the API token's `pass`
 decryption is started before the HTTP/TLS modules are imported so the two overlap.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+import signal
 import sys
+
+
+def _interrupted_at_start_up(signum: int, frame: object) -> None:
+    """Ctrl-C while the command is still being imported and parsed: one line and exit 130, never a
+    traceback (main() hands Ctrl-C back to Python right before the command runs)."""
+    os.write(2, b"pvectl: interrupted\n")
+    os._exit(130)
+
+
+if os.path.basename(sys.argv[0]) == "pvectl" or __name__ == "__main__":   # the command, not an import
+    try:
+        signal.signal(signal.SIGINT, _interrupted_at_start_up)
+    except ValueError:      # not the main thread
+        pass
+
+import argparse  # noqa: E402
 
 TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
 if TYPE_CHECKING:
@@ -377,6 +393,7 @@ class Context:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["sim", "serve"]:
+        _python_handles_ctrl_c()
         # the simulator has its own option parser (prog "pvectl sim serve")
         from ..sim.serve import main as serve_main
 
@@ -394,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gp.error(f"missing command (choose from {', '.join(choices)})")
     ctx = Context(args, argv)
     try:
+        _python_handles_ctrl_c()
         return handler(ctx)
     except KeyboardInterrupt:
         sys.stderr.write("pvectl: interrupted\n")
@@ -404,6 +422,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(ctx, exc)
     finally:
         ctx.close()
+
+
+def _python_handles_ctrl_c() -> None:
+    """From here on Ctrl-C is a KeyboardInterrupt: the command reports what it started (exit 130)."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_at_start_up:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def report_error(ctx: Context, exc: BaseException) -> int:

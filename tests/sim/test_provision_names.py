@@ -243,3 +243,60 @@ def test_dry_run_rerun_prints_what_is_left_and_writes_nothing(sim: SimCluster, p
     assert [e for e in sim.requests_log(since=seq) if e["method"] != "GET"] == []
     with sim.backend.mu:
         assert sim.backend.state.vms[vmid].status == "stopped"
+
+
+def test_a_name_taken_right_before_the_post_is_finished_not_reported_as_is(sim: SimCluster) -> None:
+    """Client B plans `race-1`; before its POST, client A makes `race-1` and has not configured it yet.
+    B must not exit 0 `exists` with the template's copy (template tag, stopped though `--start` was
+    asked): it finishes the VM (a re-run would, too). A, finishing after it, still succeeds."""
+    a_cloned, release_a = threading.Event(), threading.Event()
+    box: dict[str, Any] = {}
+    spec = CloneSpec(TEMPLATE, "race-1", cores=2, start=True)
+
+    def client_a() -> None:
+        def on_event(e: ProvisionEvent) -> None:
+            if e.step == "clone" and e.state == "done":
+                a_cloned.set()
+                release_a.wait(60)         # A stops right after its clone, before configuring it
+        with Cluster.from_config(str(sim.config_path)) as c:
+            try:
+                box["a"] = run(c, spec, on_event=on_event)
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                box["a"] = exc
+
+    a = threading.Thread(target=client_a)
+
+    def b_event(e: ProvisionEvent) -> None:
+        if e.step == "plan" and e.state == "done" and not a.is_alive() and "a" not in box:
+            a.start()                      # B has planned (no VM named race-1): now A makes it
+            assert a_cloned.wait(60)
+
+    with Cluster.from_config(str(sim.config_path)) as c:
+        try:
+            b = run(c, spec, on_event=b_event)
+        finally:
+            release_a.set()
+            a.join(60)
+    vmid = made(sim, "race-1")
+    assert len(vmid) == 1 and len(clone_posts(sim)) == 1
+    assert b.result == "exists" and b.vmid == vmid[0] and b.state == "running", b.to_dict()
+    with sim.backend.mu:
+        vm = sim.backend.state.vms[vmid[0]]
+        assert vm.status == "running" and int(vm.config["cores"]) == 2
+        assert "template" not in str(vm.config.get("tags", "")).split(";")
+    assert not isinstance(box["a"], BaseException), box["a"]
+    assert box["a"].result == "created" and box["a"].vmid == vmid[0] and box["a"].state == "running"
+
+
+def test_a_bulk_rerun_that_cannot_finish_an_existing_vm_does_not_count_it_ok(sim: SimCluster, pvc: Cluster) -> None:
+    """`exists` and then a failure while finishing it: that VM is not ok (the CLI exits 1, not 0)."""
+    sim.fail_next(1, status=500, message="got timeout", method="PUT", path=r"/qemu/\d+/config$")
+    with pytest.raises(ProvisionFailed) as ei:
+        run(pvc, CloneSpec(TEMPLATE, "half-b-1"))
+    vmid = ei.value.result.vmid
+    sim.fail_next(1, status=500, message="got timeout", method="PUT", path=rf"/qemu/{vmid}/config$")
+    specs = specs_for_count(CloneSpec(TEMPLATE, "x"), "half-b-{n}", 2)
+    results = provision_many(pvc, specs, deadline=Deadline(60), writer=Writer(pvc, "test", out=io.StringIO()))
+    assert [(r.name, r.result) for r in results] == [("half-b-1", "exists"), ("half-b-2", "created")]
+    assert results[0].error is not None and "got timeout" in results[0].error.message
+    assert [r.ok for r in results] == [False, True]

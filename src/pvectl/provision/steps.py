@@ -49,28 +49,39 @@ def _config_path(plan: _Plan, res: ProvisionResult) -> str:
 
 
 def _configure(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
-    """ONE config PUT with the digest read after the clone (checksum mismatch = someone else changed it)."""
+    """ONE config PUT with the digest read after the clone (checksum mismatch = someone else changed it).
+    Refused for a checksum mismatch, it is computed again from a fresh read, once: the run that made
+    the VM and one that found it unfinished may configure it at the same moment."""
     spec = plan.spec
     assert res.node is not None and res.vmid is not None
-    try:
-        conf = _read_unlocked(run, res)
-    except PvectlError as exc:
-        raise _StepFailed("config", exc) from None
-    params = _config_params(run, plan, conf)
-    if not params:
+    for attempt in (1, 2):
+        try:
+            conf = _read_unlocked(run, res)
+        except PvectlError as exc:
+            raise _StepFailed("config", exc) from None
+        params = _config_params(run, plan, conf)
+        if not params:
+            return
+        params["digest"] = conf.get("digest")
+        keys = ", ".join(k for k in params if k not in ("digest", "delete", "description"))
+        write = Write("PUT", _config_path(plan, res) + "/config", params, res.node,
+                      f"configure VM {res.vmid} ({spec.name}): {keys}")
+        _not_stopped(run, "config")
+        run.emit(spec.name, res.vmid, "config", "start", write.summary)
+        try:
+            run.writer.send(write)
+        except ApiError as exc:
+            # Proxmox refuses a stale digest: `checksum mismatch (file change by other user?)`
+            # (PVE::Tools::assert_if_modified); the PUT changed nothing, so it can be computed again
+            if attempt == 1 and "checksum mismatch" in exc.message and not isinstance(exc, NodeUnreachable):
+                run.emit(spec.name, res.vmid, "config", "warning", f"{exc.message}: reading the config again")
+                continue
+            raise _StepFailed("config", exc) from None
+        except PvectlError as exc:
+            raise _StepFailed("config", exc) from None
+        res.steps.append("config")
+        run.emit(spec.name, res.vmid, "config", "done", f"VM {res.vmid} configured ({keys})")
         return
-    params["digest"] = conf.get("digest")
-    keys = ", ".join(k for k in params if k not in ("digest", "delete", "description"))
-    write = Write("PUT", _config_path(plan, res) + "/config", params, res.node,
-                  f"configure VM {res.vmid} ({spec.name}): {keys}")
-    _not_stopped(run, "config")
-    run.emit(spec.name, res.vmid, "config", "start", write.summary)
-    try:
-        run.writer.send(write)
-    except PvectlError as exc:
-        raise _StepFailed("config", exc) from None
-    res.steps.append("config")
-    run.emit(spec.name, res.vmid, "config", "done", f"VM {res.vmid} configured ({keys})")
 
 
 def _config_params(run: _Run, plan: _Plan, conf: dict[str, Any]) -> dict[str, Any]:
@@ -140,9 +151,18 @@ def _resize(run: _Run, plan: _Plan, res: ProvisionResult, conf: dict[str, Any] |
 
 
 def _start(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
-    _task_step(run, plan, res, "start", Write("POST", _config_path(plan, res) + "/status/start", {},
-                                              res.node or plan.node, f"start VM {res.vmid} ({plan.spec.name})"),
-               f"VM {res.vmid} started")
+    try:
+        _task_step(run, plan, res, "start", Write("POST", _config_path(plan, res) + "/status/start", {},
+                                                  res.node or plan.node, f"start VM {res.vmid} ({plan.spec.name})"),
+                   f"VM {res.vmid} started")
+    except _StepFailed as exc:
+        # the start task fails with `VM <id> already running` (qemu-server QemuServer.pm::vm_start):
+        # another run finishing the same VM started it first, which is what was asked
+        if not (isinstance(exc.cause, TaskFailed) and "already running" in exc.cause.exitstatus):
+            raise
+        msg = f"VM {res.vmid} was started meanwhile by another run"
+        res.warnings.append(msg)
+        run.emit(plan.spec.name, res.vmid, "start", "info", msg)
 
 
 def _task_step(run: _Run, plan: _Plan, res: ProvisionResult, step: str, write: Write, done: str) -> None:

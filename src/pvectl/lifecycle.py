@@ -144,9 +144,9 @@ def send_task_write(cluster: Cluster, writer: Writer, write: Any) -> str | None:
 
 # The task type each task-starting write of this module starts (qemu-server API2/Qemu.pm: the
 # `$rpcenv->fork_worker(TYPE, $vmid, ...)` of vm_start, vm_stop, vm_shutdown, vm_reboot, destroy_vm,
-# migrate_vm).
+# migrate_vm, resize_vm).
 _TASK_TYPES = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "reboot": "qmreboot",
-               "migrate": "qmigrate"}
+               "migrate": "qmigrate", "resize": "resize"}
 
 
 def _node_tasks_since(cluster: Cluster, node: str, vmid: int | str, kind: str, since: float) -> list[tuple[int, str]]:
@@ -284,8 +284,9 @@ def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
                                     for k in changes}
     if disk is not None and new_size is not None and new_size != res.extra["disk"]["from"]:
         # `+N` is sent as given; an absolute size as bytes-exact G/M when possible
-        upid = writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/resize", {"disk": disk, "size": disk_size_param(size)},
-                                 vm.node, f"grow {disk} of VM {vm.vmid} ({vm.name}) to {new_size / 1024**3:.1f} GiB"))
+        upid = send_task_write(cluster, writer, Write(
+            "PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/resize", {"disk": disk, "size": disk_size_param(size)},
+            vm.node, f"grow {disk} of VM {vm.vmid} ({vm.name}) to {new_size / 1024**3:.1f} GiB"))
         if upid is not None:
             res.upid = upid
             result = _wait(cluster, writer, upid, deadline)

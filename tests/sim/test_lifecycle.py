@@ -287,18 +287,23 @@ def test_set_detects_a_concurrent_edit_by_digest(sim: SimCluster, pvc: Cluster) 
     assert conf["description"] == "edited by someone else" and "onboot" not in conf
 
 
-@pytest.mark.parametrize("action", ["start", "delete"])
+@pytest.mark.parametrize("action", ["start", "delete", "resize"])
 def test_a_task_write_whose_answer_is_lost_finds_its_task(sim: SimCluster, pvc: Cluster, action: str) -> None:
     """The write was carried out but its answer never came (uncertain): pvectl re-reads the node's task
     list, finds the task the write started and reports it like any other, never "may or may not"."""
-    method, path = ("POST", "/status/start$") if action == "start" else ("DELETE", "/qemu/103$")
+    method, path = {"start": ("POST", "/status/start$"), "delete": ("DELETE", "/qemu/103$"),
+                    "resize": ("PUT", "/resize$")}[action]
     sim.faults.drop_answer_next(1, method=method, path=path)
     if action == "start":
         r = power(pvc, 103, "start", writer=writer(pvc), deadline=WAIT)
         assert vm(sim, 103).status == "running"
+    elif action == "resize":
+        before = vm(sim, 103).config["scsi0"]
+        r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, disk="scsi0", size="+1G")
+        assert vm(sim, 103).config["scsi0"] != before
     else:
         r = delete(pvc, 103, writer=writer(pvc), deadline=WAIT, yes=True)
         assert 103 not in sim.backend.state.vms
-    kind = "qmstart" if action == "start" else "qmdestroy"
+    kind = {"start": "qmstart", "delete": "qmdestroy", "resize": "resize"}[action]
     assert (r.outcome, r.exitstatus) == ("done", "OK") and f":{kind}:103:" in (r.upid or ""), r.to_dict()
     assert len([e for e in sim.requests_log() if e["method"] == method and e["path"].endswith(path[:-1])]) == 1

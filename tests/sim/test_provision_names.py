@@ -300,3 +300,21 @@ def test_a_bulk_rerun_that_cannot_finish_an_existing_vm_does_not_count_it_ok(sim
     assert [(r.name, r.result) for r in results] == [("half-b-1", "exists"), ("half-b-2", "created")]
     assert results[0].error is not None and "got timeout" in results[0].error.message
     assert [r.ok for r in results] == [False, True]
+
+
+@pytest.mark.parametrize("step, path", [("start", r"/status/start$"), ("resize", r"/resize$")])
+def test_a_step_whose_answer_was_lost_finds_its_task_and_goes_on(sim: SimCluster, pvc: Cluster, step: str,
+                                                                 path: str) -> None:
+    """The start POST (or resize PUT) is carried out but its answer is lost: the task it started is
+    found in the node's task list and waited for (never sent again), not reported as "may or may not
+    have been applied" without the task."""
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == step and e.state == "start":
+            sim.faults.drop_answer_next(1, path=path)
+
+    res = run(pvc, CloneSpec(TEMPLATE, f"lost-{step}", start=True, disk_size="+1G"), on_event=on_event)
+    assert res.result == "created" and step in res.steps and res.state == "running", res.to_dict()
+    kind = {"start": ":qmstart:", "resize": ":resize:"}[step]
+    assert kind in res.upids.get(step, ""), res.upids
+    sent = [e for e in sim.requests_log() if e["method"] != "GET" and e["path"].endswith(path.strip("$").lstrip("/"))]
+    assert len(sent) == 1, sent

@@ -167,10 +167,13 @@ def _start(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
 
 def _task_step(run: _Run, plan: _Plan, res: ProvisionResult, step: str, write: Write, done: str) -> None:
     """One write that starts a task, and the wait for it (nothing is sent once the run was stopped)."""
+    from ..lifecycle import send_task_write
+
     _not_stopped(run, step)
     run.emit(plan.spec.name, res.vmid, step, "start", write.summary)
     try:
-        upid = run.writer.send(write)
+        # an answer lost after the write was sent: the task it started is looked up, never resent
+        upid = send_task_write(run.cluster, run.writer, write)
         if upid is not None:
             _wait_task(run, plan, res, step, str(upid))
     except PvectlError as exc:

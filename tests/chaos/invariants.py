@@ -206,6 +206,8 @@ def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Viola
         v = lambda kind, detail, op=op: out.append(Violation(kind, f"{op.summary()}: {detail}", op.op_id))  # noqa: E731
         if op.untyped:
             v("untyped-error", op.untyped.strip().splitlines()[-1])
+        if interrupted_before_pvectl_ran(op):
+            continue                    # it never ran (and the interpreter's exit status is its own)
         if "Traceback (most recent call last)" in op.output:
             v("traceback", "printed a traceback")
         if "internal error" in op.output.lower():
@@ -226,6 +228,18 @@ def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Viola
             v("exit-4-without-upid", "exit 4 with neither a UPID and the command to resume it, nor the "
                                      "statement that nothing changed and how to re-run")
     return out
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+', re.MULTILINE)
+
+
+def interrupted_before_pvectl_ran(op: OpRecord) -> bool:
+    """A SIGINT that reached the interpreter's own start-up (its `site` import, the console script's
+    imports) before any of pvectl's code ran: the KeyboardInterrupt traceback has no frame in pvectl's
+    package. Nothing pvectl can catch; everything from its first line on must be one line, exit 130."""
+    if not op.interrupted or not op.stderr.rstrip().endswith("KeyboardInterrupt"):
+        return False
+    return not any("/pvectl/" in f for f in _FRAME.findall(op.stderr))
 
 
 def exit_4_reported(text: str) -> bool:

@@ -153,7 +153,16 @@ def test_tracebacks_untyped_failures_odd_exit_codes_and_exit_4_without_upid_are_
              op(5, exit_code=130, stderr="pvectl: interrupted\n"),
              op(6, exit_code=130, stderr="pvectl: interrupted\n", interrupted=True),
              op(7, exit_code=-2, interrupted=True),                        # killed by the SIGINT at start-up
-             op(8, exit_code=-2, interrupted=True, stderr="Traceback (most recent call last):\nKeyboardInterrupt\n")]
+             op(8, exit_code=-2, interrupted=True, stderr=(
+                 'Traceback (most recent call last):\n  File "/x/src/pvectl/cli/main.py", line 10, in <module>\n'
+                 '    import argparse\nKeyboardInterrupt\n')),
+             # the interpreter's own start-up, before any pvectl code ran: nothing pvectl can catch
+             op(9, exit_code=1, interrupted=True, stderr=(
+                 'Traceback (most recent call last):\n  File "/venv/bin/pvectl", line 3, in <module>\n'
+                 '    import re\n  File "/usr/lib/python3.11/re/__init__.py", line 124, in <module>\n'
+                 'KeyboardInterrupt\n')),
+             op(10, exit_code=1, stderr=('Traceback (most recent call last):\n  File "/venv/bin/pvectl", line 3, '
+                                         'in <module>\nKeyboardInterrupt\n'))]
     kinds = [(v.kind, v.op_id) for v in check_outcomes(h)]
     assert ("traceback", 1) in kinds and ("untyped-error", 1) in kinds
     assert ("internal-error", 2) in kinds
@@ -161,6 +170,8 @@ def test_tracebacks_untyped_failures_odd_exit_codes_and_exit_4_without_upid_are_
     assert ("exit-4-without-upid", 4) in kinds
     assert ("exit-code", 5) in kinds and not any(o in (6, 7) for _, o in kinds)
     assert ("traceback", 8) in kinds and ("exit-code", 8) not in kinds
+    assert not any(o == 9 for _, o in kinds)
+    assert ("traceback", 10) in kinds                     # 10 was never sent a SIGINT
 
 
 def test_exit_4_names_the_task_and_its_resume_command_or_says_nothing_changed_and_how_to_re_run() -> None:

@@ -1,15 +1,18 @@
 """`pvectl` command line: parse -> call the library -> render.
 
 Start-up time matters (agents call this hundreds of times; DESIGN §3b): this module imports only
-argparse, os, signal and sys. Each command imports what it needs when it runs, and the API token's `pass`
+argparse, os and sys. Each command imports what it needs when it runs, and the API token's `pass`
 decryption is started before the HTTP/TLS modules are imported so the two overlap.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
+
+# `_signal` is the built-in module behind `signal` (already loaded by the interpreter): the handler is in
+# place at once, before the few milliseconds `signal` takes to build its enums
+import _signal  # type: ignore[import-not-found]  # noqa: E402
 
 
 def _interrupted_at_start_up(signum: int, frame: object) -> None:
@@ -21,7 +24,7 @@ def _interrupted_at_start_up(signum: int, frame: object) -> None:
 
 if os.path.basename(sys.argv[0]) == "pvectl" or __name__ == "__main__":   # the command, not an import
     try:
-        signal.signal(signal.SIGINT, _interrupted_at_start_up)
+        _signal.signal(_signal.SIGINT, _interrupted_at_start_up)
     except ValueError:      # not the main thread
         pass
 
@@ -426,8 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _python_handles_ctrl_c() -> None:
     """From here on Ctrl-C is a KeyboardInterrupt: the command reports what it started (exit 130)."""
-    if signal.getsignal(signal.SIGINT) is _interrupted_at_start_up:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _signal.getsignal(_signal.SIGINT) is _interrupted_at_start_up:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
 
 
 def report_error(ctx: Context, exc: BaseException) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .deadline import Deadline
-from .errors import DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout
+from .errors import ApiError, DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout
 from .upid import Upid
 
 if TYPE_CHECKING:
@@ -195,7 +195,14 @@ class Task:
                 lost = None
             except DeadlineExceeded:
                 raise self._timeout(lost) from None       # the deadline, not the node, ended it
-            except NodeUnreachable as exc:
+            except ApiError as exc:
+                if not isinstance(exc, NodeUnreachable):
+                    if type(exc) is not ApiError or (exc.status or 0) < 500:
+                        raise
+                    # a 5xx answer to the status read (`got timeout`: pmxcfs busy) says nothing about the
+                    # task, which goes on: read again, as for a node that does not answer for a moment
+                    exc = NodeUnreachable(exc.message, status=exc.status, method=exc.method, path=exc.path,
+                                          node=exc.node)
                 if lost is None:
                     lost_since = time.monotonic()
                 lost, st = exc, None

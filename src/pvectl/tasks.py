@@ -197,10 +197,8 @@ class Task:
                 raise self._timeout(lost) from None       # the deadline, not the node, ended it
             except ApiError as exc:
                 if not isinstance(exc, NodeUnreachable):
-                    if type(exc) is not ApiError or (exc.status or 0) < 500:
+                    if not _read_failed_for_now(exc):
                         raise
-                    # a 5xx answer to the status read (`got timeout`: pmxcfs busy) says nothing about the
-                    # task, which goes on: read again, as for a node that does not answer for a moment
                     exc = NodeUnreachable(exc.message, status=exc.status, method=exc.method, path=exc.path,
                                           node=exc.node)
                 if lost is None:
@@ -239,8 +237,10 @@ class Task:
         """New log lines for progress; a log read that fails only delays the progress display."""
         try:
             return self.read_new_lines()
-        except NodeUnreachable:
-            return []
+        except ApiError as exc:
+            if _read_failed_for_now(exc):
+                return []
+            raise
 
     def _timeout(self, lost: NodeUnreachable | None) -> TaskTimeout:
         if lost is None:
@@ -266,7 +266,9 @@ class Task:
         # the exit status decides; the log only adds detail (and may be unreadable for a moment)
         try:
             lines, _ = self.log(start=0, limit=0) if exitstatus != "OK" else (self._log, 0)
-        except NodeUnreachable:
+        except ApiError as exc:
+            if not _read_failed_for_now(exc):
+                raise
             lines = self._log
         self._log = lines
         if st.ok:
@@ -274,6 +276,12 @@ class Task:
             return TaskResult(str(self.upid), exitstatus, warnings, polls)
         tail = [ln for ln in lines if not ln.startswith("TASK ")][-8:]
         raise TaskFailed(str(self.upid), exitstatus, tail, node=self.node)
+
+
+def _read_failed_for_now(exc: ApiError) -> bool:
+    """A read of a task's status or log that says nothing about the task: no answer from the node, or a
+    5xx answer (`got timeout`: the cluster file system was busy). The task goes on; read again."""
+    return isinstance(exc, NodeUnreachable) or (type(exc) is ApiError and (exc.status or 0) >= 500)
 
 
 @dataclass(frozen=True, slots=True)

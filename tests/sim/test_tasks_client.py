@@ -87,6 +87,12 @@ def test_a_5xx_answer_to_a_status_read_is_read_again_not_the_tasks_outcome(sim: 
     res = Task(pvc, upid).wait(WAIT)
     assert (res.upid, res.exitstatus) == (upid, "OK")
     assert sim.faults.snapshot()["fail_next"] == []           # both failures were met
+    # the same for a log read that shows progress
+    upid = post(pvc, "/nodes/pve1/qemu/103/status/stop")
+    sim.fail_next(1, status=500, message="got timeout", method="GET", path="/log$")
+    seen: list[Progress] = []
+    assert Task(pvc, upid).wait(WAIT, on_progress=seen.append).exitstatus == "OK"
+    assert sim.faults.snapshot()["fail_next"] == []
 
 
 def test_wait_succeeds_with_warnings_and_returns_them(sim: SimCluster, pvc: Cluster) -> None:

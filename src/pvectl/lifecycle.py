@@ -63,6 +63,9 @@ def _wait(cluster: Cluster, writer: Writer, upid: str, deadline: Deadline,
     except TaskFailed as exc:
         writer.task_done(upid, exc.exitstatus)
         raise
+    except KeyboardInterrupt as exc:
+        exc.upid = upid  # type: ignore[attr-defined]  # Ctrl-C: the caller names the task that goes on
+        raise
     writer.task_done(upid, res.exitstatus)
     return res
 

@@ -416,8 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _python_handles_ctrl_c()
         return handler(ctx)
-    except KeyboardInterrupt:
-        sys.stderr.write("pvectl: interrupted\n")
+    except KeyboardInterrupt as exc:
+        sys.stderr.write("pvectl: interrupted\n" + interrupted_task_lines(exc))
         return 130
     except BrokenPipeError:
         return 0
@@ -425,6 +425,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(ctx, exc)
     finally:
         ctx.close()
+
+
+def interrupted_task_lines(exc: BaseException) -> str:
+    """The task a Ctrl-C stopped waiting for (the library puts its UPID on the KeyboardInterrupt): it
+    goes on on the node; how to follow it."""
+    upid = getattr(exc, "upid", None)
+    if not upid:
+        return ""
+    return f"pvectl: the task keeps running on the node: {upid}\npvectl: resume with: pvectl task wait {upid}\n"
 
 
 def _python_handles_ctrl_c() -> None:

@@ -78,15 +78,17 @@ class _Display:
         self.out.flush()
 
 
-def _interrupted(ctx: Context, started: float) -> int:
+def _interrupted(ctx: Context, started: float, known: str | None) -> int:
     """Ctrl-C: the migration this command started (the interrupt may have cut the POST's answer short)
-    keeps running on the node; name its UPID and how to follow it, exit 130."""
+    keeps running on the node; name its UPID (known when the wait for it was interrupted, else looked
+    up in the nodes' task lists) and how to follow it, exit 130."""
     a = ctx.args
-    upids: list[str] = []
+    upids: list[str] = [known] if known else []
     try:
         from ..lifecycle import tasks_started_since
 
-        upids = tasks_started_since(ctx.cluster, ctx.cluster.vms.resolve(a.vm).vmid, "qmigrate", started)
+        if not upids:
+            upids = tasks_started_since(ctx.cluster, ctx.cluster.vms.resolve(a.vm).vmid, "qmigrate", started)
     except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a second Ctrl-C or an unreachable node: say what we can
         pass
     if upids:
@@ -124,8 +126,8 @@ def run(ctx: Context) -> int:
                         wait=not a.no_wait, on_progress=display)
     except TaskFailed as exc:
         return _failed(ctx, exc)
-    except KeyboardInterrupt:
-        return _interrupted(ctx, started)
+    except KeyboardInterrupt as exc:
+        return _interrupted(ctx, started, getattr(exc, "upid", None))
     if a.check:
         return _verdict(ctx, r)  # type: ignore[arg-type]
     if a.dry_run:

@@ -122,8 +122,11 @@ def delete(ctx: Context) -> int:
         r = do_delete(ctx.cluster, a.vm, writer=writer(ctx), deadline=deadline(ctx), purge=a.purge,
                       destroy_unreferenced_disks=a.destroy_unreferenced_disks, allow_template=a.allow_template,
                       yes=a.yes, wait=not a.no_wait, confirm=_confirm_name)
-    except KeyboardInterrupt:
-        sys.stderr.write("pvectl: interrupted; check the VM with: pvectl vm status " + str(a.vm) + "\n")
+    except KeyboardInterrupt as exc:
+        from .main import interrupted_task_lines
+
+        sys.stderr.write("pvectl: interrupted; check the VM with: pvectl vm status " + str(a.vm) + "\n"
+                         + interrupted_task_lines(exc))
         return 130
     if a.dry_run:
         return 0

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +319,27 @@ def test_a_step_whose_answer_was_lost_finds_its_task_and_goes_on(sim: SimCluster
     assert kind in res.upids.get(step, ""), res.upids
     sent = [e for e in sim.requests_log() if e["method"] != "GET" and e["path"].endswith(path.strip("$").lstrip("/"))]
     assert len(sent) == 1, sent
+
+
+@pytest.mark.parametrize("step", ["clone", "config"])
+def test_the_deadline_after_the_clone_reports_the_vm_it_made_and_how_to_finish_it(sim: SimCluster,
+                                                                                   pvc: Cluster, step: str) -> None:
+    """The clone ended, then the deadline passed before the name check after it (or before the config
+    PUT): exit 4 names the VM the clone made, its task, and the command that finishes it (not "nothing
+    was changed")."""
+    deadline = Deadline(20)
+
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == step and e.state == ("done" if step == "clone" else "start"):
+            deadline.at = time.monotonic()       # the deadline passes right here
+
+    writer = Writer(pvc, "pvectl vm clone 9000 late-1", out=io.StringIO())
+    # every request bounded by the deadline, as in the CLI (--timeout)
+    with pytest.raises(ProvisionFailed) as ei, pvc.transport.bounded(deadline):
+        provision(pvc, CloneSpec(TEMPLATE, "late-1"), deadline=deadline, writer=writer, on_event=on_event)
+    e = ei.value
+    (vmid,) = made(sim, "late-1")
+    assert e.exit_code == 4 and e.result.vmid == vmid, e.to_dict()
+    assert f"VM {vmid}" in e.message and e.result.upids["clone"] in f"{e.message} {e.to_dict()}", e.message
+    assert "nothing was changed" not in f"{e.message} {e.hint}"
+    assert (e.hint or "").startswith(f"resume with: pvectl vm clone 9000 late-1 (it finishes VM {vmid}")

@@ -193,7 +193,12 @@ def _execute(run: _Run, plan: _Plan) -> ProvisionResult:
     if not created:                               # dry-run
         _dry_run_rest(run, plan, res)
         return res
-    other = keep_or_yield(run, plan, res)
+    try:
+        other = keep_or_yield(run, plan, res)
+    except ProvisionFailed:
+        raise
+    except PvectlError as exc:
+        raise _made_but_unchecked(run, plan, res, exc) from None
     if other is not None:
         return _finish_other(run, plan, res, other)
     try:
@@ -211,6 +216,18 @@ def _execute(run: _Run, plan: _Plan) -> ProvisionResult:
     run.emit(spec.name, res.vmid, "done", "done",
              f"VM {res.vmid} ({spec.name}) ready on {res.node}" + (f", IP {res.ip}" if res.ip else ""))
     return res
+
+
+def _made_but_unchecked(run: _Run, plan: _Plan, res: ProvisionResult, exc: PvectlError) -> ProvisionFailed:
+    """The clone made the VM, then the name check after it could not be made (the deadline passed, no
+    node answered): report the VM and its task; running the command again checks and finishes it."""
+    spec = plan.spec
+    res.state = "stopped"
+    task = res.upids.get("clone")
+    msg = (f"VM {res.vmid} ({spec.name}) was cloned on {res.node}" + (f" (task {task})" if task else "")
+           + f", but the check that no other VM took the name could not be made: {exc.message}")
+    run.emit(spec.name, res.vmid, "clone", "failed", msg)
+    return ProvisionFailed(res, exc, msg, f"resume with: {run.writer.command} (it finishes VM {res.vmid})")
 
 
 def _finish_other(run: _Run, plan: _Plan, res: ProvisionResult, other: ProvisionResult) -> ProvisionResult:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import ApiError, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed, TaskTimeout
+from ..errors import (ApiError, DeadlineExceeded, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed,
+                      TaskTimeout)
 from ..tasks import Deadline, Progress, Task
 from ..units import disk_size_param, parse_prop, size_bytes
 from ..vms import split_tags
@@ -270,7 +271,10 @@ def _after_failure(run: _Run, plan: _Plan, res: ProvisionResult, step: str, caus
         raise ProvisionFailed(res, cause, f"{base}; deleted it (--cleanup-on-failure)", cause.hint) from None
     hint = (f"delete it with `pvectl vm delete {res.vmid} --yes` and run the command again, or finish the "
             f"remaining steps ({', '.join(todo) or 'none'}) by hand")
-    if cause.hint:
+    if isinstance(cause, DeadlineExceeded):
+        # the deadline, not Proxmox, stopped it: the same command finishes the VM (it re-reads what is done)
+        hint = f"resume with: {run.writer.command} (it finishes VM {res.vmid}: {', '.join(todo) or 'nothing left'})"
+    elif cause.hint:
         hint = f"{cause.hint}; then {hint}"
     raise ProvisionFailed(res, cause, base, hint) from None
 

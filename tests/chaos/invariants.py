@@ -393,8 +393,8 @@ def check_clones_finished(h: History, template_tag: str = "template") -> list[Vi
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) "
                                      f"with VM {vmid} {item.get('status')}, though --start was asked for", op.op_id))
             vm = after.get(vmid) if isinstance(vmid, int) else None
-            if vm is None or (vm.lock == "clone" and vm.name != name):
-                continue          # gone, or its VMID already taken again by a clone in flight (after a delete)
+            if vm is None or vm.lock == "destroyed" or (vm.lock == "clone" and vm.name != name):
+                continue          # gone, being deleted by another command, or its VMID taken again by a clone
             if vm.lock == "clone":
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
                                      f"VM {vmid} is still being cloned", op.op_id))

@@ -253,5 +253,8 @@ def test_a_successful_clone_must_leave_a_finished_vm() -> None:
     assert check_clones_finished(h) == []
     h.after_op[1][120].lock = None
     assert "is named 'cx-9', not 'cx-1'" in check_clones_finished(h)[0].detail
+    # another command's delete already under way (its config is gone, the lock is `destroyed`)
+    h.after_op[1] = {120: VmState(120, None, "pve1", "destroyed", False, "", "stopped")}
+    assert check_clones_finished(h) == []
     h.after_op[1] = {120: VmState(120, "cx-1", "pve1", "clone", False, "ubuntu;template", "stopped")}
     assert "is still being cloned" in check_clones_finished(h)[0].detail

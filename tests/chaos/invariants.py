@@ -246,7 +246,7 @@ def exit_4_reported(text: str) -> bool:
     """Exit 4 says "still running at the deadline": the output names the task (UPID) and how to resume,
     or - when nothing was sent, or only reads went unanswered - says that nothing changed and how to
     re-run the command."""
-    if "UPID:" in text and _RESUME.search(text):
+    if "UPID:" in text and (_RESUME.search(text) or _RERUN.search(text)):
         return True
     return bool(_NOTHING_CHANGED.search(text) and _RERUN.search(text))
 

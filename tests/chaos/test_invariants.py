@@ -189,7 +189,10 @@ def test_exit_4_names_the_task_and_its_resume_command_or_says_nothing_changed_an
                                        'no answer", "hint": "nothing was changed by it; retry with a longer '
                                        '--timeout"}}'),
              op(6, exit_code=4, stdout='{"error": {"type": "DeadlineExceeded", "message": "POST ...: no answer", '
-                                       '"hint": "the request may have been applied: check the state"}}')]
+                                       '"hint": "the request may have been applied: check the state"}}'),
+             # the task, and the command that resumes (a re-run finishes what is left)
+             op(7, exit_code=4, stdout=f'{{"error": {{"type": "ProvisionFailed", "message": "VM 120 cloned (task '
+                                       f'{upid})", "hint": "run the command again once that clone is done"}}}}')]
     flagged = sorted(o for k, o in ((v.kind, v.op_id) for v in check_outcomes(h)) if k == "exit-4-without-upid")
     assert flagged == [1, 3, 6]
 

@@ -343,3 +343,23 @@ def test_the_deadline_after_the_clone_reports_the_vm_it_made_and_how_to_finish_i
     assert f"VM {vmid}" in e.message and e.result.upids["clone"] in f"{e.message} {e.to_dict()}", e.message
     assert "nothing was changed" not in f"{e.message} {e.hint}"
     assert (e.hint or "").startswith(f"resume with: pvectl vm clone 9000 late-1 (it finishes VM {vmid}")
+
+
+def test_a_clone_in_flight_without_a_visible_task_at_the_deadline_says_nothing_changed(sim: SimCluster,
+                                                                                        pvc: Cluster) -> None:
+    """A VM in `lock: clone` whose task cannot be seen (another user's, without Sys.Audit) may carry the
+    name: waited for until the deadline, then exit 4 with no UPID to give, so it says that nothing was sent
+    and changed, and to run the command again."""
+    from pvectl.sim.models import VM
+
+    with sim.backend.mu:
+        sim.backend.state.vms[150] = VM(vmid=150, node="pve1", config={"lock": "clone"})
+    from pvectl.errors import TaskTimeout
+
+    with pytest.raises(TaskTimeout) as ei:       # while planning: before any VM of this run exists
+        run(pvc, CloneSpec(TEMPLATE, "unseen-1"), deadline=1.0)
+    e = ei.value
+    assert e.exit_code == 4 and "UPID:" not in f"{e.message} {e.hint}"
+    assert "is still running at the deadline; no clone request was sent yet: nothing changed" in e.message
+    assert "run the command again" in (e.hint or "")
+    assert clone_posts(sim) == []

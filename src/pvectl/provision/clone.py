@@ -264,7 +264,7 @@ def adopt(run: _Run, plan: _Plan, res: ProvisionResult) -> bool:
                     return False   # that clone failed; Proxmox removed what it made (§4.4)
             else:
                 try:
-                    found = Names(run, spec.name).until_unlocked(e)
+                    found = Names(run, spec.name, sent=True).until_unlocked(e)
                 except NameInFlight as exc:
                     raise ProvisionFailed(res, exc, exc.message, exc.hint) from None
                 if found is None:
@@ -314,7 +314,7 @@ def keep_or_yield(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionResu
     this run keeps it; otherwise removes this run's VM and returns the result naming the other one."""
     spec, tpl = plan.spec, plan.template
     assert res.vmid is not None
-    names = Names(run, spec.name)
+    names = Names(run, spec.name, sent=True)
     try:
         _, lower = names.settle(own=res.vmid, below=res.vmid)
     except NameInFlight as exc:

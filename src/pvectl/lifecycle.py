@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import guards
-from .errors import GuardRefused, NodeUnreachable, PvectlError, TaskFailed, UsageError
+from .errors import DeadlineExceeded, GuardRefused, NodeUnreachable, PvectlError, TaskFailed, UsageError
 from .deadline import bounds_every_request
 from .tasks import Deadline, Task
 from .units import disk_size_param, parse_memory, parse_prop
@@ -143,6 +143,36 @@ def send_task_write(cluster: Cluster, writer: Writer, write: Any) -> str | None:
         if upid is None:
             raise
         return upid
+
+
+def send_config_write(cluster: Cluster, writer: Writer, write: Any, changes: dict[str, Any],
+                      deleted: list[str] | tuple[str, ...] = ()) -> None:
+    """Send a config PUT (it starts no task). When its answer is lost after it was sent, the config is
+    read again before anything is said (DESIGN §4: never resend, re-read the state): every change is
+    there (done), or the config still has the digest the PUT carried (it was not applied: nothing
+    changed, and the error says so); otherwise the uncertain error stands."""
+    try:
+        writer.send(write)
+        return
+    except NodeUnreachable as exc:
+        if not exc.uncertain:
+            raise
+        lost = exc
+    try:
+        with cluster.transport.reporting():
+            conf = cluster.transport.get(write.path, node=write.node)
+    except PvectlError:
+        raise lost from None
+    if all(str(conf.get(k)) == str(v) for k, v in changes.items()) and not any(k in conf for k in deleted):
+        return
+    if conf.get("digest") != write.params.get("digest"):
+        raise lost
+    message = f"{lost.message}; read again: it was not applied, nothing changed"
+    if isinstance(lost, DeadlineExceeded):
+        raise DeadlineExceeded(message, hint="run the command again with a longer --timeout", method=lost.method,
+                               path=lost.path, node=lost.node) from None
+    raise NodeUnreachable(message, hint="run the command again", method=lost.method, path=lost.path,
+                          node=lost.node) from None
 
 
 # The task type each task-starting write of this module starts (qemu-server API2/Qemu.pm: the
@@ -279,8 +309,9 @@ def resize(cluster: Cluster, ref: str | int, *, writer: Writer, deadline: Deadli
     if changes:
         guards.check_running_change(vmid=vm.vmid, running=running, allow_running=allow_running, keys=list(changes))
         params = dict(changes, digest=config["digest"])
-        writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
-                          f"set {', '.join(f'{k}={v}' for k, v in changes.items())} on VM {vm.vmid} ({vm.name})"))
+        send_config_write(cluster, writer, Write(
+            "PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
+            f"set {', '.join(f'{k}={v}' for k, v in changes.items())} on VM {vm.vmid} ({vm.name})"), changes)
         if not writer.dry_run:
             pending = _pending_keys(cluster, vm) if running else set()
             res.extra["applied"] = {k: ("pending until the next start" if k in pending else "applied")
@@ -316,9 +347,10 @@ def set_config(cluster: Cluster, ref: str | int, assignments: dict[str, str], *,
     from .writes import Write
 
     params["digest"] = config["digest"]
-    writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
-                      f"set {', '.join(f'{k}={v}' for k, v in assignments.items())}"
-                      f"{' delete ' + ','.join(delete) if delete else ''} on VM {vm.vmid} ({vm.name})"))
+    send_config_write(cluster, writer, Write(
+        "PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
+        f"set {', '.join(f'{k}={v}' for k, v in assignments.items())}"
+        f"{' delete ' + ','.join(delete) if delete else ''} on VM {vm.vmid} ({vm.name})"), assignments, delete or [])
     res = OpResult(vm.vmid, vm.name, vm.node, "set", "planned" if writer.dry_run else "done")
     if not writer.dry_run:
         pending = _pending_keys(cluster, vm) if running else set()

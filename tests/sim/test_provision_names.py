@@ -363,3 +363,27 @@ def test_a_clone_in_flight_without_a_visible_task_at_the_deadline_says_nothing_c
     assert "is still running at the deadline; no clone request was sent yet: nothing changed" in e.message
     assert "run the command again" in (e.hint or "")
     assert clone_posts(sim) == []
+
+
+def test_a_read_failing_between_clone_attempts_names_the_clone_task_that_ran(sim: SimCluster, pvc: Cluster) -> None:
+    """The first clone task fails on a lock (retried), then no node answers the name check before the
+    next attempt: the error names the clone task this run started, not only the failed read."""
+    sim.fail_task(type="qmclone", message="clone failed: can't lock file '/var/lock/qemu-server/lock-9000.conf' "
+                                          "- got timeout")
+
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == "clone" and e.state == "warning":
+            for node in sim.nodes:
+                sim.stop_listener(node)
+
+    try:
+        with pytest.raises(ProvisionFailed) as ei:
+            run(pvc, CloneSpec(TEMPLATE, "between-1"), deadline=30, on_event=on_event)
+    finally:
+        for node in sim.nodes:
+            sim.start_listener(node)
+    e = ei.value
+    (post,) = clone_posts(sim)
+    upid = e.result.upids.get("clone", "")
+    assert ":qmclone:9000:" in upid and upid in json.dumps(e.to_dict()), e.to_dict()
+    assert "run the command again" in (e.hint or "") and e.exit_code == 5

@@ -60,6 +60,17 @@ def clone(run: _Run, plan: _Plan, res: ProvisionResult) -> bool:
         s.acquire()
     try:
         return _attempts(run, plan, res, params)
+    except (ProvisionFailed, NameTaken):
+        raise
+    except PvectlError as exc:
+        # a read between two attempts (the name check, the next free VMID) failed: name the clone tasks
+        # this run started (each failed; Proxmox removed what they made: §4.4)
+        tasks = ", ".join(res.upids.values())
+        if not tasks:
+            raise
+        msg = f"the clone of '{spec.name}' stopped between attempts ({exc.message}); clone tasks of this run: {tasks}"
+        raise ProvisionFailed(res, exc, msg, f"check with: pvectl vm list; then run the command again: "
+                                             f"{run.writer.command}") from None
     finally:
         for s in reversed(sems):
             s.release()

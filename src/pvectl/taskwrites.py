@@ -17,7 +17,7 @@ import copy
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .errors import NodeUnreachable, PvectlError
+from .errors import DeadlineExceeded, NodeUnreachable, PvectlError
 from .tasks.task import Task
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class TaskOutcome(Protocol):
 
 
 T = TypeVar("T", bound=TaskOutcome)
+T2 = TypeVar("T2")
 
 
 def start_task(session: Session, writer: Writer, write: Write, result: T, *, deadline: Deadline,
@@ -59,7 +60,18 @@ def wait_task(session: Session, writer: Writer, upid: str, deadline: Deadline,
               on_progress: Callable[[Progress], None] | None = None) -> TaskResult:
     """Wait for a task this operation started; its exit status goes to the audit log."""
     task = Task(session, upid, finish=lambda res: res, writer=writer, deadline=deadline)
-    return task.wait(on_progress=on_progress)
+    return wait_naming_task(task, on_progress=on_progress)
+
+
+def wait_naming_task(task: Task[T2], **options: Any) -> T2:
+    """`task.wait(...)`; a Ctrl-C while waiting carries the task's UPID (`upid` on the
+    KeyboardInterrupt), so the caller can say which task goes on running on its node."""
+    try:
+        return task.wait(**options)
+    except KeyboardInterrupt as exc:
+        if task.upid is not None and not getattr(exc, "upid", None):
+            exc.upid = str(task.upid)  # type: ignore[attr-defined]
+        raise
 
 
 def send_task_write(session: Session, writer: Writer, write: Write) -> str | None:
@@ -83,7 +95,7 @@ def send_task_write(session: Session, writer: Writer, write: Write) -> str | Non
 # `$rpcenv->fork_worker(TYPE, $vmid, ...)` of vm_start, vm_stop, vm_shutdown, vm_reboot, destroy_vm,
 # migrate_vm).
 _TASK_TYPES = {"start": "qmstart", "stop": "qmstop", "shutdown": "qmshutdown", "reboot": "qmreboot",
-               "migrate": "qmigrate"}
+               "migrate": "qmigrate", "resize": "resize"}
 
 
 def _node_tasks_since(session: Session, node: str, vmid: int | str, kind: str,
@@ -126,3 +138,33 @@ def tasks_started_since(session: Session, vmid: int, kind: str, since: float) ->
         except PvectlError:
             continue
     return [upid for _, upid in sorted(found)]
+
+
+def send_config_write(session: Session, writer: Writer, write: Write, changes: dict[str, Any],
+                      deleted: list[str] | tuple[str, ...] = ()) -> None:
+    """Send a config PUT (it starts no task). When its answer is lost after it was sent, the config is
+    read again before anything is said (DESIGN §4: never resend, re-read the state): every change is
+    there (done), or the config still has the digest the PUT carried (it was not applied: nothing
+    changed, and the error says so); otherwise the uncertain error stands."""
+    try:
+        writer.send(write)
+        return
+    except NodeUnreachable as exc:
+        if not exc.uncertain:
+            raise
+        lost = exc
+    try:
+        with session.transport.reporting():
+            conf = session.transport.get(write.path, node=write.node)
+    except PvectlError:
+        raise lost from None
+    if all(str(conf.get(k)) == str(v) for k, v in changes.items()) and not any(k in conf for k in deleted):
+        return
+    if conf.get("digest") != write.params.get("digest"):
+        raise lost
+    message = f"{lost.message}; read again: it was not applied, nothing changed"
+    if isinstance(lost, DeadlineExceeded):
+        raise DeadlineExceeded(message, hint="run the command again with a longer --timeout", method=lost.method,
+                               path=lost.path, node=lost.node) from None
+    raise NodeUnreachable(message, hint="run the command again", method=lost.method, path=lost.path,
+                          node=lost.node) from None

@@ -103,6 +103,10 @@ class Writer:
         except Exception as exc:
             self._audit("write", write, result=f"error: {exc}")
             raise
+        except BaseException as exc:     # Ctrl-C (or exit) while the write was in flight
+            self._audit("write", write, result=f"outcome unknown: interrupted ({type(exc).__name__}) after the "
+                                               f"request was started; check the state before repeating it")
+            raise
         upid = data if isinstance(data, str) and data.startswith("UPID:") else None
         self._audit("write", write, upid=upid, result="task started" if upid else "ok")
         return data

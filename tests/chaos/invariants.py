@@ -4,7 +4,9 @@
 - vmid-claimed-twice: two commands report the same VMID created with no successful delete between;
 - lost-vm: a VM is gone and no command that reported success (or the delete's UPID) removed it;
 - outcome: a command failed without a typed error, with an undocumented exit code, with a traceback
-  or `internal error`, without the UPID on exit 4, or ran past its deadline by more than the margin;
+  or `internal error`, or ran past its deadline by more than the margin; exit 4 ("still running at the
+  deadline") without either a UPID and the command that resumes it, or the plain statement that nothing
+  changed (the deadline came before anything was sent, or a read had no answer) and how to re-run;
 - state-not-reported: a command that failed or was interrupted does not name a VM it made;
 - double-write: one command's write reached the cluster twice although the first was carried out;
 - audit: the audit log disagrees with what the cluster carried out (writes, UPIDs, task results);
@@ -31,6 +33,9 @@ _CLONE_PATH = re.compile(r"^/nodes/[^/]+/qemu/\d+/clone$")
 _VM_PATH = re.compile(r"^/nodes/[^/]+/qemu/(\d+)$")
 _NOTHING_MADE = re.compile(r"nothing (was )?created", re.IGNORECASE)
 _UNCERTAIN = "may or may not have been applied"
+_RESUME = re.compile(r"pvectl task (wait|status) UPID:|resume with", re.IGNORECASE)
+_NOTHING_CHANGED = re.compile(r"nothing (was )?changed", re.IGNORECASE)
+_RERUN = re.compile(r"\bretry\b|\brun (it|the command|the same command) again\b|\bre-run\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,8 @@ def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Viola
         v = lambda kind, detail, op=op: out.append(Violation(kind, f"{op.summary()}: {detail}", op.op_id))  # noqa: E731
         if op.untyped:
             v("untyped-error", op.untyped.strip().splitlines()[-1])
+        if interrupted_before_pvectl_ran(op):
+            continue                    # it never ran (and the interpreter's exit status is its own)
         if "Traceback (most recent call last)" in op.output:
             v("traceback", "printed a traceback")
         if "internal error" in op.output.lower():
@@ -217,9 +224,31 @@ def check_outcomes(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Viola
             v("exit-code", f"exit {op.exit_code}")
         if op.exit_code not in (0, INTERRUPTED_EXIT, -signal.SIGINT) and not has_typed_report(op):
             v("untyped-error", f"exit {op.exit_code} without a typed error: {op.output.strip()[-200:]!r}")
-        if op.exit_code == 4 and "UPID:" not in op.output:
-            v("exit-4-without-upid", "still running at the deadline but no UPID to resume with")
+        if op.exit_code == 4 and not exit_4_reported(op.output):
+            v("exit-4-without-upid", "exit 4 with neither a UPID and the command to resume it, nor the "
+                                     "statement that nothing changed and how to re-run")
     return out
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+', re.MULTILINE)
+
+
+def interrupted_before_pvectl_ran(op: OpRecord) -> bool:
+    """A SIGINT that reached the interpreter's own start-up (its `site` import, the console script's
+    imports) before any of pvectl's code ran: the KeyboardInterrupt traceback has no frame in pvectl's
+    package. Nothing pvectl can catch; everything from its first line on must be one line, exit 130."""
+    if not op.interrupted or not op.stderr.rstrip().endswith("KeyboardInterrupt"):
+        return False
+    return not any("/pvectl/" in f for f in _FRAME.findall(op.stderr))
+
+
+def exit_4_reported(text: str) -> bool:
+    """Exit 4 says "still running at the deadline": the output names the task (UPID) and how to resume,
+    or - when nothing was sent, or only reads went unanswered - says that nothing changed and how to
+    re-run the command."""
+    if "UPID:" in text and (_RESUME.search(text) or _RERUN.search(text)):
+        return True
+    return bool(_NOTHING_CHANGED.search(text) and _RERUN.search(text))
 
 
 def _first_line_with(text: str, needle: str) -> str:
@@ -364,10 +393,16 @@ def check_clones_finished(h: History, template_tag: str = "template") -> list[Vi
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) "
                                      f"with VM {vmid} {item.get('status')}, though --start was asked for", op.op_id))
             vm = after.get(vmid) if isinstance(vmid, int) else None
-            if vm is not None and template_tag in re.split(r"[;, ]", vm.tags):
+            if vm is None or vm.lock == "destroyed" or (vm.lock == "clone" and vm.name != name):
+                continue          # gone, being deleted by another command, or its VMID taken again by a clone
+            if vm.lock == "clone":
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
-                                     f"VM {vmid} still carries the template's tag {template_tag!r}", op.op_id))
-            elif vm is not None and vm.lock is None and vm.name != name:
+                                     f"VM {vmid} is still being cloned", op.op_id))
+                continue
+            if vm.name != name:
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
                                      f"VM {vmid} is named {vm.name!r}, not {name!r}", op.op_id))
+            elif template_tag in re.split(r"[;, ]", vm.tags):
+                out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
+                                     f"VM {vmid} still carries the template's tag {template_tag!r}", op.op_id))
     return out

@@ -22,8 +22,8 @@ from pvectl.sim.cluster import Cluster
 from .history import RecordingApi, recording_sim
 
 UPID = "UPID:pve1:00001234:0000ABCD:6B000000:qmstart:100:root@pam:"
-# Characters that end a line (str.splitlines) are left out: an argument holding one is echoed raw in the
-# error today, which then spans two lines (checked on its own in campaign_check.py).
+# Characters that end a line (str.splitlines) are left out here: an argument holding one is escaped in
+# the one-line usage error (checked on its own at the end of this file).
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00" + LINE_BREAKS),
                 max_size=16)

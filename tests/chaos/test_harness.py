@@ -1,5 +1,5 @@
 """The campaign harness itself: a short run records every operation, request, task and audit line it
-needs, and the summary counts them. (Whether the run finds violations is campaign_check.py's job.)"""
+needs, and the summary counts them. (Whether the run finds violations is test_campaign.py's job.)"""
 
 from __future__ import annotations
 

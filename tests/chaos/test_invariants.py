@@ -153,7 +153,16 @@ def test_tracebacks_untyped_failures_odd_exit_codes_and_exit_4_without_upid_are_
              op(5, exit_code=130, stderr="pvectl: interrupted\n"),
              op(6, exit_code=130, stderr="pvectl: interrupted\n", interrupted=True),
              op(7, exit_code=-2, interrupted=True),                        # killed by the SIGINT at start-up
-             op(8, exit_code=-2, interrupted=True, stderr="Traceback (most recent call last):\nKeyboardInterrupt\n")]
+             op(8, exit_code=-2, interrupted=True, stderr=(
+                 'Traceback (most recent call last):\n  File "/x/src/pvectl/cli/main.py", line 10, in <module>\n'
+                 '    import argparse\nKeyboardInterrupt\n')),
+             # the interpreter's own start-up, before any pvectl code ran: nothing pvectl can catch
+             op(9, exit_code=1, interrupted=True, stderr=(
+                 'Traceback (most recent call last):\n  File "/venv/bin/pvectl", line 3, in <module>\n'
+                 '    import re\n  File "/usr/lib/python3.11/re/__init__.py", line 124, in <module>\n'
+                 'KeyboardInterrupt\n')),
+             op(10, exit_code=1, stderr=('Traceback (most recent call last):\n  File "/venv/bin/pvectl", line 3, '
+                                         'in <module>\nKeyboardInterrupt\n'))]
     kinds = [(v.kind, v.op_id) for v in check_outcomes(h)]
     assert ("traceback", 1) in kinds and ("untyped-error", 1) in kinds
     assert ("internal-error", 2) in kinds
@@ -161,6 +170,31 @@ def test_tracebacks_untyped_failures_odd_exit_codes_and_exit_4_without_upid_are_
     assert ("exit-4-without-upid", 4) in kinds
     assert ("exit-code", 5) in kinds and not any(o in (6, 7) for _, o in kinds)
     assert ("traceback", 8) in kinds and ("exit-code", 8) not in kinds
+    assert not any(o == 9 for _, o in kinds)
+    assert ("traceback", 10) in kinds                     # 10 was never sent a SIGINT
+
+
+def test_exit_4_names_the_task_and_its_resume_command_or_says_nothing_changed_and_how_to_re_run() -> None:
+    h = clean_history()
+    upid = "UPID:pve1:00001000:00000001:6B000000:qmclone:9000:root@pam!op1:"
+    h.ops = [op(1, exit_code=4, stdout=f'{{"error": {{"type": "TaskTimeout", "message": "{upid} still running"}}}}'),
+             op(2, exit_code=4, stdout=f'{{"error": {{"type": "TaskTimeout", "message": "still running", '
+                                       f'"hint": "resume with: pvectl task wait {upid}"}}}}'),
+             op(3, exit_code=4, stdout='{"error": {"type": "TaskTimeout", "message": "the deadline passed before '
+                                       'the clone started", "hint": "run the command again"}}'),
+             op(4, exit_code=4, stdout='{"error": {"type": "TaskTimeout", "message": "deadline reached before the '
+                                       'request was sent; nothing changed", "hint": "run it again: pvectl vm '
+                                       'reboot 100"}}'),
+             op(5, exit_code=4, stdout='{"error": {"type": "DeadlineExceeded", "message": "GET /cluster/resources: '
+                                       'no answer", "hint": "nothing was changed by it; retry with a longer '
+                                       '--timeout"}}'),
+             op(6, exit_code=4, stdout='{"error": {"type": "DeadlineExceeded", "message": "POST ...: no answer", '
+                                       '"hint": "the request may have been applied: check the state"}}'),
+             # the task, and the command that resumes (a re-run finishes what is left)
+             op(7, exit_code=4, stdout=f'{{"error": {{"type": "ProvisionFailed", "message": "VM 120 cloned (task '
+                                       f'{upid})", "hint": "run the command again once that clone is done"}}}}')]
+    flagged = sorted(o for k, o in ((v.kind, v.op_id) for v in check_outcomes(h)) if k == "exit-4-without-upid")
+    assert flagged == [1, 3, 6]
 
 
 def test_a_killed_client_is_a_hang() -> None:
@@ -217,3 +251,13 @@ def test_a_successful_clone_must_leave_a_finished_vm() -> None:
     h.ops[0].result["status"] = "running"
     h.after_op[1][120].tags = "ubuntu"
     assert check_clones_finished(h) == []
+    # deleted right after, and its VMID already taken by another clone in flight: not this op's VM
+    h.after_op[1] = {120: VmState(120, "cx-9", "pve1", "clone", False, "ubuntu;template", "stopped")}
+    assert check_clones_finished(h) == []
+    h.after_op[1][120].lock = None
+    assert "is named 'cx-9', not 'cx-1'" in check_clones_finished(h)[0].detail
+    # another command's delete already under way (its config is gone, the lock is `destroyed`)
+    h.after_op[1] = {120: VmState(120, None, "pve1", "destroyed", False, "", "stopped")}
+    assert check_clones_finished(h) == []
+    h.after_op[1] = {120: VmState(120, "cx-1", "pve1", "clone", False, "ubuntu;template", "stopped")}
+    assert "is still being cloned" in check_clones_finished(h)[0].detail

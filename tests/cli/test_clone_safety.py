@@ -149,6 +149,10 @@ def test_bulk_deadline_starts_nothing_late_and_exits_4(start_sim: Callable[..., 
     for x in rows:
         assert x["result"] == "not started" or "deadline" in x["error"]["message"], x
     assert [x["result"] for x in rows[1:]] == ["not started", "not started"]
+    for x in rows[1:]:     # exit 4 with no task to resume: says nothing was sent, and how to run it again
+        assert "before the clone request for" in x["error"]["message"], x
+        assert "was sent; nothing changed" in x["error"]["message"], x
+        assert x["error"]["hint"].endswith("vm clone 9000 late-{n} --count 3"), x
     assert len(clone_posts(sim)) <= 1
 
 

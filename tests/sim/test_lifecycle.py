@@ -18,6 +18,7 @@ from pvectl.cluster import Cluster
 from pvectl.errors import (
     ApiError,
     GuardRefused,
+    NodeUnreachable,
     PermissionDenied,
     TaskFailed,
     UsageError,
@@ -289,18 +290,46 @@ def test_set_detects_a_concurrent_edit_by_digest(sim: SimCluster, pvc: Cluster) 
     assert conf["description"] == "edited by someone else" and "onboot" not in conf
 
 
-@pytest.mark.parametrize("action", ["start", "delete"])
+@pytest.mark.parametrize("action", ["start", "delete", "resize"])
 def test_a_task_write_whose_answer_is_lost_finds_its_task(sim: SimCluster, pvc: Cluster, action: str) -> None:
     """The write was carried out but its answer never came (uncertain): pvectl re-reads the node's task
     list, finds the task the write started and reports it like any other, never "may or may not"."""
-    method, path = ("POST", "/status/start$") if action == "start" else ("DELETE", "/qemu/103$")
+    method, path = {"start": ("POST", "/status/start$"), "delete": ("DELETE", "/qemu/103$"),
+                    "resize": ("PUT", "/resize$")}[action]
     sim.faults.drop_answer_next(1, method=method, path=path)
     if action == "start":
         r = pvc.vms.start(103, timeout=WAIT)
         assert vm(sim, 103).status == "running"
+    elif action == "resize":
+        before = vm(sim, 103).config["scsi0"]
+        r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, disk="scsi0", size="+1G")
+        assert vm(sim, 103).config["scsi0"] != before
     else:
         r = pvc.vms.delete(103, timeout=WAIT, yes=True)
         assert 103 not in sim.backend.state.vms
-    kind = "qmstart" if action == "start" else "qmdestroy"
+    kind = {"start": "qmstart", "delete": "qmdestroy", "resize": "resize"}[action]
     assert (r.outcome, r.exitstatus) == ("done", "OK") and f":{kind}:103:" in (r.upid or ""), r.to_dict()
     assert len([e for e in sim.requests_log() if e["method"] == method and e["path"].endswith(path[:-1])]) == 1
+
+
+@pytest.mark.parametrize("fault", ["answer lost", "request lost"])
+def test_a_config_put_whose_answer_is_lost_is_read_again(sim: SimCluster, pvc: Cluster, fault: str) -> None:
+    """A config PUT (no task) sent but not answered: the config is read again. Applied: done, no error.
+    Not applied (the config still has the digest the PUT carried): the error says nothing changed and to
+    run the command again, instead of "may or may not have been applied"."""
+    if fault == "answer lost":
+        sim.faults.drop_answer_next(1, method="PUT", path="/config$")
+        r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, cores=3)
+        assert r.outcome == "done" and str(vm(sim, 103).config["cores"]) == "3"
+        r = set_config(pvc, 103, {"description": "read again"}, writer=writer(pvc))
+        assert r.outcome == "done" and vm(sim, 103).config["description"] == "read again"
+    else:
+        sim.drop_next(1, method="PUT", path="/config$")
+        before = vm(sim, 103).config.get("cores")
+        with pytest.raises(NodeUnreachable) as ei:
+            resize(pvc, 103, writer=writer(pvc), deadline=WAIT, cores=3)
+        assert "it was not applied, nothing changed" in ei.value.message, ei.value.message
+        assert ei.value.hint == "run the command again" and not ei.value.uncertain
+        assert vm(sim, 103).config.get("cores") == before
+    # never sent again: one PUT per command (the dropped one is in the log too)
+    assert len([e for e in sim.requests_log() if e["method"] == "PUT"]) == (2 if fault == "answer lost" else 1)

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,146 @@ def test_dry_run_rerun_prints_what_is_left_and_writes_nothing(sim: SimCluster, p
     assert [e for e in sim.requests_log(since=seq) if e["method"] != "GET"] == []
     with sim.backend.mu:
         assert sim.backend.state.vms[vmid].status == "stopped"
+
+
+def test_a_name_taken_right_before_the_post_is_finished_not_reported_as_is(sim: SimCluster) -> None:
+    """Client B plans `race-1`; before its POST, client A makes `race-1` and has not configured it yet.
+    B must not exit 0 `exists` with the template's copy (template tag, stopped though `--start` was
+    asked): it finishes the VM (a re-run would, too). A, finishing after it, still succeeds."""
+    a_cloned, release_a = threading.Event(), threading.Event()
+    box: dict[str, Any] = {}
+    spec = CloneSpec(TEMPLATE, "race-1", cores=2, start=True)
+
+    def client_a() -> None:
+        def on_event(e: ProvisionEvent) -> None:
+            if e.step == "clone" and e.state == "done":
+                a_cloned.set()
+                release_a.wait(60)         # A stops right after its clone, before configuring it
+        with Cluster.from_config(str(sim.config_path)) as c:
+            try:
+                box["a"] = run(c, spec, on_event=on_event)
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                box["a"] = exc
+
+    a = threading.Thread(target=client_a)
+
+    def b_event(e: ProvisionEvent) -> None:
+        if e.step == "plan" and e.state == "done" and not a.is_alive() and "a" not in box:
+            a.start()                      # B has planned (no VM named race-1): now A makes it
+            assert a_cloned.wait(60)
+
+    with Cluster.from_config(str(sim.config_path)) as c:
+        try:
+            b = run(c, spec, on_event=b_event)
+        finally:
+            release_a.set()
+            a.join(60)
+    vmid = made(sim, "race-1")
+    assert len(vmid) == 1 and len(clone_posts(sim)) == 1
+    assert b.result == "exists" and b.vmid == vmid[0] and b.state == "running", b.to_dict()
+    with sim.backend.mu:
+        vm = sim.backend.state.vms[vmid[0]]
+        assert vm.status == "running" and int(vm.config["cores"]) == 2
+        assert "template" not in str(vm.config.get("tags", "")).split(";")
+    assert not isinstance(box["a"], BaseException), box["a"]
+    assert box["a"].result == "created" and box["a"].vmid == vmid[0] and box["a"].state == "running"
+
+
+def test_a_bulk_rerun_that_cannot_finish_an_existing_vm_does_not_count_it_ok(sim: SimCluster, pvc: Cluster) -> None:
+    """`exists` and then a failure while finishing it: that VM is not ok (the CLI exits 1, not 0)."""
+    sim.fail_next(1, status=500, message="got timeout", method="PUT", path=r"/qemu/\d+/config$")
+    with pytest.raises(ProvisionFailed) as ei:
+        run(pvc, CloneSpec(TEMPLATE, "half-b-1"))
+    vmid = ei.value.result.vmid
+    sim.fail_next(1, status=500, message="got timeout", method="PUT", path=rf"/qemu/{vmid}/config$")
+    specs = specs_for_count(CloneSpec(TEMPLATE, "x"), "half-b-{n}", 2)
+    results = provision_many(pvc, specs, deadline=Deadline(60), writer=Writer(pvc, "test", out=io.StringIO()))
+    assert [(r.name, r.result) for r in results] == [("half-b-1", "exists"), ("half-b-2", "created")]
+    assert results[0].error is not None and "got timeout" in results[0].error.message
+    assert [r.ok for r in results] == [False, True]
+
+
+@pytest.mark.parametrize("step, path", [("start", r"/status/start$"), ("resize", r"/resize$")])
+def test_a_step_whose_answer_was_lost_finds_its_task_and_goes_on(sim: SimCluster, pvc: Cluster, step: str,
+                                                                 path: str) -> None:
+    """The start POST (or resize PUT) is carried out but its answer is lost: the task it started is
+    found in the node's task list and waited for (never sent again), not reported as "may or may not
+    have been applied" without the task."""
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == step and e.state == "start":
+            sim.faults.drop_answer_next(1, path=path)
+
+    res = run(pvc, CloneSpec(TEMPLATE, f"lost-{step}", start=True, disk_size="+1G"), on_event=on_event)
+    assert res.result == "created" and step in res.steps and res.state == "running", res.to_dict()
+    kind = {"start": ":qmstart:", "resize": ":resize:"}[step]
+    assert kind in res.upids.get(step, ""), res.upids
+    sent = [e for e in sim.requests_log() if e["method"] != "GET" and e["path"].endswith(path.strip("$").lstrip("/"))]
+    assert len(sent) == 1, sent
+
+
+@pytest.mark.parametrize("step", ["clone", "config"])
+def test_the_deadline_after_the_clone_reports_the_vm_it_made_and_how_to_finish_it(sim: SimCluster,
+                                                                                   pvc: Cluster, step: str) -> None:
+    """The clone ended, then the deadline passed before the name check after it (or before the config
+    PUT): exit 4 names the VM the clone made, its task, and the command that finishes it (not "nothing
+    was changed")."""
+    deadline = Deadline(20)
+
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == step and e.state == ("done" if step == "clone" else "start"):
+            deadline.at = time.monotonic()       # the deadline passes right here
+
+    writer = Writer(pvc, "pvectl vm clone 9000 late-1", out=io.StringIO())
+    # every request bounded by the deadline, as in the CLI (--timeout)
+    with pytest.raises(ProvisionFailed) as ei, pvc.transport.bounded(deadline):
+        provision(pvc, CloneSpec(TEMPLATE, "late-1"), deadline=deadline, writer=writer, on_event=on_event)
+    e = ei.value
+    (vmid,) = made(sim, "late-1")
+    assert e.exit_code == 4 and e.result.vmid == vmid, e.to_dict()
+    assert f"VM {vmid}" in e.message and e.result.upids["clone"] in f"{e.message} {e.to_dict()}", e.message
+    assert "nothing was changed" not in f"{e.message} {e.hint}"
+    assert (e.hint or "").startswith(f"resume with: pvectl vm clone 9000 late-1 (it finishes VM {vmid}")
+
+
+def test_a_clone_in_flight_without_a_visible_task_at_the_deadline_says_nothing_changed(sim: SimCluster,
+                                                                                        pvc: Cluster) -> None:
+    """A VM in `lock: clone` whose task cannot be seen (another user's, without Sys.Audit) may carry the
+    name: waited for until the deadline, then exit 4 with no UPID to give, so it says that nothing was sent
+    and changed, and to run the command again."""
+    from pvectl.sim.models import VM
+
+    with sim.backend.mu:
+        sim.backend.state.vms[150] = VM(vmid=150, node="pve1", config={"lock": "clone"})
+    from pvectl.errors import TaskTimeout
+
+    with pytest.raises(TaskTimeout) as ei:       # while planning: before any VM of this run exists
+        run(pvc, CloneSpec(TEMPLATE, "unseen-1"), deadline=1.0)
+    e = ei.value
+    assert e.exit_code == 4 and "UPID:" not in f"{e.message} {e.hint}"
+    assert "is still running at the deadline; no clone request was sent yet: nothing changed" in e.message
+    assert "run the command again" in (e.hint or "")
+    assert clone_posts(sim) == []
+
+
+def test_a_read_failing_between_clone_attempts_names_the_clone_task_that_ran(sim: SimCluster, pvc: Cluster) -> None:
+    """The first clone task fails on a lock (retried), then no node answers the name check before the
+    next attempt: the error names the clone task this run started, not only the failed read."""
+    sim.fail_task(type="qmclone", message="clone failed: can't lock file '/var/lock/qemu-server/lock-9000.conf' "
+                                          "- got timeout")
+
+    def on_event(e: ProvisionEvent) -> None:
+        if e.step == "clone" and e.state == "warning":
+            for node in sim.nodes:
+                sim.stop_listener(node)
+
+    try:
+        with pytest.raises(ProvisionFailed) as ei:
+            run(pvc, CloneSpec(TEMPLATE, "between-1"), deadline=30, on_event=on_event)
+    finally:
+        for node in sim.nodes:
+            sim.start_listener(node)
+    e = ei.value
+    (post,) = clone_posts(sim)
+    upid = e.result.upids.get("clone", "")
+    assert ":qmclone:9000:" in upid and upid in json.dumps(e.to_dict()), e.to_dict()
+    assert "run the command again" in (e.hint or "") and e.exit_code == 5

@@ -79,6 +79,22 @@ def test_wait_returns_on_ok_after_few_polls(sim: SimCluster, pvc: Cluster) -> No
     assert counter.of("/log") == []          # no log is read for a plain OK without a progress callback
 
 
+def test_a_5xx_answer_to_a_status_read_is_read_again_not_the_tasks_outcome(sim: SimCluster, pvc: Cluster) -> None:
+    """`got timeout` (a 500: the cluster file system was busy) for one status read says nothing about the
+    task: the wait reads again and reports how the task ended, not the failed read."""
+    upid = post(pvc, "/nodes/pve1/qemu/103/status/start")
+    sim.fail_next(2, status=500, message="got timeout", method="GET", path="/status$")
+    res = Task(pvc, upid).wait(WAIT)
+    assert (res.upid, res.exitstatus) == (upid, "OK")
+    assert sim.faults.snapshot()["fail_next"] == []           # both failures were met
+    # the same for a log read that shows progress
+    upid = post(pvc, "/nodes/pve1/qemu/103/status/stop")
+    sim.fail_next(1, status=500, message="got timeout", method="GET", path="/log$")
+    seen: list[Progress] = []
+    assert Task(pvc, upid).wait(WAIT, on_progress=seen.append).exitstatus == "OK"
+    assert sim.faults.snapshot()["fail_next"] == []
+
+
 def test_wait_succeeds_with_warnings_and_returns_them(sim: SimCluster, pvc: Cluster) -> None:
     def work(ctx: Any) -> None:
         ctx.log("INFO: starting new backup job: vzdump 103")

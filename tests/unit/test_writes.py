@@ -271,6 +271,19 @@ def test_writer_audits_a_failed_write_and_reraises(tmp_path: Path) -> None:
     assert "upid" not in entry
 
 
+def test_a_write_cut_short_by_ctrl_c_leaves_an_audit_line_saying_its_outcome_is_unknown(tmp_path: Path) -> None:
+    tf = token_file(tmp_path)
+    cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
+    t = RecordingTransport(error=KeyboardInterrupt())    # type: ignore[arg-type]
+    w = Writer(cluster_with(cfg, t), command="pvectl vm start 105")
+    with pytest.raises(KeyboardInterrupt):
+        w.send(Write("POST", "/nodes/pve3/qemu/105/status/start", {}, "pve3", "start"))
+    [entry] = audit_lines(tmp_path)
+    assert (entry["event"], entry["method"], entry["path"]) == ("write", "POST", "/nodes/pve3/qemu/105/status/start")
+    assert entry["result"].startswith("outcome unknown: interrupted (KeyboardInterrupt)")
+    assert "upid" not in entry
+
+
 def test_an_unwritable_audit_log_does_not_fail_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     tf = token_file(tmp_path)

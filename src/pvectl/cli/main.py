@@ -7,9 +7,28 @@ decryption is started before the HTTP/TLS modules are imported so the two overla
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+
+# `_signal` is the built-in module behind `signal` (already loaded by the interpreter): the handler is in
+# place at once, before the few milliseconds `signal` takes to build its enums
+import _signal  # type: ignore[import-not-found]  # noqa: E402
+
+
+def _interrupted_at_start_up(signum: int, frame: object) -> None:
+    """Ctrl-C while the command is still being imported and parsed: one line and exit 130, never a
+    traceback (main() hands Ctrl-C back to Python right before the command runs)."""
+    os.write(2, b"pvectl: interrupted\n")
+    os._exit(130)
+
+
+if os.path.basename(sys.argv[0]) == "pvectl" or __name__ == "__main__":   # the command, not an import
+    try:
+        _signal.signal(_signal.SIGINT, _interrupted_at_start_up)
+    except ValueError:      # not the main thread
+        pass
+
+import argparse  # noqa: E402
 
 TYPE_CHECKING = False  # `typing` costs start-up time; annotations are strings (PEP 563)
 if TYPE_CHECKING:
@@ -318,6 +337,7 @@ def _task_group(g: Any, sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["sim", "serve"]:
+        _python_handles_ctrl_c()
         # the simulator has its own option parser (prog "pvectl sim serve")
         from ..sim.serve import main as serve_main
 
@@ -337,9 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ctx = Context(args, argv)
     try:
+        _python_handles_ctrl_c()
         return handler(ctx)
-    except KeyboardInterrupt:
-        sys.stderr.write("pvectl: interrupted\n")
+    except KeyboardInterrupt as exc:
+        sys.stderr.write("pvectl: interrupted\n" + interrupted_task_lines(exc))
         return 130
     except BrokenPipeError:
         return 0
@@ -347,6 +368,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(ctx, exc)
     finally:
         ctx.close()
+
+
+def interrupted_task_lines(exc: BaseException) -> str:
+    """The task a Ctrl-C stopped waiting for (the library puts its UPID on the KeyboardInterrupt): it
+    goes on on the node; how to follow it."""
+    upids = list(getattr(exc, "upids", None) or ([exc.upid] if getattr(exc, "upid", None) else []))
+    return "".join(f"pvectl: the task keeps running on the node: {upid}\npvectl: resume with: pvectl task wait {upid}\n"
+                   for upid in upids)
+
+
+def _python_handles_ctrl_c() -> None:
+    """From here on Ctrl-C is a KeyboardInterrupt: the command reports what it started (exit 130)."""
+    if _signal.getsignal(_signal.SIGINT) is _interrupted_at_start_up:
+        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
 
 
 def report_error(ctx: Context, exc: BaseException) -> int:

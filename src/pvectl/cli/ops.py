@@ -58,8 +58,11 @@ def delete(ctx: Context) -> int:
         done = ctx.cluster.vms.delete(a.vm, yes=a.yes, confirm=_confirm_name, allow_template=a.allow_template,
                                       purge=a.purge, destroy_unreferenced_disks=a.destroy_unreferenced_disks,
                                       wait=not a.no_wait, timeout=a.timeout)
-    except KeyboardInterrupt:
-        sys.stderr.write("pvectl: interrupted; check the VM with: pvectl vm status " + str(a.vm) + "\n")
+    except KeyboardInterrupt as exc:
+        from .main import interrupted_task_lines
+
+        sys.stderr.write("pvectl: interrupted; check the VM with: pvectl vm status " + str(a.vm) + "\n"
+                         + interrupted_task_lines(exc))
         return 130
     r = done.preview if isinstance(done, Task) else done
     if a.dry_run or r is None:

@@ -61,6 +61,17 @@ def clone(run: _Run, plan: _Plan, res: ProvisionResult) -> bool:
         s.acquire()
     try:
         return _attempts(run, plan, res, params)
+    except (ProvisionFailed, NameTaken):
+        raise
+    except PvectlError as exc:
+        # a read between two attempts (the name check, the next free VMID) failed: name the clone tasks
+        # this run started (each failed; Proxmox removed what they made: §4.4)
+        tasks = ", ".join(res.upids.values())
+        if not tasks:
+            raise
+        msg = f"the clone of '{spec.name}' stopped between attempts ({exc.message}); clone tasks of this run: {tasks}"
+        raise ProvisionFailed(res, exc, msg, f"check with: pvectl vm list; then run the command again: "
+                                             f"{run.writer.command}") from None
     finally:
         for s in reversed(sems):
             s.release()
@@ -73,12 +84,11 @@ def _before_post(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
     if run.stopped or run.deadline.expired():
         res.state = "absent"
         res.result = "not started"
-        why = "stopped (Ctrl-C)" if run.stopped else "the deadline passed"
-        raise ProvisionFailed(res, TaskTimeout("-", message=f"{why} before the clone of '{spec.name}' started: "
-                                                            f"nothing was created for it",
-                                               hint="run the command again to make the rest"),
-                              f"{why} before the clone of '{spec.name}' started: nothing was created for it",
-                              "run the command again to make the rest")
+        # exit 4 without a task to resume: say plainly that nothing was sent, and how to run it again
+        why = "stopped (Ctrl-C)" if run.stopped else "deadline reached"
+        msg = f"{why} before the clone request for '{spec.name}' was sent; nothing changed for it"
+        hint = f"run the command again to make the rest: {run.writer.command}"
+        raise ProvisionFailed(res, TaskTimeout("-", message=msg, hint=hint), msg, hint)
     if run.dry_run:
         return
     names = Names(run, spec.name)
@@ -266,7 +276,7 @@ def adopt(run: _Run, plan: _Plan, res: ProvisionResult) -> bool:
                     return False   # that clone failed; Proxmox removed what it made (§4.4)
             else:
                 try:
-                    found = Names(run, spec.name).until_unlocked(e)
+                    found = Names(run, spec.name, sent=True).until_unlocked(e)
                 except NameInFlight as exc:
                     raise ProvisionFailed(res, exc, exc.message, exc.hint) from None
                 if found is None:
@@ -316,7 +326,7 @@ def keep_or_yield(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionResu
     this run keeps it; otherwise removes this run's VM and returns the result naming the other one."""
     spec, tpl = plan.spec, plan.template
     assert res.vmid is not None
-    names = Names(run, spec.name)
+    names = Names(run, spec.name, sent=True)
     try:
         _, lower = names.settle(own=res.vmid, below=res.vmid)
     except NameInFlight as exc:

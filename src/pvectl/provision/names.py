@@ -47,15 +47,16 @@ class NameInFlight(TaskTimeout):
     """A clone in flight that may carry (or carries) the name was still running at the deadline."""
 
     def __init__(self, name: str | None, entries: list[dict[str, Any]], upids: dict[int, str | None],
-                 named: bool) -> None:
+                 named: bool, sent: bool = False) -> None:
         listed = ", ".join(f"VM {e['vmid']} on {e.get('node')}" + (f" (task {upids[e['vmid']]})"
                                                                       if upids.get(e["vmid"]) else "")
                            for e in entries)
         first = next((u for u in upids.values() if u), None)
         what = f"the clone making '{name}'" if named else "a clone in flight whose name is not known yet"
         for_ = f"for '{name}'" if name else "yet"
-        super().__init__(first or "-", message=f"{what} ({listed}) is still running at the deadline; "
-                                               f"nothing was created {for_}",
+        # before this run's own clone request (not `sent`) nothing was sent: exit 4 says so plainly
+        left = f"nothing was created {for_}" if sent else f"no clone request was sent {for_}: nothing changed"
+        super().__init__(first or "-", message=f"{what} ({listed}) is still running at the deadline; {left}",
                          hint=(f"resume with: pvectl task wait {first}, then run the command again" if first else
                                "run the command again once the clone is done (pvectl vm list); a `lock: clone` "
                                "VM that no clone task makes any more is left from a failed clone: unlock "
@@ -92,9 +93,10 @@ def clone_upid(run: _Run, node: str, vmid: int, *, running: bool = True) -> str 
 class Names:
     """Reads of the cluster that decide about one name (steps 1 and 2 of the protocol)."""
 
-    def __init__(self, run: _Run, name: str | None) -> None:
+    def __init__(self, run: _Run, name: str | None, *, sent: bool = False) -> None:
         self.run = run
         self.name = name            # None: any name (planning many VMs waits for every unknown one)
+        self.sent = sent            # this run's clone request was sent already
         self._told: set[int] = set()
         self._upids: dict[int, str | None] = {}
 
@@ -169,7 +171,8 @@ class Names:
 
     def _wait(self, entries: list[dict[str, Any]], limit: Deadline, *, named: bool) -> None:
         if limit.expired() or self.run.stopped:
-            raise NameInFlight(self.name, entries, {int(e["vmid"]): self.upid(e) for e in entries}, named)
+            raise NameInFlight(self.name, entries, {int(e["vmid"]): self.upid(e) for e in entries}, named,
+                               self.sent)
         for e in entries:
             vmid = int(e["vmid"])
             if vmid in self._told:

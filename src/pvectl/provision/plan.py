@@ -279,7 +279,7 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> di
 
 
 def _plan_existing(run: _Run, spec: CloneSpec, tpl: VmSummary, tconf: dict[str, Any], e: dict[str, Any],
-                   memory: int | None, ipconfig: str | None, ssh_keys: str | None) -> _Plan:
+                   memory: int | None, ipconfig: str | None, ssh_keys: str | None, *, planning: bool = True) -> _Plan:
     cfg = run.session.config
     node, vmid = str(e["node"]), int(e["vmid"])
     bridge_wanted = spec.bridge or cfg.defaults.network_bridge
@@ -287,8 +287,8 @@ def _plan_existing(run: _Run, spec: CloneSpec, tpl: VmSummary, tconf: dict[str, 
         else None
     if ipconfig is None and not tconf.get("ipconfig0"):
         ipconfig = "ip=dhcp"
-    run.emit(spec.name, vmid, "plan", "done", f"VM {vmid} ({spec.name}) already exists on {node}, cloned from "
-                                              f"template {tpl.vmid}")
+    run.emit(spec.name, vmid, "plan" if planning else "clone", "done" if planning else "info",
+             f"VM {vmid} ({spec.name}) already exists on {node}, cloned from template {tpl.vmid}")
     return _Plan(spec=spec, template=tpl, template_config=tconf, node=node, full=not spec.linked, storage=None,
                  vmid=vmid, explicit_vmid=True, memory=memory, ssh_keys=ssh_keys,
                  ciuser=spec.ciuser or cfg.cloudinit.default_user, bridge=bridge, ipconfig=ipconfig, existing=e)

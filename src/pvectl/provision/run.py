@@ -15,8 +15,8 @@ from ..writes import Writer
 from .clone import NameTaken, clone, keep_or_yield
 from .cloudinit import boot_disk
 from .limits import _Limits, _LimitedTransport
-from .names import Names, in_flight_for
-from .plan import _differences, _Plan, _plan, _Run, configured
+from .names import NameInFlight, Names, in_flight_for
+from .plan import _differences, _existing, _Plan, _plan, _plan_existing, _Run, configured
 from .steps import _after_failure, _configure, _dry_run_rest, _resize, _start, _StepFailed, _wait_ip
 from .types import CloneSpec, EventCallback, ProvisionFailed, ProvisionInterrupted, ProvisionResult
 from .vmids import allocator_for
@@ -188,15 +188,18 @@ def _execute(run: _Run, plan: _Plan) -> ProvisionResult:
     try:
         created = clone(run, plan, res)           # raises ProvisionFailed when nothing is left
     except NameTaken as taken:
-        res.result, res.state, res.vmid = taken.result.result, taken.result.state, taken.result.vmid
-        return taken.result
+        return _finish_other(run, plan, res, taken.result)
     if not created:                               # dry-run
         _dry_run_rest(run, plan, res)
         return res
-    other = keep_or_yield(run, plan, res)
+    try:
+        other = keep_or_yield(run, plan, res)
+    except ProvisionFailed:
+        raise
+    except PvectlError as exc:
+        raise _made_but_unchecked(run, plan, res, exc) from None
     if other is not None:
-        res.result, res.state = "exists", "absent"
-        return other
+        return _finish_other(run, plan, res, other)
     try:
         _configure(run, plan, res)
         _resize(run, plan, res)
@@ -212,6 +215,46 @@ def _execute(run: _Run, plan: _Plan) -> ProvisionResult:
     run.emit(spec.name, res.vmid, "done", "done",
              f"VM {res.vmid} ({spec.name}) ready on {res.node}" + (f", IP {res.ip}" if res.ip else ""))
     return res
+
+
+def _made_but_unchecked(run: _Run, plan: _Plan, res: ProvisionResult, exc: PvectlError) -> ProvisionFailed:
+    """The clone made the VM, then the name check after it could not be made (the deadline passed, no
+    node answered): report the VM and its task; running the command again checks and finishes it."""
+    spec = plan.spec
+    res.state = "stopped"
+    task = res.upids.get("clone")
+    msg = (f"VM {res.vmid} ({spec.name}) was cloned on {res.node}" + (f" (task {task})" if task else "")
+           + f", but the check that no other VM took the name could not be made: {exc.message}")
+    run.emit(spec.name, res.vmid, "clone", "failed", msg)
+    return ProvisionFailed(res, exc, msg, f"resume with: {run.writer.command} (it finishes VM {res.vmid})")
+
+
+def _finish_other(run: _Run, plan: _Plan, res: ProvisionResult, other: ProvisionResult) -> ProvisionResult:
+    """Another run made the VM with this name (it took the name while this one planned, or kept it with
+    a lower VMID). That VM is finished as a re-run would finish it (configure, grow, start), once its
+    clone has ended: its maker may have stopped right after the clone, and `exists` promises a VM
+    made as asked. A maker still at it finishes alongside (see _configure and _start)."""
+    if other.result != "exists" or other.vmid is None or run.dry_run:
+        res.result, res.state, res.vmid = other.result, other.state, other.vmid
+        return other
+    spec = plan.spec
+    try:
+        e = _existing(run, spec, plan.template, run.snapshot())
+    except NameInFlight as exc:
+        res.result, res.state, res.vmid = "exists", "cloning", other.vmid
+        res.upids.update(other.upids)
+        raise ProvisionFailed(res, exc, exc.message, exc.hint) from None
+    except GuardRefused as exc:
+        res.result, res.state, res.vmid = "failed", other.state, other.vmid
+        raise ProvisionFailed(res, exc, exc.message, exc.hint) from None
+    if e is None:                 # gone meanwhile: report what was seen
+        res.result, res.state, res.vmid = other.result, other.state, other.vmid
+        return other
+    existing = _plan_existing(run, spec, plan.template, plan.template_config, e, plan.memory, plan.ipconfig,
+                              plan.ssh_keys, planning=False)
+    res.warnings.extend(other.warnings)
+    res.upids.update(other.upids)
+    return _finish_existing(run, existing, res)
 
 
 def _finish_existing(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionResult:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import ApiError, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed, TaskTimeout
+from ..errors import (ApiError, DeadlineExceeded, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed,
+                      TaskTimeout)
 from ..tasks.task import Deadline, Progress, Task
 from ..units import disk_size_param, parse_prop, size_bytes
 from ..vms.reads import split_tags
@@ -49,28 +50,39 @@ def _config_path(plan: _Plan, res: ProvisionResult) -> str:
 
 
 def _configure(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
-    """ONE config PUT with the digest read after the clone (checksum mismatch = someone else changed it)."""
+    """ONE config PUT with the digest read after the clone (checksum mismatch = someone else changed it).
+    Refused for a checksum mismatch, it is computed again from a fresh read, once: the run that made
+    the VM and one that found it unfinished may configure it at the same moment."""
     spec = plan.spec
     assert res.node is not None and res.vmid is not None
-    try:
-        conf = _read_unlocked(run, res)
-    except PvectlError as exc:
-        raise _StepFailed("config", exc) from None
-    params = _config_params(run, plan, conf)
-    if not params:
+    for attempt in (1, 2):
+        try:
+            conf = _read_unlocked(run, res)
+        except PvectlError as exc:
+            raise _StepFailed("config", exc) from None
+        params = _config_params(run, plan, conf)
+        if not params:
+            return
+        params["digest"] = conf.get("digest")
+        keys = ", ".join(k for k in params if k not in ("digest", "delete", "description"))
+        write = Write("PUT", _config_path(plan, res) + "/config", params, res.node,
+                      f"configure VM {res.vmid} ({spec.name}): {keys}")
+        _not_stopped(run, "config")
+        run.emit(spec.name, res.vmid, "config", "start", write.summary)
+        try:
+            run.writer.send(write)
+        except ApiError as exc:
+            # Proxmox refuses a stale digest: `checksum mismatch (file change by other user?)`
+            # (PVE::Tools::assert_if_modified); the PUT changed nothing, so it can be computed again
+            if attempt == 1 and "checksum mismatch" in exc.message and not isinstance(exc, NodeUnreachable):
+                run.emit(spec.name, res.vmid, "config", "warning", f"{exc.message}: reading the config again")
+                continue
+            raise _StepFailed("config", exc) from None
+        except PvectlError as exc:
+            raise _StepFailed("config", exc) from None
+        res.steps.append("config")
+        run.emit(spec.name, res.vmid, "config", "done", f"VM {res.vmid} configured ({keys})")
         return
-    params["digest"] = conf.get("digest")
-    keys = ", ".join(k for k in params if k not in ("digest", "delete", "description"))
-    write = Write("PUT", _config_path(plan, res) + "/config", params, res.node,
-                  f"configure VM {res.vmid} ({spec.name}): {keys}")
-    _not_stopped(run, "config")
-    run.emit(spec.name, res.vmid, "config", "start", write.summary)
-    try:
-        run.writer.send(write)
-    except PvectlError as exc:
-        raise _StepFailed("config", exc) from None
-    res.steps.append("config")
-    run.emit(spec.name, res.vmid, "config", "done", f"VM {res.vmid} configured ({keys})")
 
 
 def _config_params(run: _Run, plan: _Plan, conf: dict[str, Any]) -> dict[str, Any]:
@@ -140,17 +152,29 @@ def _resize(run: _Run, plan: _Plan, res: ProvisionResult, conf: dict[str, Any] |
 
 
 def _start(run: _Run, plan: _Plan, res: ProvisionResult) -> None:
-    _task_step(run, plan, res, "start", Write("POST", _config_path(plan, res) + "/status/start", {},
-                                              res.node or plan.node, f"start VM {res.vmid} ({plan.spec.name})"),
-               f"VM {res.vmid} started")
+    try:
+        _task_step(run, plan, res, "start", Write("POST", _config_path(plan, res) + "/status/start", {},
+                                                  res.node or plan.node, f"start VM {res.vmid} ({plan.spec.name})"),
+                   f"VM {res.vmid} started")
+    except _StepFailed as exc:
+        # the start task fails with `VM <id> already running` (qemu-server QemuServer.pm::vm_start):
+        # another run finishing the same VM started it first, which is what was asked
+        if not (isinstance(exc.cause, TaskFailed) and "already running" in exc.cause.exitstatus):
+            raise
+        msg = f"VM {res.vmid} was started meanwhile by another run"
+        res.warnings.append(msg)
+        run.emit(plan.spec.name, res.vmid, "start", "info", msg)
 
 
 def _task_step(run: _Run, plan: _Plan, res: ProvisionResult, step: str, write: Write, done: str) -> None:
     """One write that starts a task, and the wait for it (nothing is sent once the run was stopped)."""
+    from ..taskwrites import send_task_write
+
     _not_stopped(run, step)
     run.emit(plan.spec.name, res.vmid, step, "start", write.summary)
     try:
-        upid = run.writer.send(write)
+        # an answer lost after the write was sent: the task it started is looked up, never resent
+        upid = send_task_write(run.cluster, run.writer, write)
         if upid is not None:
             _wait_task(run, plan, res, step, str(upid))
     except PvectlError as exc:
@@ -247,7 +271,10 @@ def _after_failure(run: _Run, plan: _Plan, res: ProvisionResult, step: str, caus
         raise ProvisionFailed(res, cause, f"{base}; deleted it (--cleanup-on-failure)", cause.hint) from None
     hint = (f"delete it with `pvectl vm delete {res.vmid} --yes` and run the command again, or finish the "
             f"remaining steps ({', '.join(todo) or 'none'}) by hand")
-    if cause.hint:
+    if isinstance(cause, DeadlineExceeded):
+        # the deadline, not Proxmox, stopped it: the same command finishes the VM (it re-reads what is done)
+        hint = f"resume with: {run.writer.command} (it finishes VM {res.vmid}: {', '.join(todo) or 'nothing left'})"
+    elif cause.hint:
         hint = f"{cause.hint}; then {hint}"
     raise ProvisionFailed(res, cause, base, hint) from None
 

@@ -81,7 +81,8 @@ class ProvisionResult:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("created", "exists", "planned")
+        # `exists` with an error: the VM was there, but finishing it failed
+        return self.error is None and self.result in ("created", "exists", "planned")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"vmid": self.vmid, "name": self.name, "node": self.node, "template": self.template,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..deadline import Deadline
-from ..errors import DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout, UsageError
+from ..errors import ApiError, DeadlineExceeded, NodeUnreachable, TaskFailed, TaskTimeout, UsageError
 from ..upid import Upid
 
 if TYPE_CHECKING:
@@ -252,6 +252,10 @@ class Task(Generic[R]):
                 if self._writer is not None:
                     self._writer.task_done(str(self._id), exc.exitstatus)
                 raise
+            except KeyboardInterrupt as exc:
+                if not getattr(exc, "upid", None):   # Ctrl-C: the caller names the task that goes on
+                    exc.upid = str(self._id)  # type: ignore[attr-defined]
+                raise
             if self._writer is not None:
                 self._writer.task_done(res.upid, res.exitstatus)
             if self._s.on_event is not None:
@@ -278,7 +282,12 @@ class Task(Generic[R]):
                 lost = None
             except DeadlineExceeded:
                 raise self._timeout(lost) from None       # the deadline, not the node, ended it
-            except NodeUnreachable as exc:
+            except ApiError as exc:
+                if not isinstance(exc, NodeUnreachable):
+                    if not _read_failed_for_now(exc):
+                        raise
+                    exc = NodeUnreachable(exc.message, status=exc.status, method=exc.method, path=exc.path,
+                                          node=exc.node)
                 if lost is None:
                     lost_since = time.monotonic()
                 lost, st = exc, None
@@ -315,8 +324,10 @@ class Task(Generic[R]):
         """New log lines for progress; a log read that fails only delays the progress display."""
         try:
             return self.read_new_lines()
-        except NodeUnreachable:
-            return []
+        except ApiError as exc:
+            if _read_failed_for_now(exc):
+                return []
+            raise
 
     def _timeout(self, lost: NodeUnreachable | None) -> TaskTimeout:
         if lost is None:
@@ -342,7 +353,9 @@ class Task(Generic[R]):
         # the exit status decides; the log only adds detail (and may be unreadable for a moment)
         try:
             lines, _ = self.log(start=0, limit=0) if exitstatus != "OK" else (self._log, 0)
-        except NodeUnreachable:
+        except ApiError as exc:
+            if not _read_failed_for_now(exc):
+                raise
             lines = self._log
         self._log = lines
         if st.ok:
@@ -350,3 +363,9 @@ class Task(Generic[R]):
             return TaskResult(str(self.upid), exitstatus, warnings, polls)
         tail = [ln for ln in lines if not ln.startswith("TASK ")][-8:]
         raise TaskFailed(str(self.upid), exitstatus, tail, node=self.node)
+
+
+def _read_failed_for_now(exc: ApiError) -> bool:
+    """A read of a task's status or log that says nothing about the task: no answer from the node, or a
+    5xx answer (`got timeout`: the cluster file system was busy). The task goes on; read again."""
+    return isinstance(exc, NodeUnreachable) or (type(exc) is ApiError and (exc.status or 0) >= 500)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import GuardRefused, UsageError
 from ..guards import check_disk_resize, check_running_change
 from ..results import OpResult
-from ..taskwrites import wait_task
+from ..taskwrites import send_config_write, send_task_write, wait_task
 from ..units import disk_size_param, parse_disk_size, parse_memory, parse_prop
 from .reads import resolve
 
@@ -80,13 +80,14 @@ def resize(session: Session, ref: str | int, *, cores: int | None = None, memory
             check_running_change(vmid=vm.vmid, running=running, allow_running=allow_running,
                                         keys=list(changes))
             params = dict(changes, digest=config["digest"])
-            writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
-                              f"set {', '.join(f'{k}={v}' for k, v in changes.items())} on VM {vm.vmid} ({vm.name})"))
+            send_config_write(session, writer, Write(
+                "PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
+                f"set {', '.join(f'{k}={v}' for k, v in changes.items())} on VM {vm.vmid} ({vm.name})"), changes)
             if not writer.dry_run:
                 res.extra["applied"] = _applied(session, vm, running, list(changes))
         if disk is not None and new_size is not None and new_size != current:
             # `+N` is sent as given; an absolute size as bytes-exact G/M when possible
-            upid = writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/resize",
+            upid = send_task_write(session, writer, Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/resize",
                                      {"disk": disk, "size": disk_size_param(size or "")}, vm.node,
                                      f"grow {disk} of VM {vm.vmid} ({vm.name}) to {new_size / GIB:.1f} GiB"))
             if upid is not None:
@@ -122,9 +123,10 @@ def set_config(session: Session, ref: str | int, values: dict[str, str], *, dele
         from ..writes import Write
 
         params["digest"] = config["digest"]
-        writer.send(Write("PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
-                          f"set {', '.join(f'{k}={v}' for k, v in values.items())}"
-                          f"{' delete ' + ','.join(delete) if delete else ''} on VM {vm.vmid} ({vm.name})"))
+        send_config_write(session, writer, Write(
+            "PUT", f"/nodes/{vm.node}/qemu/{vm.vmid}/config", params, vm.node,
+            f"set {', '.join(f'{k}={v}' for k, v in values.items())}"
+            f"{' delete ' + ','.join(delete) if delete else ''} on VM {vm.vmid} ({vm.name})"), values, delete or [])
         res = OpResult(vm.vmid, vm.name, vm.node, "set", "done")
         if writer.dry_run:
             res.plan(writer)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..guards import check_delete
 from ..results import OpResult
-from ..taskwrites import start_task
+from ..taskwrites import start_task, wait_naming_task
 from ..tasks.task import Task
 from ..units import parse_prop
 from .reads import resolve
@@ -74,4 +74,4 @@ def delete(session: Session, ref: str | int, *, yes: bool = False, confirm: Call
             return res
 
         task = start_task(session, session.writer(), write, res, deadline=deadline, finish=finish)
-        return task.wait() if wait else task
+        return wait_naming_task(task) if wait else task

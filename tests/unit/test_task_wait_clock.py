@@ -86,8 +86,15 @@ class PveTask:
         return SimpleNamespace(data=[{"n": start + i + 1, "t": t} for i, t in enumerate(chunk)], total=len(lines))
 
 
+
+def _session(transport: Any) -> Any:
+    """What Task needs of a Session: the transport, no progress callback, no default timeout."""
+    from pvectl.deadline import Deadline
+
+    return SimpleNamespace(transport=transport, on_event=None, deadline=lambda timeout=None: Deadline.of(timeout))
+
 def task(transport: PveTask) -> Task:
-    return Task(SimpleNamespace(transport=transport), UPID)  # type: ignore[arg-type]
+    return Task(_session(transport), UPID)  # type: ignore[arg-type]
 
 
 # -- a node that does not answer, without a deadline -------------------------------------------------
@@ -233,13 +240,15 @@ def test_the_tail_after_a_failed_wait_uses_the_log_already_read() -> None:
 
 def test_a_task_made_from_a_parsed_upid_keeps_its_text() -> None:
     lower = UPID.replace("0000A1B2", "0000a1b2")         # sent back exactly as Proxmox wrote it
-    tk = Task(SimpleNamespace(transport=PveTask(None)), Upid.parse(lower))  # type: ignore[arg-type]
+    tk = Task(_session(PveTask(None)), Upid.parse(lower))  # type: ignore[arg-type]
     assert str(tk) == lower and tk.node == "pve1"
 
 
 def test_tasks_api_get_gives_the_task_of_that_upid_on_the_cluster() -> None:
     t = PveTask(None, exitstatus="OK")
-    tk = TasksApi(SimpleNamespace(transport=t)).get(UPID)  # type: ignore[arg-type]
+    session = _session(t)
+    session.config = SimpleNamespace(has_node=lambda name: name == "pve1")   # pve1 is a configured node
+    tk = TasksApi(session).get(UPID)  # type: ignore[arg-type]
     assert str(tk) == UPID and tk.node == "pve1"
     assert tk.status().exitstatus == "OK" and len(t.status_polls) == 1
 
@@ -257,7 +266,7 @@ def hung(pki: dict[str, Any]) -> Any:  # noqa: F811
 @pytest.fixture
 def on_hung(hung: FakePVE, pki: dict[str, Any]) -> Any:  # noqa: F811
     transport = make([Node(name="pve1", host="127.0.0.1", port=hung.port)], ca_tls(pki), read_timeout=30)
-    yield SimpleNamespace(transport=transport)
+    yield _session(transport)
     transport.close()
 
 

@@ -3,6 +3,8 @@ id that `skip` lands on is never handed out twice, and the per-Cluster record of
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from pvectl.errors import GuardRefused
@@ -41,10 +43,10 @@ def test_the_fallback_id_is_given_out_once() -> None:
 
 
 def test_a_clusters_allocator_starts_with_no_clone_in_flight() -> None:
-    class FakeCluster:
+    class FakeTransport:      # the allocator is kept per connection (weakly keyed on the transport)
         pass
 
-    in_flight = allocator_for(FakeCluster()).in_flight  # type: ignore[arg-type]
+    in_flight = allocator_for(SimpleNamespace(transport=FakeTransport())).in_flight  # type: ignore[arg-type]
     assert in_flight.vmids("web") == [] and in_flight.name(120) is None
     in_flight.note(120, "web")
     assert in_flight.vmids("web") == [120]

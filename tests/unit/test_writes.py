@@ -275,7 +275,7 @@ def test_a_write_cut_short_by_ctrl_c_leaves_an_audit_line_saying_its_outcome_is_
     tf = token_file(tmp_path)
     cfg = config(tmp_path, credentials_yaml=f"{{token_file: '{tf}'}}")
     t = RecordingTransport(error=KeyboardInterrupt())    # type: ignore[arg-type]
-    w = Writer(cluster_with(cfg, t), command="pvectl vm start 105")
+    w = Writer(cfg, t, command="pvectl vm start 105")
     with pytest.raises(KeyboardInterrupt):
         w.send(Write("POST", "/nodes/pve3/qemu/105/status/start", {}, "pve3", "start"))
     [entry] = audit_lines(tmp_path)

@@ -15,11 +15,11 @@ from ..writes import Writer
 from .clone import NameTaken, clone, keep_or_yield
 from .cloudinit import boot_disk
 from .limits import _Limits, _LimitedTransport
-from .names import NameInFlight, Names, in_flight_for
+from .names import NameInFlight, Names
 from .plan import _differences, _existing, _Plan, _plan, _plan_existing, _Run, configured
 from .steps import _after_failure, _configure, _dry_run_rest, _resize, _start, _StepFailed, _wait_ip
 from .types import CloneSpec, EventCallback, ProvisionFailed, ProvisionInterrupted, ProvisionResult
-from .vmids import allocator_for
+from .vmids import allocator_for, in_flight_for
 
 if TYPE_CHECKING:
     from ..session import Session

@@ -174,7 +174,7 @@ def _task_step(run: _Run, plan: _Plan, res: ProvisionResult, step: str, write: W
     run.emit(plan.spec.name, res.vmid, step, "start", write.summary)
     try:
         # an answer lost after the write was sent: the task it started is looked up, never resent
-        upid = send_task_write(run.cluster, run.writer, write)
+        upid = send_task_write(run.session, run.writer, write)
         if upid is not None:
             _wait_task(run, plan, res, step, str(upid))
     except PvectlError as exc:

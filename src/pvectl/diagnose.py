@@ -236,7 +236,8 @@ def _verdict(api: dict[str, Any], remote: dict[str, Any] | None) -> Diagnosis:
         d.verdict = "storage-hang"
         d.summary = (f"process {p['pid']} is in uninterruptible sleep (D, wchan {p['wchan']}): the storage it "
                      "waits for hangs; stopping the task will not help until the storage answers")
-        nxt.append(f"ssh {remote['login']} cat /proc/{p['pid']}/stack   # where in the kernel it waits")
+        login = remote["login"] if remote else "root@NODE"
+        nxt.append(f"ssh {login} cat /proc/{p['pid']}/stack   # where in the kernel it waits")
         nxt.append("pvesm status   # on the node: which storage does not answer")
         if upid:
             nxt.append(f"pvectl task stop {upid}   # takes effect only once the storage answers")

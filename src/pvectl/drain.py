@@ -369,10 +369,10 @@ def execute(session: Session, p: DrainPlan, *, writer: Writer, parallel: int | N
                 m.outcome = "moved" if landed else "failed"
                 m.detail = None if landed else "the task ended OK but the VM is not on the target"
         except TaskFailed as exc:
-            m.outcome, m.upid = "failed", exc.upid
+            m.outcome, m.upid = "failed", str(exc.upid)
             m.detail = f"{exc.exitstatus}: {exc.log_tail[-1] if exc.log_tail else ''}".strip(": ")
         except TaskTimeout as exc:
-            m.outcome, m.upid = "timeout", exc.upid
+            m.outcome, m.upid = "timeout", str(exc.upid)
             m.detail = f"still running at the deadline: pvectl task wait {exc.upid}"
         except GuardRefused as exc:
             m.outcome, m.detail = "refused", exc.message

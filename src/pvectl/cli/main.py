@@ -50,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
     def _get_formatter(self) -> argparse.HelpFormatter:
         # add_argument() builds a formatter only to check metavars; the terminal's width (shutil,
         # ~4 ms to import) is looked up only when help is actually printed
-        return self.formatter_class(prog=self.prog, width=self._help_width)
+        return argparse.HelpFormatter(prog=self.prog, width=self._help_width)
 
     def format_help(self) -> str:
         import shutil
@@ -116,7 +116,8 @@ def _cmd(module: str, func: str) -> Handler:
     def run(ctx: Context) -> int:
         import importlib
 
-        return getattr(importlib.import_module(f"pvectl.cli.{module}"), func)(ctx)
+        handler: Handler = getattr(importlib.import_module(f"pvectl.cli.{module}"), func)
+        return handler(ctx)
     return run
 
 
@@ -176,7 +177,7 @@ def build_parser(only: tuple[str | None, str | None] = (None, None)) -> argparse
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
 
     def sub(group: Any, name: str, help_: str, handler: Handler | None) -> argparse.ArgumentParser:
-        p = group.add_parser(name, help=help_, description=help_)
+        p: argparse.ArgumentParser = group.add_parser(name, help=help_, description=help_)
         _global_options(p, top=False)
         if handler is not None:
             p.set_defaults(handler=handler)
@@ -353,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gp = getattr(args, "group_parser", None) or parser
         choices = next((a.choices for a in gp._actions if isinstance(a, argparse._SubParsersAction)), {})
         gp.error(f"missing command (choose from {', '.join(choices)})")
+        return 2   # (error() exits)
     from .context import Context
 
     ctx = Context(args, argv)
@@ -373,7 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def interrupted_task_lines(exc: BaseException) -> str:
     """The task a Ctrl-C stopped waiting for (the library puts its UPID on the KeyboardInterrupt): it
     goes on on the node; how to follow it."""
-    upids = list(getattr(exc, "upids", None) or ([exc.upid] if getattr(exc, "upid", None) else []))
+    one = getattr(exc, "upid", None)
+    upids = list(getattr(exc, "upids", None) or ([one] if one else []))
     return "".join(f"pvectl: the task keeps running on the node: {upid}\npvectl: resume with: pvectl task wait {upid}\n"
                    for upid in upids)
 

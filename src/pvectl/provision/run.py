@@ -9,14 +9,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GuardRefused, PvectlError, UsageError
-from ..tasks.task import Deadline
+from ..deadline import Deadline
 from ..units import parse_prop, size_bytes
 from ..writes import Writer
 from .clone import NameTaken, clone, keep_or_yield
 from .cloudinit import boot_disk
 from .limits import _Limits, _LimitedTransport
 from .names import NameInFlight, Names
-from .plan import _differences, _existing, _Plan, _plan, _plan_existing, _Run, configured
+from .plan import _differences, _existing, _Plan, _plan, _plan_existing, configured
+from .state import _Run
 from .steps import _after_failure, _configure, _dry_run_rest, _resize, _start, _StepFailed, _wait_ip
 from .types import CloneSpec, EventCallback, ProvisionFailed, ProvisionInterrupted, ProvisionResult
 from .vmids import allocator_for, in_flight_for

@@ -8,12 +8,14 @@ from typing import Any
 
 from ..errors import (ApiError, DeadlineExceeded, GuardRefused, NodeUnreachable, NotFound, PvectlError, TaskFailed,
                       TaskTimeout)
-from ..tasks.task import Deadline, Progress, Task
+from ..deadline import Deadline
+from ..tasks.task import Progress, Task
 from ..units import disk_size_param, parse_prop, size_bytes
 from ..vms.reads import split_tags
 from ..writes import Write
 from .cloudinit import _NET_MODELS, boot_disk, net_with_bridge, pick_ip
-from .plan import CONFIGURED, _Plan, _Run, configured
+from .plan import CONFIGURED, _Plan, configured
+from .state import _Run
 from .types import ProvisionFailed, ProvisionResult
 
 IP_WAIT_WITHOUT_DEADLINE = 300.0
@@ -122,7 +124,7 @@ def _read_unlocked(run: _Run, res: ProvisionResult) -> dict[str, Any]:
     """The new VM's config once no `lock` is left (a just-finished clone may still show `lock: clone`
     to a reader on another node for a moment; pain point #2, bpg #133)."""
     while True:
-        conf = run.t.get(f"/nodes/{res.node}/qemu/{res.vmid}/config", node=res.node)
+        conf: dict[str, Any] = run.t.get(f"/nodes/{res.node}/qemu/{res.vmid}/config", node=res.node)
         if not conf.get("lock") or run.deadline.expired():
             return conf
         time.sleep(0.2)

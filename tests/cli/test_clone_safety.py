@@ -152,7 +152,9 @@ def test_bulk_deadline_starts_nothing_late_and_exits_4(start_sim: Callable[..., 
     for x in rows[1:]:     # exit 4 with no task to resume: says nothing was sent, and how to run it again
         assert "before the clone request for" in x["error"]["message"], x
         assert "was sent; nothing changed" in x["error"]["message"], x
-        assert x["error"]["hint"].endswith("vm clone 9000 late-{n} --count 3"), x
+        # the command to run again is the command line as given
+        assert x["error"]["hint"].endswith("--timeout 1 vm clone 9000 --count 3 --name-pattern 'late-{n}' "
+                                           "--max-per-node 1 -o json"), x
     assert len(clone_posts(sim)) <= 1
 
 

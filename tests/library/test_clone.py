@@ -102,20 +102,3 @@ def test_clone_refuses_wait_false_and_bad_options_before_any_write(sim: pvectl.s
         pve.vms.clone(TEMPLATE, "web-01")
     assert writes(sim) == []
 
-
-def test_a_clone_ends_by_its_deadline_when_the_templates_node_hangs(sim: pvectl.sim.Cluster) -> None:
-    # every request of the workflow is bounded by the call's timeout, not only its task waits: a node
-    # that accepts and never answers must not hold the call far past its deadline
-    import time
-
-    sim.hang_node("pve1")                       # the template's node
-    try:
-        with sim.client(audit=False) as pve:
-            t0 = time.monotonic()
-            with pytest.raises(pvectl.errors.PvectlError) as ei:
-                pve.vms.clone(TEMPLATE, "late-1", timeout=1)
-            elapsed = time.monotonic() - t0
-    finally:
-        sim.unhang_node("pve1")
-    assert ei.value.exit_code in (4, 5), ei.value
-    assert elapsed < 1 + 2.5, elapsed           # the deadline and a margin (unbounded reads took 5 s here)

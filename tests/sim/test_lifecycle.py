@@ -302,7 +302,7 @@ def test_a_task_write_whose_answer_is_lost_finds_its_task(sim: SimCluster, pvc: 
         assert vm(sim, 103).status == "running"
     elif action == "resize":
         before = vm(sim, 103).config["scsi0"]
-        r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, disk="scsi0", size="+1G")
+        r = pvc.vms.resize(103, timeout=WAIT, disk="scsi0", size="+1G")
         assert vm(sim, 103).config["scsi0"] != before
     else:
         r = pvc.vms.delete(103, timeout=WAIT, yes=True)
@@ -319,15 +319,15 @@ def test_a_config_put_whose_answer_is_lost_is_read_again(sim: SimCluster, pvc: C
     run the command again, instead of "may or may not have been applied"."""
     if fault == "answer lost":
         sim.faults.drop_answer_next(1, method="PUT", path="/config$")
-        r = resize(pvc, 103, writer=writer(pvc), deadline=WAIT, cores=3)
+        r = pvc.vms.resize(103, timeout=WAIT, cores=3)
         assert r.outcome == "done" and str(vm(sim, 103).config["cores"]) == "3"
-        r = set_config(pvc, 103, {"description": "read again"}, writer=writer(pvc))
+        r = pvc.vms.set(103, {"description": "read again"})
         assert r.outcome == "done" and vm(sim, 103).config["description"] == "read again"
     else:
         sim.drop_next(1, method="PUT", path="/config$")
         before = vm(sim, 103).config.get("cores")
         with pytest.raises(NodeUnreachable) as ei:
-            resize(pvc, 103, writer=writer(pvc), deadline=WAIT, cores=3)
+            pvc.vms.resize(103, timeout=WAIT, cores=3)
         assert "it was not applied, nothing changed" in ei.value.message, ei.value.message
         assert ei.value.hint == "run the command again" and not ei.value.uncertain
         assert vm(sim, 103).config.get("cores") == before

@@ -297,7 +297,7 @@ def test_a_bulk_rerun_that_cannot_finish_an_existing_vm_does_not_count_it_ok(sim
     vmid = ei.value.result.vmid
     sim.fail_next(1, status=500, message="got timeout", method="PUT", path=rf"/qemu/{vmid}/config$")
     specs = specs_for_count(CloneSpec(TEMPLATE, "x"), "half-b-{n}", 2)
-    results = provision_many(pvc, specs, deadline=Deadline(60), writer=Writer(pvc, "test", out=io.StringIO()))
+    results = provision_many(pvc.session, specs, deadline=Deadline(60), writer=Writer(pvc.config, pvc.transport, "test", out=io.StringIO()))
     assert [(r.name, r.result) for r in results] == [("half-b-1", "exists"), ("half-b-2", "created")]
     assert results[0].error is not None and "got timeout" in results[0].error.message
     assert [r.ok for r in results] == [False, True]
@@ -333,10 +333,10 @@ def test_the_deadline_after_the_clone_reports_the_vm_it_made_and_how_to_finish_i
         if e.step == step and e.state == ("done" if step == "clone" else "start"):
             deadline.at = time.monotonic()       # the deadline passes right here
 
-    writer = Writer(pvc, "pvectl vm clone 9000 late-1", out=io.StringIO())
+    writer = Writer(pvc.config, pvc.transport, "pvectl vm clone 9000 late-1", out=io.StringIO())
     # every request bounded by the deadline, as in the CLI (--timeout)
     with pytest.raises(ProvisionFailed) as ei, pvc.transport.bounded(deadline):
-        provision(pvc, CloneSpec(TEMPLATE, "late-1"), deadline=deadline, writer=writer, on_event=on_event)
+        provision(pvc.session, CloneSpec(TEMPLATE, "late-1"), deadline=deadline, writer=writer, on_event=on_event)
     e = ei.value
     (vmid,) = made(sim, "late-1")
     assert e.exit_code == 4 and e.result.vmid == vmid, e.to_dict()

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from ..cluster import Cluster
     from ..config import Config
     from ..deadline import Deadline
-    from ..session import Session
-    from ..writes import Writer
 
 
 class Context:
@@ -55,15 +53,6 @@ class Context:
             self._cluster = Cluster.connect(self.config, dry_run=bool(getattr(self.args, "dry_run", False)),
                                             via="cli", command=self.command, log=log, deadline=self.deadline())
         return self._cluster
-
-    @property
-    def session(self) -> Session:
-        return self.cluster.session
-
-    def writer(self, command: str | None = None) -> Writer:
-        """A writer for this command: audited as its command line (or `command`); --dry-run prints
-        curl lines."""
-        return self.session.writer(command or self.command)
 
     def deadline(self) -> Deadline:
         """The command's one deadline: --timeout bounds every request, not only the waits (http.py)."""

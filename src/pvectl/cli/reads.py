@@ -11,15 +11,9 @@ if TYPE_CHECKING:
 
 
 def require_node(ctx: Context, name: str) -> None:
-    """An unknown node is a usage error (exit 2), found before any request that names it: the config's
-    nodes are known, any other name is looked up in the cluster's node list."""
-    if ctx.config.has_node(name):
-        return
-    known = {n.name for n in ctx.cluster.nodes.list()}
-    if name not in known:
-        from ..errors import UsageError
+    from ..nodes.reads import require_node as check
 
-        raise UsageError(f"no node '{name}' in the cluster (nodes: {', '.join(sorted(known))})")
+    check(ctx.cluster.session, name)
 
 
 def cluster_status(ctx: Context) -> int:

@@ -105,3 +105,15 @@ def _loadavg(values: Any) -> tuple[float, ...]:
         except (TypeError, ValueError):
             continue
     return tuple(out)
+
+
+def require_node(s: Session, name: str) -> None:
+    """An unknown node is a usage error (exit 2), found before any request that names it: the config's
+    nodes are known, any other name is looked up in the cluster's node list."""
+    if s.config.has_node(name):
+        return
+    known = {n.name for n in list_nodes(s)}
+    if name not in known:
+        from ..errors import UsageError
+
+        raise UsageError(f"no node '{name}' in the cluster (nodes: {', '.join(sorted(known))})")

@@ -4,9 +4,18 @@ the nodes, diagnosis of a stuck task, and stopping one."""
 from __future__ import annotations
 
 from ..deadline import Deadline
-from .control import StopResult, follow, require_node, stop_task, task_of
+from ..nodes.reads import require_node
+from .control import StopResult, follow, stop_task, task_of
 from .listing import TaskSummary, list_tasks
-from .task import Backoff, Progress, Task, TaskResult, TasksInterrupted, TaskStatus, parse_progress
+from .task import (
+    Backoff,
+    Progress,
+    Task,
+    TaskResult,
+    TasksInterrupted,
+    TaskStatus,
+    parse_progress,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..deadline import Deadline
 from ..errors import DeadlineExceeded, TaskFailed, TaskTimeout, UsageError
+from ..nodes.reads import require_node
 from ..upid import Upid
 from .task import Task, TaskResult
 
@@ -31,18 +32,6 @@ def parse_upid(text: str | Upid) -> Upid:
         return Upid.parse(str(text).strip())
     except ValueError as exc:
         raise UsageError(f"{exc}", hint=UPID_HINT) from None
-
-
-def require_node(s: Session, name: str) -> None:
-    """An unknown node is a usage error (exit 2), found before any request that names it: the config's
-    nodes are known, any other name is looked up in the cluster's node list."""
-    if s.config.has_node(name):
-        return
-    from ..nodes.reads import list_nodes
-
-    known = {n.name for n in list_nodes(s)}
-    if name not in known:
-        raise UsageError(f"no node '{name}' in the cluster (nodes: {', '.join(sorted(known))})")
 
 
 def task_of(s: Session, upid: str | Upid) -> Task[TaskResult]:

@@ -129,4 +129,7 @@ def test_two_processes_with_count_get_distinct_vmids(fresh_sim: Any, tmp_path: P
     assert [p.returncode for p in procs] == [0, 0], outs
     made = [v for v in fresh_sim.backend.state.vms.values() if str(v.config.get("name", "")).startswith(("a-", "b-"))]
     assert sorted(v.config["name"] for v in made) == ["a-1", "a-2", "b-1", "b-2"]
-    assert sorted(v.vmid for v in made) == [112, 113, 114, 115]
+    # four distinct VMIDs from the first free one (112); after a collision the loser spreads its next
+    # tries (provision/vmids.py `skip=`), so the four need not be contiguous
+    vmids = sorted(v.vmid for v in made)
+    assert len(set(vmids)) == 4 and vmids[0] == 112, vmids

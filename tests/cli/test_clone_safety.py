@@ -147,7 +147,7 @@ def test_sigint_single_clone_reports_vmid_and_upid(start_sim: Callable[..., Any]
 
 def test_bulk_deadline_starts_nothing_late_and_exits_4(start_sim: Callable[..., Any],
                                                         cli: Callable[..., Any]) -> None:
-    """`--count 3 --timeout 1 --max-per-node 1` with clones of about 2 s: the first clone is still
+    """`--count 3 --timeout 1 --max-per-node 1` with clones of about 2 s: one clone is still
     running at the deadline and the other two never start (no POST after the deadline, never two
     clones at once on pve1); exit 4 (only the deadline), not 1."""
     sim = start_sim(time_scale=0.05)
@@ -158,8 +158,10 @@ def test_bulk_deadline_starts_nothing_late_and_exits_4(start_sim: Callable[..., 
     assert [x["name"] for x in rows] == ["late-1", "late-2", "late-3"]
     for x in rows:
         assert x["result"] == "not started" or "deadline" in x["error"]["message"], x
-    assert [x["result"] for x in rows[1:]] == ["not started", "not started"]
-    for x in rows[1:]:     # exit 4 with no task to resume: says nothing was sent, and how to run it again
+    # one clone at most started (which one is up to the workers' order for pve1's one slot), the others never
+    waiting = [x for x in rows if x["result"] == "not started"]
+    assert len(waiting) >= 2, json.dumps(rows)
+    for x in waiting:      # exit 4 with no task to resume: says nothing was sent, and how to run it again
         assert "before the clone request for" in x["error"]["message"], x
         assert "was sent; nothing changed" in x["error"]["message"], x
         # the command to run again is the command line as given

@@ -14,6 +14,7 @@ import pytest
 from pvectl.cluster import Cluster
 from pvectl.errors import AuthError, NodeUnreachable, TaskTimeout
 from pvectl.sim.cluster import Cluster as SimCluster
+from testkit import timed
 from pvectl.tasks import Deadline, Task
 
 MARGIN = 1.0     # scheduling slack on a loaded 2-core machine; a deadline 2 s late still fails
@@ -29,15 +30,6 @@ def flaky() -> Iterator[SimCluster]:
 
 def client(sim: SimCluster, **kw: Any) -> Cluster:
     return Cluster.from_config(str(sim.config_path), **kw)
-
-
-def timed(fn: Any) -> tuple[float, Any]:
-    t0 = time.monotonic()
-    try:
-        out = fn()
-    except Exception as e:  # noqa: BLE001 - returned for the assertions
-        out = e
-    return time.monotonic() - t0, out
 
 
 # ------------------------------------------------------------------------------------------ Task.wait

@@ -159,18 +159,34 @@ def _split_entry(text: str, where: str, token_id: str | None) -> Token:
 
 
 # --------------------------------------------------------------------------------------------------
-# `pass show`, once per process
+# The process-wide token of `load_token` / `prefetch` (callers that hold no `Cluster`): one
+# `TokenSource` per pass entry or token file, so it is read once per process
 
-_pending: dict[str, subprocess.Popen[bytes] | BaseException] = {}
-_tokens: dict[tuple[str, str | None], Token] = {}
+_shared: dict[tuple[str, str | None], TokenSource] = {}
+_shared_lock = threading.Lock()
 
 
 def reset() -> None:
-    """Forget cached tokens and kill a pending `pass` (tests; long-running servers on SIGHUP)."""
-    for p in _pending.values():
-        _stop(p)
-    _pending.clear()
-    _tokens.clear()
+    """Forget the process-wide tokens and kill a pending `pass` (tests; long-running servers on SIGHUP)."""
+    with _shared_lock:
+        sources = list(_shared.values())
+        _shared.clear()
+    for source in sources:
+        source.close()
+
+
+def _shared_source(cfg: Config | None, env: Mapping[str, str]) -> TokenSource | None:
+    """The process-wide source of `cfg`'s pass entry or token file (None: the environment, or none)."""
+    kind = _source(cfg, env)
+    if cfg is None or kind not in ("file", "pass"):
+        return None
+    cr = cfg.credentials
+    key = (f"{kind}:{cr.token_file if kind == 'file' else cr.pass_path}", cr.token_id)
+    with _shared_lock:
+        source = _shared.get(key)
+        if source is None:
+            source = _shared[key] = TokenSource(cfg, env=env)
+        return source
 
 
 def _source(cfg: Config | None, env: Mapping[str, str]) -> str:
@@ -206,27 +222,11 @@ def _stop(proc: subprocess.Popen[bytes] | BaseException | None) -> None:
                 pipe.close()
 
 
-def _start_pass(path: str) -> None:
-    if path in _pending or any(k[0] == f"pass:{path}" for k in _tokens):
-        return
-    _pending[path] = _spawn_pass(path)
-
-
 def prefetch(cfg: Config | None, *, env: Mapping[str, str] | None = None) -> None:
     """Start `pass show` now (only when pass is the token's source) and return at once."""
-    env = os.environ if env is None else env
-    if cfg is not None and _source(cfg, env) == "pass":
-        _start_pass(cfg.credentials.pass_path)  # type: ignore[arg-type]
-
-
-def _collect_pass(path: str, token_id: str | None, timeout: float) -> Token:
-    key = (f"pass:{path}", token_id)
-    if key in _tokens:
-        return _tokens[key]
-    _start_pass(path)
-    tok = _finish_pass(_pending.pop(path), path, token_id, timeout)
-    _tokens[key] = tok
-    return tok
+    source = _shared_source(cfg, os.environ if env is None else env)
+    if source is not None:
+        source.start()
 
 
 def _finish_pass(proc: subprocess.Popen[bytes] | BaseException, path: str, token_id: str | None,
@@ -273,19 +273,11 @@ def load_token(cfg: Config | None, *, env: Mapping[str, str] | None = None,
     Raises CredentialError (exit 2) with a message that never contains the secret.
     """
     env = os.environ if env is None else env
-    src = _source(cfg, env)
-    cr = cfg.credentials if cfg is not None else None
-    if src == "env":
+    source = _shared_source(cfg, env)
+    if source is not None:
+        return source.token(timeout)
+    if _source(cfg, env) == "env":
         return _from_env(env)
-    if src == "file":
-        assert cr is not None and cr.token_file is not None
-        key = (f"file:{cr.token_file}", cr.token_id)
-        if key not in _tokens:
-            _tokens[key] = _read_file(cr.token_file, cr.token_id)
-        return _tokens[key]
-    if src == "pass":
-        assert cr is not None and cr.pass_path is not None
-        return _collect_pass(cr.pass_path, cr.token_id, timeout)
     _no_source()
 
 

@@ -85,3 +85,37 @@ def test_a_node_that_hangs_during_a_bulk_clone_ends_each_worker_by_the_deadline(
     assert not isinstance(res, Exception), res
     assert took <= deadline + REPORT_GRACE + MARGIN, took
     assert len(res) == 3 and all(r.error is not None and r.error.exit_code in (4, 5) for r in res), res
+
+
+@pytest.fixture
+def late_clone_answer(sim: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pve1 carries out a clone POST at once, and its answer takes 2 s more (a slow way back)."""
+    handle = sim.server._handle
+
+    def answer_late(node: str, request: Any) -> Any:
+        result = handle(node, request)
+        if request.method == "POST" and request.path.endswith("/clone"):
+            time.sleep(2.0)
+        return result
+
+    monkeypatch.setattr(sim.server, "_handle", answer_late)
+
+
+def test_a_clone_answer_after_the_deadline_names_the_vm_and_its_task(sim: SimCluster, pve: Cluster,
+                                                                     late_clone_answer: None) -> None:
+    """The clone request is carried out and its answer comes after the 1 s deadline: one look within the
+    reporting grace finds the VM and its clone task, so exit 4 says what to wait for (it used to end with
+    "cannot tell whether the clone started", no task named)."""
+    took, err = timed(lambda: pve.vms.clone(TEMPLATE, "late-answer", timeout=1))
+    assert isinstance(err, PvectlError) and err.exit_code == 4, err
+    assert took <= 1 + REPORT_GRACE + MARGIN, took
+    vm = err.result                                               # type: ignore[attr-defined]
+    assert vm.vmid in sim.backend.state.vms                       # the VM it reports was made
+    upid = vm.upids["clone"]
+    assert upid.startswith("UPID:pve1:") and ":qmclone:9000:" in upid and upid in err.message
+    assert "cannot be told" not in err.message and "cannot tell" not in err.message
+    assert err.hint and (f"pvectl task wait {upid}" in err.hint or "resume with" in err.hint)
+    end = time.monotonic() + 10
+    while not clone_posts(sim) and time.monotonic() < end:        # logged once its answer is written
+        time.sleep(0.1)
+    assert len(clone_posts(sim)) == 1                             # sent once

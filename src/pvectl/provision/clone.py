@@ -8,11 +8,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from ..deadline import Deadline
-from ..errors import (AlreadyExists, GuardRefused, Locked, NodeUnreachable, NotFound, PvectlError, TaskFailed,
-                      TaskTimeout)
+from ..errors import (AlreadyExists, DeadlineExceeded, GuardRefused, Locked, NodeUnreachable, NotFound, PvectlError,
+                      TaskFailed, TaskTimeout)
 from ..writes import Write
 from .names import NameInFlight, Names, clone_upid
 from .plan import _MARKER_RE, _existing, _Plan, marker_line, request_of
@@ -311,6 +311,8 @@ def _patient_read(run: _Run, plan: _Plan, res: ProvisionResult, read: Callable[[
             return read()
         except NodeUnreachable as exc:
             remaining = run.deadline.remaining()
+            if not run.stopped and isinstance(exc, DeadlineExceeded):
+                look_at_deadline(run, plan, res, exc)
             if run.stopped or (remaining is not None and remaining <= pause):
                 res.state = "unknown"
                 raise ProvisionFailed(res, exc, f"cannot tell whether the clone of VM {plan.vmid} "
@@ -319,6 +321,56 @@ def _patient_read(run: _Run, plan: _Plan, res: ProvisionResult, read: Callable[[
                                       f"(it adopts or reports that VM)") from None
             time.sleep(pause)
             pause = min(pause * 2, 4.0)
+
+
+def look_at_deadline(run: _Run, plan: _Plan, res: ProvisionResult, exc: DeadlineExceeded) -> NoReturn:
+    """The clone request went out and the deadline passed before this run could tell whether it
+    arrived: one look within the reporting grace says what it left (exit 4 with the clone's task to
+    wait for, or the VM made, or that no VM appeared), never "cannot tell" while a node answers.
+    A clone POST creates the VM's config (with `lock: clone`) before it answers (qemu-server
+    API2/Qemu.pm::clone_vm, pve-semantics §4.3): no VM means the request did not take effect so far."""
+    spec, vmid = plan.spec, plan.vmid
+    try:
+        with run.t.reporting():
+            e = run.snapshot().vm(vmid)
+            node = str(e.get("node", plan.node)) if e is not None else plan.node
+            conf: dict[str, Any] = {}
+            if e is not None and not cloning(e):
+                conf = run.t.get(f"/nodes/{node}/qemu/{vmid}/config", node=node)
+            ours = e is not None and (cloning(e) and known_name(e) in (None, spec.name)
+                                      or request_of(conf.get("description")) == plan.request)
+            upid = clone_upid(run, node, vmid, running=e is not None and cloning(e)) if ours else None
+    except PvectlError as read_exc:
+        res.state = "unknown"
+        raise ProvisionFailed(res, exc, f"the clone request for VM {vmid} ({spec.name}) got no answer before the "
+                                        f"deadline, and whether it arrived cannot be told: {read_exc.message}",
+                              f"check with: pvectl vm status {vmid}; then run the command again (it adopts or "
+                              f"reports that VM)") from None
+    if e is None or not ours:
+        res.state = "absent"
+        taken = "" if e is None else f"; VMID {vmid} is another client's VM now"
+        msg = (f"the clone request for VM {vmid} ({spec.name}) got no answer before the deadline, and no VM of this "
+               f"run is there{taken}: nothing changed so far (a request only delayed in transit would still make "
+               f"VM {vmid})")
+        raise ProvisionFailed(res, exc, msg, f"check with: pvectl vm status {vmid}; then run the command again "
+                                             f"(it adopts or reports that VM): {run.writer.command}")
+    res.node = node
+    if upid is not None:
+        res.upids["clone"] = upid
+    if cloning(e):
+        res.state = "cloning"
+        what = (f"VM {vmid} is still being cloned at the deadline (the clone request for '{spec.name}' got no "
+                f"answer in time)")
+        hint = (f"resume with: pvectl task wait {upid}, then run the command again to finish it" if upid else
+                f"run the command again once the clone is done (pvectl vm status {vmid}): it finishes VM {vmid}")
+    else:
+        res.state = str(e.get("status", "stopped"))
+        what = f"VM {vmid} ({spec.name}) was cloned on {node}, but the deadline passed before its answer came"
+        hint = f"resume with: {run.writer.command} (it finishes VM {vmid})"
+    if upid:
+        what += f" (task {upid})"
+    run.emit(spec.name, vmid, "clone", "failed", what)
+    raise ProvisionFailed(res, exc, what, hint)
 
 
 def keep_or_yield(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionResult | None:

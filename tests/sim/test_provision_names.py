@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pvectl.cluster import Cluster
+from pvectl.errors import GuardRefused
 from pvectl.provision import CloneSpec, ProvisionEvent, ProvisionFailed, provision, provision_many, specs_for_count
 from pvectl.provision.vmids import allocator_for
 from pvectl.sim.cluster import Cluster as SimCluster
@@ -76,14 +77,16 @@ def test_retry_after_the_deadline_does_not_clone_twice(sim: SimCluster, pvc: Clu
     assert len(clone_posts(sim)) == 1
 
 
-def same_name_at_once(sim: SimCluster, name: str, prepare: Callable[[int, Cluster], None] | None = None
-                      ) -> list[Any]:
+def same_name_at_once(sim: SimCluster, name: str, prepare: Callable[[int, Cluster], None] | None = None,
+                      errors: dict[int, BaseException] | None = None) -> list[Any]:
     """Four independent clients (own Cluster each: no shared process state) make `name` at once. The
     `clone start` event comes after the name check right before the POST: each client waits there until
     all four have checked, so every POST goes out while none of their clones exists yet, however the
-    threads are scheduled. `prepare(i, cluster)` runs in client i first. Returns the four results."""
+    threads are scheduled. `prepare(i, cluster)` runs in client i first. Returns the results; a
+    client's exception fails the test, or goes to `errors` when given."""
     results: dict[int, Any] = {}
-    errors: dict[int, BaseException] = {}
+    expect_errors = errors is not None
+    errors = {} if errors is None else errors
     barrier = threading.Barrier(4)
 
     def client(i: int) -> None:
@@ -106,7 +109,7 @@ def same_name_at_once(sim: SimCluster, name: str, prepare: Callable[[int, Cluste
         t.start()
     for t in threads:
         t.join(120)
-    assert not errors, errors
+    assert expect_errors or not errors, errors
     wait_idle(sim)
     return list(results.values())
 
@@ -165,6 +168,73 @@ def test_four_clients_same_name_on_four_vmids_leave_it_to_the_lowest(sim: SimClu
         if r.result == "exists":
             assert any("the lower VMID keeps the name" in w for w in r.warnings), r.to_dict()
     assert audited_writes("DELETE") == 3
+
+
+LOCK_TIMEOUT = "can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"   # §3.3
+
+
+def four_on_four_vmids(first: int) -> Callable[[int, Cluster], None]:
+    """Client i has handed out i VMIDs from `first` before (nothing on the server reserves an id): the
+    four clones run on four VMIDs, each to its end."""
+    def prepare(i: int, c: Cluster) -> None:
+        for vmid in range(first, first + i):
+            assert allocator_for(c.session).claim(vmid)
+    return prepare
+
+
+def test_a_loser_whose_removal_meets_a_lock_tries_again(sim: SimCluster) -> None:
+    """Four clients on four VMIDs, and the first removal meets a lock held for a moment: that client
+    sends its DELETE again, so the name is left on one VM (it used to report `exists` and leave its own
+    VM in place: two VMs with the name)."""
+    first = 112
+    sim.fail_next(1, status=500, message=LOCK_TIMEOUT.format(vmid=first + 1), method="DELETE",
+                  path=rf"/qemu/{first + 1}$")
+    results = same_name_at_once(sim, "four-locked", four_on_four_vmids(first))
+    assert made(sim, "four-locked") == [first]
+    assert sorted((r.result, r.vmid) for r in results) == [("created", first)] + [("exists", first)] * 3, \
+        [r.to_dict() for r in results]
+    # the DELETE sent again (or, racing it, the removal by a client that found that VM left behind)
+    deleted = [int(e["path"].rsplit("/", 1)[1]) for e in sim.requests_log() if e["method"] == "DELETE"]
+    assert len(deleted) >= 4 and deleted.count(first + 1) >= 2 and set(deleted) == {first + 1, first + 2, first + 3}
+
+
+def test_a_loser_that_cannot_remove_its_vm_says_so_and_the_next_run_removes_it(sim: SimCluster,
+                                                                                  pvc: Cluster) -> None:
+    """No removal gets through: each losing client fails naming its own VM and how to delete it (never
+    `exists`, exit 0). The next run for the name finds the clones that lost it, never finished, and
+    removes them as their runs would have; the lowest VMID keeps the name."""
+    first = 112
+    sim.fail_next(40, status=500, message=LOCK_TIMEOUT.format(vmid=first), method="DELETE")
+    errors: dict[int, BaseException] = {}
+    results = same_name_at_once(sim, "four-stuck", four_on_four_vmids(first), errors)
+    assert [(r.result, r.vmid) for r in results] == [("created", first)]
+    assert len(errors) == 3
+    for err in errors.values():
+        assert isinstance(err, ProvisionFailed) and err.exit_code == 1, err
+        vmid = err.result.vmid
+        assert vmid in (first + 1, first + 2, first + 3), err.result.to_dict()
+        assert f"VM {vmid}, made by this run, could not be removed" in err.message
+        assert err.hint and f"pvectl vm delete {vmid} --yes" in err.hint
+    assert made(sim, "four-stuck") == [first, first + 1, first + 2, first + 3]
+    sim.clear_faults()
+    again = run(pvc, CloneSpec(TEMPLATE, "four-stuck"))
+    assert (again.result, again.vmid) == ("exists", first)
+    assert sum("was removed" in w and "lost the name" in w for w in again.warnings) == 3, again.to_dict()
+    wait_idle(sim)
+    assert made(sim, "four-stuck") == [first]
+
+
+def test_a_second_vm_with_the_name_not_left_by_a_lost_clone_is_refused_not_removed(sim: SimCluster,
+                                                                                     pvc: Cluster) -> None:
+    """Two VMs carry the name and one was not made by pvectl from this template (an operator renamed
+    it): that is not a clone that lost the name, so nothing is removed and the name is refused."""
+    a = run(pvc, CloneSpec(TEMPLATE, "twice"))
+    with sim.backend.mu:
+        sim.backend.state.vms[101].config["name"] = "twice"
+    with pytest.raises(GuardRefused, match="already used by 2 VMs"):
+        run(pvc, CloneSpec(TEMPLATE, "twice"))
+    assert [e for e in sim.requests_log() if e["method"] == "DELETE"] == []
+    assert made(sim, "twice") == sorted([a.vmid, 101])
 
 
 def test_two_bulk_runs_same_pattern_make_each_name_once(sim: SimCluster) -> None:

@@ -10,19 +10,18 @@ import uuid
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from ..deadline import Deadline
 from ..errors import (AlreadyExists, DeadlineExceeded, GuardRefused, Locked, NodeUnreachable, NotFound, PvectlError,
                       TaskFailed, TaskTimeout)
 from ..writes import Write
 from .names import NameInFlight, Names, clone_upid
 from .plan import _MARKER_RE, _existing, _Plan, marker_line, request_of
+from .removal import remove_vm
 from .state import _Run, _Snapshot, cloning, known_name
 from .steps import _wait_task
 from .types import ProvisionFailed, ProvisionResult
 
 CLONE_ATTEMPTS = 8           # VMIDs tried after `already exists`
 LOCK_ATTEMPTS = 4            # clone attempts after a lock timeout (pain point #2: server-side lock waits)
-WITHDRAW_WAIT = 60.0         # seconds to wait for the removal of a clone that lost its name
 
 
 class NameTaken(Exception):
@@ -178,7 +177,7 @@ def _attempts(run: _Run, plan: _Plan, res: ProvisionResult, params: dict[str, An
                 continue
             except Locked as exc:
                 lock_attempts += 1
-                if lock_attempts >= LOCK_ATTEMPTS or not _backoff(run, lock_attempts):
+                if lock_attempts >= LOCK_ATTEMPTS or not run.backoff(lock_attempts):
                     fail_nothing_made(run, plan, res, "clone", exc, created=False)
                 run.emit(spec.name, vmid, "clone", "warning", f"{exc.message}; retrying")
                 continue
@@ -200,7 +199,7 @@ def _attempts(run: _Run, plan: _Plan, res: ProvisionResult, params: dict[str, An
                     continue
                 if "can't lock file" in text or "got timeout" in text or "lock request timeout" in text:
                     lock_attempts += 1
-                    if lock_attempts < LOCK_ATTEMPTS and _backoff(run, lock_attempts):
+                    if lock_attempts < LOCK_ATTEMPTS and run.backoff(lock_attempts):
                         run.emit(spec.name, vmid, "clone", "warning", f"clone task: {text}; retrying")
                         continue
                 fail_nothing_made(run, plan, res, "clone", exc, created=None)
@@ -218,16 +217,6 @@ def _attempts(run: _Run, plan: _Plan, res: ProvisionResult, params: dict[str, An
         res.state = "stopped"
         run.emit(spec.name, vmid, "clone", "done", f"VM {vmid} cloned on {plan.node}")
         return True
-
-
-def _backoff(run: _Run, attempt: int) -> bool:
-    """Sleep before a retry (jittered, growing); False when the deadline leaves no room."""
-    pause = min(1.0 * 2 ** (attempt - 1), 8.0) * random.uniform(0.75, 1.25)
-    remaining = run.deadline.remaining()
-    if remaining is not None and remaining <= pause:
-        return False
-    time.sleep(pause)
-    return True
 
 
 def _next_vmid(run: _Run, plan: _Plan, res: ProvisionResult, exc: PvectlError, attempts: int) -> None:
@@ -375,23 +364,33 @@ def look_at_deadline(run: _Run, plan: _Plan, res: ProvisionResult, exc: Deadline
 
 def keep_or_yield(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionResult | None:
     """After this run's clone ended: the lowest VMID that carries the name keeps it. Returns None when
-    this run keeps it; otherwise removes this run's VM and returns the result naming the other one."""
+    this run keeps it; otherwise removes this run's VM and returns the result naming the other one.
+    A VM of this run that cannot be removed is a failure that names it (never `exists`, exit 0)."""
     spec, tpl = plan.spec, plan.template
     assert res.vmid is not None
     names = Names(run, spec.name, sent=True)
     try:
         _, lower = names.settle(own=res.vmid, below=res.vmid)
     except NameInFlight as exc:
-        withdraw(run, plan, res, wait=False)
-        raise ProvisionFailed(res, exc, f"{exc.message}; VM {res.vmid}, made by this run, is being removed (a clone "
-                                        f"with a lower VMID may carry the name '{spec.name}')", exc.hint) from None
+        left = withdraw(run, plan, res, wait=False)
+        what = ("is being removed" if left is None else
+                f"could not be removed ({left.message}): delete it: pvectl vm delete {res.vmid} --yes")
+        raise ProvisionFailed(res, exc, f"{exc.message}; VM {res.vmid}, made by this run, {what} (a clone with a "
+                                        f"lower VMID may carry the name '{spec.name}')", exc.hint) from None
     if not lower:
         return None
     winner = lower[0]
     wvmid, wnode = int(winner["vmid"]), str(winner.get("node"))
-    withdraw(run, plan, res, wait=True)
-    msg = (f"another client cloned '{spec.name}' at the same time, as VM {wvmid} on {wnode} (the lower VMID keeps "
-           f"the name); VM {res.vmid}, made by this run, was removed")
+    other = (f"another client cloned '{spec.name}' at the same time, as VM {wvmid} on {wnode} (the lower VMID keeps "
+             f"the name)")
+    left = withdraw(run, plan, res, wait=True)
+    if left is not None:
+        res.state = "stopped"
+        msg = f"{other}, and VM {res.vmid}, made by this run, could not be removed: {left.message}"
+        run.emit(spec.name, res.vmid, "cleanup", "failed", msg)
+        raise ProvisionFailed(res, left, msg, f"delete it: pvectl vm delete {res.vmid} --yes (running the command "
+                                              f"again removes it too)")
+    msg = f"{other}; VM {res.vmid}, made by this run, was removed"
     run.emit(spec.name, wvmid, "done", "warning", msg)
     out = ProvisionResult(spec.name, tpl.vmid, wvmid, wnode, "exists", str(winner.get("status", "unknown")),
                           steps=["exists"], warnings=[msg], upids=dict(res.upids))
@@ -403,29 +402,22 @@ def keep_or_yield(run: _Run, plan: _Plan, res: ProvisionResult) -> ProvisionResu
     return out
 
 
-def withdraw(run: _Run, plan: _Plan, res: ProvisionResult, *, wait: bool) -> None:
-    """Remove this run's own just-made VM (it lost the name): DELETE with purge, like the seed's delete."""
+def withdraw(run: _Run, plan: _Plan, res: ProvisionResult, *, wait: bool) -> PvectlError | None:
+    """Remove this run's own just-made VM (it lost the name). None once it is removed (or its removal
+    runs), else the error that left it in place."""
     spec = plan.spec
     node = res.node or plan.node
-    write = Write("DELETE", f"/nodes/{node}/qemu/{res.vmid}", {"purge": 1, "destroy-unreferenced-disks": 1}, node,
-                  f"delete VM {res.vmid} ({spec.name}): another VM took the name first")
-    run.emit(spec.name, res.vmid, "cleanup", "start", write.summary)
-    try:
-        upid = run.writer.send(write)
-        if upid and wait and not run.stopped:
-            limit = run.deadline if run.deadline.remaining() is not None else Deadline(WITHDRAW_WAIT)
-            res.upids["cleanup"] = str(upid)
-            from ..tasks.task import Task
-
-            run.writer.task_done(str(upid), Task(run.session, str(upid)).wait(limit).exitstatus)
-        elif upid:
-            res.upids["cleanup"] = str(upid)
-    except PvectlError as exc:
-        res.warnings.append(f"could not remove VM {res.vmid}: {exc.message}; delete it: pvectl vm delete "
-                            f"{res.vmid} --yes")
-        return
+    assert res.vmid is not None
+    summary = f"delete VM {res.vmid} ({spec.name}): another VM took the name first"
+    run.emit(spec.name, res.vmid, "cleanup", "start", summary)
+    removal = remove_vm(run, node, res.vmid, summary, wait=wait)
+    if removal.upid:
+        res.upids["cleanup"] = removal.upid
+    if removal.error is not None:
+        return removal.error
     res.steps.append("cleanup")
     res.state = "absent"
+    return None
 
 
 def fail_nothing_made(run: _Run, plan: _Plan, res: ProvisionResult, step: str, exc: PvectlError, *,

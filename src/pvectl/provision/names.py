@@ -18,7 +18,10 @@ several pvectl processes (on several machines) share. The protocol:
    this run removes its own just-made VM and reports the other (`exists` / `in progress`).
 
 Two runs that both pass step 1 each see the other's clone in step 2 (each read comes after its own
-POST, and each decision after its own whole clone), so exactly one keeps the name. Limits: a client
+POST, and each decision after its own whole clone), so exactly one keeps the name. A run that cannot
+remove its clone (a lock held a moment is tried again; provision/removal.py) fails naming that VM, and
+the next run for the name removes such clones (never configured, from the same template, above the
+lowest VMID) as their own run would have (plan.py `_without_losers`). Limits: a client
 that is not pvectl follows no such rule (its VM is never removed by pvectl; when it has the lower
 VMID, pvectl removes its own); a clone POST that reaches Proxmox later than a whole competing clone
 takes (a request stuck in transit) can still make a second VM.

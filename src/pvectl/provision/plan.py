@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExists, GuardRefused, NodeUnreachable, UsageError
+from ..errors import AlreadyExists, GuardRefused, NodeUnreachable, NotFound, UsageError
 from ..units import parse_memory
 from .cloudinit import (
     _DISK_RE,
@@ -18,6 +18,7 @@ from .cloudinit import (
     read_ssh_keys,
 )
 from .names import Names
+from .removal import remove_vm
 from .state import _Run, _Snapshot, known_name
 from .types import CloneSpec, ProvisionResult
 
@@ -256,6 +257,9 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> di
         e = snap.vm(vmid)
         if e is not None and known_name(e) is None:
             same.append(e)
+    removed: list[str] = []
+    if len(same) > 1:
+        same, removed = _without_losers(run, spec, tpl, same)
     if len(same) > 1:
         listed = ", ".join(f"{e['vmid']} on {e['node']}" for e in same)
         raise GuardRefused(f"the name '{spec.name}' is already used by {len(same)} VMs ({listed})",
@@ -275,7 +279,51 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> di
         origin = f"from template {m.group(1)}" if m else "not by pvectl from this template"
         raise GuardRefused(f"a VM named '{spec.name}' already exists (VM {vmid} on {node}), made {origin}",
                            f"pick another name, or remove that VM first (pvectl vm delete {vmid} --yes)")
-    return dict(e, config=conf)
+    return dict(e, config=conf, removed=removed)
+
+
+def _without_losers(run: _Run, spec: CloneSpec, tpl: VmSummary,
+                    same: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Several VMs carry the name. When pvectl made them all from `tpl` and each one but the lowest
+    VMID is a finished, stopped clone that was never configured, those are clones that lost the name
+    (names protocol step 2: the lowest VMID keeps it) and that their run could not remove (it lost
+    contact with the cluster, or stopped, right after its clone): removed here, as their run would have.
+    One whose removal runs already (its config is `{lock: destroyed}`, pve-semantics §3.1) or that is
+    gone no longer counts. Anything else is left as it is (the caller refuses the name). Returns the
+    VMs left and a line per VM removed."""
+    ordered = sorted(same, key=lambda e: int(e["vmid"]))
+    if any(e.get("lock") for e in ordered) or any(e.get("status") != "stopped" for e in ordered[1:]):
+        return same, []
+    left: list[dict[str, Any]] = []
+    losers: list[dict[str, Any]] = []
+    for e in ordered:
+        vmid, node = int(e["vmid"]), str(e["node"])
+        try:
+            conf = run.t.get(f"/nodes/{node}/qemu/{vmid}/config", node=node)
+        except NotFound:
+            continue                    # removed meanwhile
+        if conf.get("lock") == "destroyed":
+            continue                    # being removed (by the run that made it)
+        desc = conf.get("description")
+        m = _MARKER_RE.search(str(desc or ""))
+        if m is None or int(m.group(1)) != tpl.vmid or (left and configured(desc)):
+            return same, []
+        (losers if left else left).append(e)
+    removed: list[str] = []
+    for e in losers:
+        vmid, node = int(e["vmid"]), str(e["node"])
+        why = (f"a clone of template {tpl.vmid} that lost the name '{spec.name}' to VM {left[0]['vmid']} (the lower "
+               f"VMID keeps it) and was never finished")
+        summary = f"delete VM {vmid} ({spec.name}): {why}"
+        run.emit(spec.name, vmid, "cleanup", "start", summary)
+        removal = remove_vm(run, node, vmid, summary)
+        if removal.error is not None:
+            run.emit(spec.name, vmid, "cleanup", "failed", f"could not remove VM {vmid}: {removal.error.message}")
+            left.append(e)
+            continue
+        removed.append(f"VM {vmid} was removed: {why}")
+        run.emit(spec.name, vmid, "cleanup", "done", removed[-1])
+    return left, removed
 
 
 def _plan_existing(run: _Run, spec: CloneSpec, tpl: VmSummary, tconf: dict[str, Any], e: dict[str, Any],
@@ -291,7 +339,8 @@ def _plan_existing(run: _Run, spec: CloneSpec, tpl: VmSummary, tconf: dict[str, 
              f"VM {vmid} ({spec.name}) already exists on {node}, cloned from template {tpl.vmid}")
     return _Plan(spec=spec, template=tpl, template_config=tconf, node=node, full=not spec.linked, storage=None,
                  vmid=vmid, explicit_vmid=True, memory=memory, ssh_keys=ssh_keys,
-                 ciuser=spec.ciuser or cfg.cloudinit.default_user, bridge=bridge, ipconfig=ipconfig, existing=e)
+                 ciuser=spec.ciuser or cfg.cloudinit.default_user, bridge=bridge, ipconfig=ipconfig, existing=e,
+                 warnings=list(e.get("removed") or []))
 
 
 def _differences(run: _Run, spec: CloneSpec, conf: dict[str, Any]) -> list[str]:

@@ -4,7 +4,9 @@ writer, deadline, events, the caches of one call)."""
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +126,16 @@ class _Run:
     @property
     def stopped(self) -> bool:
         return self.stop.is_set()
+
+    def backoff(self, attempt: int, first: float = 1.0, cap: float = 8.0) -> bool:
+        """Sleep before retry `attempt` (jittered, doubling from `first` up to `cap`); False, without
+        sleeping, when the deadline leaves no room for it."""
+        pause = min(first * 2 ** (attempt - 1), cap) * random.uniform(0.75, 1.25)
+        remaining = self.deadline.remaining()
+        if remaining is not None and remaining <= pause:
+            return False
+        time.sleep(pause)
+        return True
 
     def track(self, res: ProvisionResult) -> None:
         with self._lock:

@@ -46,11 +46,23 @@ def _canary_secrets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     real_uuid = sim_cluster.uuid
     sim_cluster.uuid = canary.CanaryUuid  # type: ignore[assignment]
+    # an in-process simulator's temporary state directory (config, token, state, audit logs of the
+    # clients pointed at it) is removed when it stops: look into it first
+    real_teardown = sim_cluster.Cluster._teardown
+    in_sim_dirs: list[str] = []
+
+    def teardown(self: Any, *, save: bool) -> None:
+        if self._temporary and self._state_dir is not None:
+            in_sim_dirs.extend(canary.leaky_files([self._state_dir]))
+        real_teardown(self, save=save)
+
+    sim_cluster.Cluster._teardown = teardown  # type: ignore[method-assign]
     try:
         yield
     finally:
         sim_cluster.uuid = real_uuid
-    leaked = canary.leaky_files([tmp_path_factory.getbasetemp()])
+        sim_cluster.Cluster._teardown = real_teardown  # type: ignore[method-assign]
+    leaked = in_sim_dirs + canary.leaky_files([tmp_path_factory.getbasetemp()])
     if leaked:
         pytest.fail("the canary token secret was written to files that are not owner-only secret stores:\n  "
                     + "\n  ".join(leaked), pytrace=False)

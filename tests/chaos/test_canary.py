@@ -50,6 +50,10 @@ def test_a_leak_fails_the_test_and_the_session(tmp_path: Path) -> None:
         "def test_reads_capsys(capsys):\n"
         "    sys.stdout.write(canary.new_secret()); assert capsys.readouterr().out\n"
         "def test_writes_file(tmp_path): (tmp_path / 'dump.txt').write_text(canary.new_secret())\n"
+        "def test_writes_into_a_simulator_dir():\n"
+        "    from pvectl.sim.cluster import Cluster\n"
+        "    with Cluster(nodes=1, vms=1, templates=0, bind='127.0.0.1', port=0) as sim:\n"
+        "        (sim.state_dir / 'client.log').write_text(sim.token_secret)\n"
         "def test_clean(): print('nothing secret')\n")
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
                         "--basetemp", str(tmp_path / "base"), str(tmp_path)],
@@ -57,8 +61,9 @@ def test_a_leak_fails_the_test_and_the_session(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "base")
     out = p.stdout
     assert p.returncode == 1, out
-    assert "3 failed, 2 passed, 1 error in" in out, out
+    assert "3 failed, 3 passed, 1 error in" in out, out
     for test in ("test_prints", "test_raises", "test_reads_capsys"):
         assert f"FAILED test_leaks.py::{test}" in out, out
     assert "the canary token secret leaked into" in out and "dump.txt (mode 0644)" in out, out
+    assert "client.log (mode" in out, out          # in a simulator's state directory, removed since
     assert canary.MARKER not in out

@@ -53,15 +53,16 @@ def _bytes(whole: str, fraction: str, unit: int) -> tuple[int, bool]:
     return total // scale, total % scale == 0
 
 
-def parse_disk_size(text: str) -> tuple[bool, int]:
+def parse_disk_size(text: str, option: str = "--size") -> tuple[bool, int]:
     """`+10G` -> (True, bytes), `50GiB` -> (False, bytes). UsageError (exit 2) showing the accepted
-    forms for anything else; a negative size is refused with the reason (disks only grow)."""
+    forms for anything else, its hint in terms of `option` (the flag the size came from); a negative
+    size is refused with the reason (disks only grow)."""
     parts = _parse(text) if isinstance(text, str) else None
     if parts is None:
         why = ("disks only grow (Proxmox cannot shrink a disk); " if isinstance(text, str)
                and text.strip().startswith("-") else "")
         raise UsageError(f"invalid disk size {text!r}: {why}expected {DISK_FORMS}",
-                         hint="e.g. --size +10G grows by 10 GiB, --size 50G makes it 50 GiB")
+                         hint=f"e.g. {option} +10G grows by 10 GiB, {option} 50G makes it 50 GiB")
     sign, whole, fraction, unit = parts
     return sign == "+", _bytes(whole, fraction, _UNIT[unit])[0]
 

@@ -383,6 +383,17 @@ def test_malformed_sizes_exit_2_and_show_the_accepted_forms(cli: Callable[..., R
     assert SIZE_FORMS in line, line
 
 
+@pytest.mark.parametrize("argv,flag", [
+    (["vm", "clone", "9000", "sized", "--disk-size", "10GB"], "--disk-size"),
+    (["vm", "resize", "100", "--disk", "scsi0", "--size", "10GB"], "--size"),
+])
+def test_a_bad_disk_size_hint_names_the_flag_it_came_from(cli: Callable[..., Run], sim: Any, argv: list[str],
+                                                          flag: str) -> None:
+    r = cli("--config", str(sim.config_path), "-o", "table", "--dry-run", *argv)
+    assert r.code == 2, r.err
+    assert f"e.g. {flag} +10G grows by 10 GiB, {flag} 50G makes it 50 GiB" in r.err, r.err
+
+
 def test_gib_sizes_are_accepted_for_memory_and_disks_and_sent_as_proxmox_spells_them(
         cli: Callable[..., Run], sim: Any) -> None:
     cfg = str(sim.config_path)

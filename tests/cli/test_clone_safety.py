@@ -133,8 +133,7 @@ def test_sigint_bulk_reports_what_is_in_flight_and_starts_nothing_new(start_sim:
 def test_sigint_single_clone_reports_vmid_and_upid(start_sim: Callable[..., Any], tmp_path: Path) -> None:
     sim = start_sim(time_scale=0.05)
     p = spawn(sim.config_path, "9000", "one-int", "--start", "-o", "json", env_dir=tmp_path)
-    wait_for(lambda: len(clone_posts(sim)) >= 1)
-    time.sleep(0.3)
+    wait_for(lambda: clone_task_polled(sim))         # it has the clone's UPID (no fixed pause)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, (out, err)

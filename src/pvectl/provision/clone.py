@@ -187,6 +187,7 @@ def _attempts(run: _Run, plan: _Plan, res: ProvisionResult, params: dict[str, An
                 res.steps.append("clone")
                 res.state = "absent"
                 return False
+            res.upids["clone"] = str(upid)  # before the state says "cloning": a Ctrl-C report names it
             res.state = "cloning"
             try:
                 _wait_task(run, plan, res, "clone", str(upid))

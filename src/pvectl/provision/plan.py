@@ -86,7 +86,7 @@ def _check_spec(spec: CloneSpec) -> None:
     if spec.disk_size is not None:
         from ..units import parse_disk_size
 
-        parse_disk_size(spec.disk_size)
+        parse_disk_size(spec.disk_size, "--disk-size")
     if spec.disk is not None and not _DISK_RE.match(spec.disk):
         raise UsageError(f"invalid disk name '{spec.disk}' (e.g. scsi0, virtio0)")
     if spec.vmid is not None and not 100 <= int(spec.vmid) <= 999999999:

@@ -375,6 +375,12 @@ def check_audit(h: History) -> list[Violation]:
 
 
 # ------------------------------------------------------------------------------------ clones done
+def deleted_during(h: History, clone: OpRecord) -> set[int]:
+    """VMIDs removed by delete commands that succeeded and ran while `clone` ran."""
+    return {op.target_vmid for op in h.ops if op.kind.startswith("delete") and op.exit_code == 0
+            and op.target_vmid is not None and op.started < clone.ended and op.ended > clone.started}
+
+
 def check_clones_finished(h: History, template_tag: str = "template") -> list[Violation]:
     """A clone that succeeded (created, or found it already made) reports a finished VM: started when
     `--start` was asked for, and - right after the command - under its name, without the template's tag."""
@@ -395,6 +401,8 @@ def check_clones_finished(h: History, template_tag: str = "template") -> list[Vi
             vm = after.get(vmid) if isinstance(vmid, int) else None
             if vm is None or vm.lock == "destroyed" or (vm.lock == "clone" and vm.name != name):
                 continue          # gone, being deleted by another command, or its VMID taken again by a clone
+            if vmid in deleted_during(h, op):
+                continue          # deleted by another command meanwhile (its VMID may be in use again)
             if vm.lock == "clone":
                 out.append(Violation("clone-unfinished", f"{op.summary()} exited 0 ({item.get('result')}) but "
                                      f"VM {vmid} is still being cloned", op.op_id))

@@ -241,6 +241,7 @@ def test_audit_must_match_what_the_cluster_carried_out() -> None:
 
 def test_a_successful_clone_must_leave_a_finished_vm() -> None:
     h = clean_history()
+    h.ops[1].started, h.ops[1].ended = 102.0, 103.0       # the delete of VM 120 came after the clone
     assert check_clones_finished(h) == []
     h.ops[0].argv += ["--start"]
     h.ops[0].result = {"vmid": 120, "name": "cx-1", "result": "exists", "status": "stopped"}
@@ -256,6 +257,12 @@ def test_a_successful_clone_must_leave_a_finished_vm() -> None:
     assert check_clones_finished(h) == []
     h.after_op[1][120].lock = None
     assert "is named 'cx-9', not 'cx-1'" in check_clones_finished(h)[0].detail
+    # ... unless a delete of it succeeded while the clone command ran (its VMID was used again since)
+    h.ops.append(op(3, "delete", target=120, elapsed=0.5))
+    assert check_clones_finished(h) == []
+    h.ops[-1].exit_code = 1                       # a delete that failed removed nothing
+    assert "is named 'cx-9', not 'cx-1'" in check_clones_finished(h)[0].detail
+    h.ops.pop()
     # another command's delete already under way (its config is gone, the lock is `destroyed`)
     h.after_op[1] = {120: VmState(120, None, "pve1", "destroyed", False, "", "stopped")}
     assert check_clones_finished(h) == []

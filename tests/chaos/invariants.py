@@ -35,6 +35,7 @@ _NOTHING_MADE = re.compile(r"nothing (was )?created", re.IGNORECASE)
 _UNCERTAIN = "may or may not have been applied"
 _RESUME = re.compile(r"pvectl task (wait|status) UPID:|resume with", re.IGNORECASE)
 _NOTHING_CHANGED = re.compile(r"nothing (was )?changed", re.IGNORECASE)
+_IN_FLIGHT = re.compile(r"\bVM \d+ is still being cloned at the deadline")
 _RERUN = re.compile(r"\bretry\b|\brun (it|the command|the same command) again\b|\bre-run\b", re.IGNORECASE)
 
 
@@ -245,9 +246,12 @@ def interrupted_before_pvectl_ran(op: OpRecord) -> bool:
 def exit_4_reported(text: str) -> bool:
     """Exit 4 says "still running at the deadline": the output names the task (UPID) and how to resume,
     or - when nothing was sent, or only reads went unanswered - says that nothing changed and how to
-    re-run the command."""
+    re-run the command; a clone whose task could not be read names the VM still being cloned and how to
+    re-run."""
     if "UPID:" in text and (_RESUME.search(text) or _RERUN.search(text)):
         return True
+    if _IN_FLIGHT.search(text) and _RERUN.search(text):
+        return True         # the VM whose clone runs on, when its node did not answer the task list
     return bool(_NOTHING_CHANGED.search(text) and _RERUN.search(text))
 
 

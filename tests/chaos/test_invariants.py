@@ -192,9 +192,15 @@ def test_exit_4_names_the_task_and_its_resume_command_or_says_nothing_changed_an
                                        '"hint": "the request may have been applied: check the state"}}'),
              # the task, and the command that resumes (a re-run finishes what is left)
              op(7, exit_code=4, stdout=f'{{"error": {{"type": "ProvisionFailed", "message": "VM 120 cloned (task '
-                                       f'{upid})", "hint": "run the command again once that clone is done"}}}}')]
+                                       f'{upid})", "hint": "run the command again once that clone is done"}}}}'),
+             # the clone's node did not answer the task list: the VM in flight, and the re-run
+             op(8, exit_code=4, stdout='{"error": {"type": "ProvisionFailed", "message": "VM 120 is still being '
+                                       'cloned at the deadline", "hint": "run the command again once the clone is '
+                                       'done (pvectl vm status 120)"}}'),
+             op(9, exit_code=4, stdout='{"error": {"type": "ProvisionFailed", "message": "VM 120 is still being '
+                                       'cloned at the deadline"}}')]
     flagged = sorted(o for k, o in ((v.kind, v.op_id) for v in check_outcomes(h)) if k == "exit-4-without-upid")
-    assert flagged == [1, 3, 6]
+    assert flagged == [1, 3, 6, 9]
 
 
 def test_a_killed_client_is_a_hang() -> None:

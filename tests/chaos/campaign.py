@@ -124,6 +124,7 @@ def _run_ops(env: Env, history: History, seed: int, ops: int, clients: int, t0: 
             t.start()
         for t in threads:
             t.join()
+        taken = time.monotonic()       # before the read: commands still running then may show in it
         snapshot = env.vms()
         with lock:
             for rec, _ in records:
@@ -134,7 +135,7 @@ def _run_ops(env: Env, history: History, seed: int, ops: int, clients: int, t0: 
                         env.retry_candidates.append(rec)
                 if progress is not None:
                     progress(rec)
-            history.snapshots.append((time.monotonic(), snapshot))
+            history.snapshots.append((taken, snapshot))
 
     def client() -> None:
         while True:

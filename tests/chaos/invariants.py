@@ -63,16 +63,25 @@ def check_all(h: History, *, margin: float = DEADLINE_MARGIN) -> list[Violation]
 
 
 # ------------------------------------------------------------------------------------------ names
+SNAPSHOT_READ = 0.5      # seconds a snapshot's read may take after the time it is recorded with
+
+
 def check_duplicate_names(h: History) -> list[Violation]:
-    """One violation per name, with the most VMs ever seen holding it at once."""
+    """One violation per name, with the most VMs ever seen holding it at once. While two commands race
+    for one name, both clones exist for a moment (names protocol step 2: the lower VMID keeps it, the
+    other command removes its own and reports that): a snapshot read while a command asking for the
+    name still ran does not count; one read after they all ended, and the final state, do."""
     worst: dict[str, set[int]] = {}
-    views = [vms for _, vms in h.snapshots] + [h.final_vms]
-    for vms in views:
+    views: list[tuple[float | None, dict[int, Any]]] = [(t, vms) for t, vms in h.snapshots] + [(None, h.final_vms)]
+    for taken, vms in views:
         by_name: dict[str, set[int]] = defaultdict(set)
         for vm in vms.values():
             if vm.name and vm.name.startswith(h.name_prefix):
                 by_name[vm.name].add(vm.vmid)
         for name, ids in by_name.items():
+            if taken is not None and any(name in op.names and op.started <= taken + SNAPSHOT_READ
+                                         and op.ended >= taken for op in h.ops):
+                continue
             if len(ids) > 1 and len(ids) > len(worst.get(name, ())):
                 worst[name] = ids
     out: list[Violation] = []

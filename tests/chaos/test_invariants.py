@@ -82,6 +82,18 @@ def test_two_vms_with_one_name_are_found_once_with_every_vmid() -> None:
     assert "[120, 121, 122]" in found[0].detail and "'cx-1'" in found[0].detail
 
 
+def test_a_race_seen_while_its_commands_run_is_not_a_duplicate_but_one_left_after_them_is() -> None:
+    """Op 1 (asking for cx-1) runs from 100 to 101: both racing clones exist for a moment then."""
+    h = clean_history()
+    h.snapshots.append((100.5, {120: vm(120, "cx-1"), 121: vm(121, "cx-1")}))
+    assert check_duplicate_names(h) == []
+    h.snapshots.append((101.5, {120: vm(120, "cx-1"), 121: vm(121, "cx-1")}))     # left after it ended
+    assert "[120, 121]" in check_duplicate_names(h)[0].detail
+    h.snapshots.pop()
+    h.final_vms.update({120: vm(120, "cx-1"), 121: vm(121, "cx-1")})               # and at the end
+    assert "[120, 121]" in check_duplicate_names(h)[0].detail
+
+
 def test_names_not_made_by_the_campaign_are_not_counted() -> None:
     h = clean_history()
     h.final_vms.update({130: vm(130, "web-01"), 131: vm(131, "web-01")})

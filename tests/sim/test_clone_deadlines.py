@@ -119,3 +119,32 @@ def test_a_clone_answer_after_the_deadline_names_the_vm_and_its_task(sim: SimClu
     while not clone_posts(sim) and time.monotonic() < end:        # logged once its answer is written
         time.sleep(0.1)
     assert len(clone_posts(sim)) == 1                             # sent once
+
+
+def test_a_clone_request_held_past_the_deadline_says_no_vm_of_this_run_is_there_yet(
+        sim: SimCluster, pve: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clone request waits 2.5 s on pve1 before it is carried out (a node that accepts but does not
+    get to it): at the 1 s deadline no VM is there. Exit 4 says so, names the VMID that request would
+    make and how to check; when the request is carried out late after all, the next run finds that VM
+    and finishes it instead of making a second one."""
+    handle = sim.server._handle
+
+    def held(node: str, request: Any) -> Any:
+        if request.method == "POST" and request.path.endswith("/clone"):
+            time.sleep(2.5)
+        return handle(node, request)
+
+    monkeypatch.setattr(sim.server, "_handle", held)
+    took, err = timed(lambda: pve.vms.clone(TEMPLATE, "held-1", timeout=1))
+    assert isinstance(err, PvectlError) and err.exit_code == 4, err
+    assert took <= 1 + REPORT_GRACE + MARGIN, took
+    vmid = err.result.vmid                                        # type: ignore[attr-defined]
+    assert f"the clone request for VM {vmid} (held-1) got no answer before the deadline" in err.message
+    assert "nothing changed so far" in err.message and err.hint and f"pvectl vm status {vmid}" in err.hint
+    end = time.monotonic() + 20
+    while vmid not in sim.backend.state.vms and time.monotonic() < end:       # carried out late
+        time.sleep(0.1)
+    monkeypatch.setattr(sim.server, "_handle", handle)
+    again = pve.vms.clone(TEMPLATE, "held-1", timeout=30)
+    assert again.vmid == vmid and again.result == "exists"                    # one VM for the name
+    assert len(clone_posts(sim)) == 1

@@ -12,6 +12,7 @@ import itertools
 import os
 import secrets
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import Iterable
@@ -20,6 +21,12 @@ from pathlib import Path
 # 8-4-4 hex digits with the version nibble: 15 random hex digits nothing else will contain by chance
 MARKER = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-4{secrets.token_hex(2)[:3]}-"
 _counter = itertools.count(1)
+# a simulator the suite runs as a child process (`pvectl sim serve`) gets the session's marker through
+# its environment (see `child_argv`), and numbers its secrets apart from the session's own
+_INHERITED = os.environ.get("PVECTL_TEST_CANARY_MARKER")
+if _INHERITED:
+    MARKER = _INHERITED
+    _counter = itertools.count(1 << 40)
 _lock = threading.Lock()
 
 # Files that are meant to hold a secret, readable by their owner only (mode 0600): token files,
@@ -82,3 +89,14 @@ def leaky_files(roots: Iterable[Path]) -> list[str]:
                 if not owner_only or name.endswith(_LOG_SUFFIXES):
                     found.append(f"{path} (mode {st.st_mode & 0o777:04o})")
     return found
+
+
+def child_sim_argv(*args: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of `python -m pvectl.sim ARGS` whose token secrets carry the session's
+    marker (the simulator is patched before it runs, as in the test process itself)."""
+    code = ("import sys, canary, pvectl.sim.cluster as c; c.uuid = canary.CanaryUuid; "
+            "from pvectl.sim.serve import main; raise SystemExit(main())")
+    here = str(Path(__file__).resolve().parent)
+    env = dict(os.environ, PVECTL_TEST_CANARY_MARKER=MARKER,
+               PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p))
+    return [sys.executable, "-c", code, *args], env

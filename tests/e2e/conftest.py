@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from canary import canary_token_file
+from canary import canary_token_file, leaky_files
 
 PASS_PATH = "proxmox/api-token"
 READY_TIMEOUT = 60.0
@@ -188,8 +188,10 @@ def sim_process() -> Iterator[SimProcess]:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+        leaked = leaky_files([state_dir])        # outside pytest's temporary directory: read it here
         shutil.rmtree(state_dir, ignore_errors=True)
         assert rc == 0, f"the simulator exited with {rc} on SIGTERM (expected 0):\n{stderr}"
+        assert not leaked, f"the canary token secret was written to: {leaked}"
 
 
 # -- a throwaway pass store ----------------------------------------------------------------------
@@ -252,6 +254,8 @@ def pass_store(sim_process: SimProcess) -> Iterator[PassStore]:
     finally:
         # Stop the gpg-agent that this GNUPGHOME started (only that one).
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, timeout=30)
+        leaked = leaky_files([root])
         shutil.rmtree(root, ignore_errors=True)
+        assert not leaked, f"the canary token secret was written to: {leaked}"
 
 

@@ -14,13 +14,15 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+import canary
 import pytest
 import yaml
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "pvectl.sim", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """`python -m pvectl.sim ARGS`, its token secrets carrying the suite's canary marker."""
+    argv, env = canary.child_sim_argv(*args)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _reap(proc: subprocess.Popen[str]) -> None:
@@ -52,6 +54,7 @@ def test_ready_line_files_and_sigterm(served: tuple[subprocess.Popen[str], Path,
     assert token_file.is_absolute() and os.stat(token_file).st_mode & 0o777 == 0o600
     token_id, secret = token_file.read_text().splitlines()
     assert token_id == "root@pam!pvectl"
+    assert canary.contains(secret)             # the session's canary: a leak of it fails the suite
     ca = Path(cfg["tls"]["ca_file"])
     assert ca.is_absolute() and ca.read_text().startswith("-----BEGIN CERTIFICATE-----")
     node = cfg["cluster"]["nodes"][1]

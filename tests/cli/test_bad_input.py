@@ -394,6 +394,14 @@ def test_a_bad_disk_size_hint_names_the_flag_it_came_from(cli: Callable[..., Run
     assert f"e.g. {flag} +10G grows by 10 GiB, {flag} 50G makes it 50 GiB" in r.err, r.err
 
 
+def test_a_property_string_missing_its_required_key_is_one_error_line(cli: Callable[..., Run], sim: Any) -> None:
+    """`net0=bridge=vmbr0` has no model: Proxmox's checker reports two lines ("invalid format - format
+    error", then "net0.model: property is missing ..."); pvectl prints one, exit 2, nothing sent."""
+    r = cli("--config", str(sim.config_path), "-o", "table", "vm", "set", "100", "net0=bridge=vmbr0")
+    line = one_error_line(r)
+    assert "net0: invalid format - format error; net0.model: property is missing" in line, line
+
+
 def test_gib_sizes_are_accepted_for_memory_and_disks_and_sent_as_proxmox_spells_them(
         cli: Callable[..., Run], sim: Any) -> None:
     cfg = str(sim.config_path)

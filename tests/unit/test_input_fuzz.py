@@ -154,3 +154,40 @@ def test_property_strings_split_into_a_first_value_and_options(text: str) -> Non
     first, opts = parse_prop(text)
     assert first is None or ("=" not in first and "," not in first)
     assert all("," not in k and "=" not in k and "," not in v for k, v in opts.items())
+
+
+# The schema's property-string checker behind `vm set KEY=VALUE` (pvectl.schema.check, the qemu config
+# PUT's formats): any value is accepted or refused with one line; nothing else escapes.
+_PROP_KEYS = ["net0", "scsi0", "ipconfig0", "agent", "boot", "cpu", "vga", "serial0", "efidisk0", "startup",
+              "smbios1", "numa0", "hostpci0", "usb0", "memory", "cores", "tags", "onboot", "name"]
+_PROP_TEXT = st.text(alphabet=st.sampled_from(list("abcdefghikmnorstuvx0123456789=,;:/.-_+ \t\u00e9\u0663\n")),
+                     max_size=60)
+
+
+@FUZZ
+@given(key=st.sampled_from(_PROP_KEYS), value=_PROP_TEXT)
+def test_any_config_value_is_accepted_or_refused_in_one_line(key: str, value: str) -> None:
+    from pvectl.vms.config import validate_config_params
+    from pvectl.vms.reads import VmSummary
+
+    vm = VmSummary.from_resource({"vmid": 100, "name": "web", "node": "pve1", "type": "qemu"})
+    try:
+        validate_config_params(vm, {key: value})
+    except UsageError as exc:
+        assert "\n" not in exc.message and exc.exit_code == 2, exc.message
+
+
+@FUZZ
+@given(key=st.sampled_from(_PROP_KEYS), parts=st.lists(st.tuples(st.sampled_from(
+    ["model", "bridge", "ip", "gw", "size", "file", "type", "enabled", "order", "virtio", "firewall", "x"]),
+    _PROP_TEXT.filter(lambda t: "," not in t)), max_size=5))
+def test_any_key_value_list_is_accepted_or_refused_in_one_line(key: str, parts: list[tuple[str, str]]) -> None:
+    from pvectl.vms.config import validate_config_params
+    from pvectl.vms.reads import VmSummary
+
+    vm = VmSummary.from_resource({"vmid": 100, "name": "web", "node": "pve1", "type": "qemu"})
+    value = ",".join(f"{k}={v}" for k, v in parts)
+    try:
+        validate_config_params(vm, {key: value})
+    except UsageError as exc:
+        assert "\n" not in exc.message and exc.exit_code == 2, exc.message

@@ -145,6 +145,9 @@ def validate_config_params(vm: VmSummary, params: dict[str, Any]) -> None:
     try:
         schema.validate(endpoint, {"node": vm.node, "vmid": str(vm.vmid), **params})
     except ParamError as exc:
-        detail = "; ".join(f"{k}: {v.strip()}" for k, v in exc.errors.items())
+        # JSONSchema.pm's property-string errors span lines ("invalid format - format error\n
+        # net0.model: property is missing ..."): one line per error, joined, so the message is one line
+        detail = "; ".join(f"{k}: " + "; ".join(ln.strip() for ln in v.splitlines() if ln.strip())
+                           for k, v in exc.errors.items())
         raise UsageError(f"invalid config for VM {vm.vmid}: {detail}",
                          hint="nothing was sent; see the key's format in the Proxmox API viewer (qemu config)") from None

@@ -36,6 +36,7 @@ class Received:
     token: str | None                # the API token id, never its secret
     status: int
     upid: str | None = None          # the task the write started, if any
+    carried_out: float = 0.0         # time.monotonic() when carried out (the clock of OpRecord.started)
 
     @property
     def is_write(self) -> bool:
@@ -141,7 +142,7 @@ class RecordingApi:
             self._seq += 1
             self.received.append(Received(self._seq, time.time(), local_node, request.method, rel,
                                           _params(request), token_of(request.headers.get("authorization")),
-                                          result.status, upid))
+                                          result.status, upid, time.monotonic()))
         return result
 
 

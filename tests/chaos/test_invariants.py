@@ -234,6 +234,23 @@ def test_a_failed_clone_that_made_a_vm_must_report_it() -> None:
     assert check_state_reported(h) == []
 
 
+def test_a_task_a_command_started_must_be_reported_unless_a_hung_node_held_it_past_the_command() -> None:
+    """Op 2 (a delete) failed and its DELETE started a task: the report must name it. When the node
+    carried the DELETE out only after op 2 had ended (held by a hang), op 2 could not know it: its
+    "may or may not have been applied" is then the report."""
+    h = clean_history()
+    h.ops[1].exit_code = 5
+    h.ops[1].stdout = ('{"error": {"type": "NodeUnreachable", "message": "DELETE /nodes/pve1/qemu/120: no answer; '
+                       'it may or may not have been applied"}}')
+    h.ops[1].started, h.ops[1].ended = 102.0, 103.0
+    h.received[1].carried_out = 102.5                 # carried out while op 2 waited: it must say so
+    assert [v.kind for v in check_state_reported(h)] == ["state-not-reported"]
+    h.received[1].carried_out = 104.0                 # carried out after op 2 ended
+    assert check_state_reported(h) == []
+    h.ops[1].stdout = '{"error": {"type": "NodeUnreachable", "message": "DELETE: connection refused"}}'
+    assert [v.kind for v in check_state_reported(h)] == ["state-not-reported"]     # and it must say it may
+
+
 def test_a_vmid_reported_created_twice_without_a_delete_between() -> None:
     h = clean_history()
     h.ops.append(op(3, names=["cx-2"], result={"vmid": 120, "name": "cx-2", "result": "created"}))

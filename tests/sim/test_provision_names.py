@@ -217,6 +217,11 @@ def test_a_loser_that_cannot_remove_its_vm_says_so_and_the_next_run_removes_it(s
         assert err.hint and f"pvectl vm delete {vmid} --yes" in err.hint
     assert made(sim, "four-stuck") == [first, first + 1, first + 2, first + 3]
     sim.clear_faults()
+    deletes = len([e for e in sim.requests_log() if e["method"] == "DELETE"])
+    dry = pvc.with_options(dry_run=True).vms.clone(TEMPLATE, "four-stuck")     # says so, removes nothing
+    assert sum("would be removed" in w for w in dry.warnings) == 3, str(dry.to_dict())
+    assert len([e for e in sim.requests_log() if e["method"] == "DELETE"]) == deletes
+    assert made(sim, "four-stuck") == [first, first + 1, first + 2, first + 3]
     again = run(pvc, CloneSpec(TEMPLATE, "four-stuck"))
     assert (again.result, again.vmid) == ("exists", first)
     assert sum("was removed" in w and "lost the name" in w for w in again.warnings) == 3, again.to_dict()

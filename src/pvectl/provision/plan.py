@@ -321,7 +321,7 @@ def _without_losers(run: _Run, spec: CloneSpec, tpl: VmSummary,
             run.emit(spec.name, vmid, "cleanup", "failed", f"could not remove VM {vmid}: {removal.error.message}")
             left.append(e)
             continue
-        removed.append(f"VM {vmid} was removed: {why}")
+        removed.append(f"VM {vmid} {'would be' if run.dry_run else 'was'} removed: {why}")
         run.emit(spec.name, vmid, "cleanup", "done", removed[-1])
     return left, removed
 

@@ -333,3 +333,20 @@ def test_a_config_put_whose_answer_is_lost_is_read_again(sim: SimCluster, pvc: C
         assert vm(sim, 103).config.get("cores") == before
     # never sent again: one PUT per command (the dropped one is in the log too)
     assert len([e for e in sim.requests_log() if e["method"] == "PUT"]) == (2 if fault == "answer lost" else 1)
+
+
+def test_a_delete_whose_task_log_cannot_be_read_afterwards_is_done_with_a_warning(sim: SimCluster,
+                                                                                    pvc: Cluster) -> None:
+    """The destroy task ends OK, then its node stops answering log reads: the VM is gone, so the delete
+    is done (with its UPID) and the unreadable log a warning; it used to end with exit 5 and no UPID."""
+    with sim.backend.mu:
+        assert sim.backend.state.vms[104].status == "stopped"
+    sim.fail_next(200, status=596, message="Connection timed out", method="GET", path=r"/tasks/[^/]+/log$")
+    try:
+        res = pvc.vms.delete(104, yes=True, timeout=WAIT)
+    finally:
+        sim.clear_faults()
+    assert res.outcome == "done" and res.upid and ":qmdestroy:104:" in res.upid
+    assert any("its task log could not be read" in w and res.upid in w for w in res.warnings), res.warnings
+    with sim.backend.mu:
+        assert 104 not in sim.backend.state.vms

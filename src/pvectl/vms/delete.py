@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import PvectlError
 from ..guards import check_delete
 from ..results import OpResult
 from ..taskwrites import start_task, wait_naming_task
@@ -68,8 +69,16 @@ def delete(session: Session, ref: str | int, *, yes: bool = False, confirm: Call
                       f"delete VM {vm.vmid} ({vm.name}) on {vm.node} and its disks: {', '.join(disks) or 'none'}")
 
         def finish(result: TaskResult) -> OpResult:
-            res.outcome, res.exitstatus, res.warnings = "done", result.exitstatus, result.warnings
-            lines, _ = Task(session, result.upid).log(start=0, limit=0)
+            # the task's result decides: the VM is gone; a log that cannot be read now is a warning
+            # (an error here would hide the UPID of a destroy that happened)
+            res.outcome, res.exitstatus, res.warnings = "done", result.exitstatus, list(result.warnings)
+            try:
+                with session.transport.reporting():
+                    lines, _ = Task(session, result.upid).log(start=0, limit=0)
+            except PvectlError as exc:
+                res.warnings.append(f"VM {vm.vmid} was deleted (task {result.upid}), but its task log could not "
+                                    f"be read: {exc.message}")
+                return res
             res.extra["log"] = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("TASK ")]
             return res
 

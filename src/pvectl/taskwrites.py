@@ -82,6 +82,17 @@ def send_task_write(session: Session, writer: Writer, write: Write) -> str | Non
     try:
         upid: str | None = writer.send(write)
         return upid
+    except KeyboardInterrupt as exc:
+        # Ctrl-C while the write or its answer was on its way: one look (within the reporting grace)
+        # for the task it started, so the interrupted command can name it; a second Ctrl-C ends the look
+        if not getattr(exc, "upid", None):
+            try:
+                found = _started_task(session, write, sent)
+            except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the interrupt is what is reported
+                found = None
+            if found:
+                exc.upid = found  # type: ignore[attr-defined]
+        raise
     except NodeUnreachable as exc:
         if not exc.uncertain:
             raise

@@ -198,3 +198,30 @@ def test_bad_keys_file_names_the_line_not_its_text(fresh_sim: Any, cli: Callable
     assert r.code == 2 and "line 3 is not an SSH public key" in r.err
     assert "hunter2" not in r.out + r.err
     assert writes(fresh_sim) == []
+
+
+def test_sigint_while_a_power_write_is_answered_names_the_task_it_started(start_sim: Callable[..., Any],
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vm reboot` whose POST is carried out (the task runs) while its answer is slow, and Ctrl-C comes
+    before the answer: exit 130 names the reboot task and how to follow it (it printed only
+    `pvectl: interrupted`: chaos seed 7, 300 operations)."""
+    sim = start_sim(time_scale=0.05)
+    handle = sim.server._handle
+
+    def slow_answer(node: str, request: Any) -> Any:
+        result = handle(node, request)
+        if request.method == "POST" and request.path.endswith("/status/reboot"):
+            time.sleep(3.0)
+        return result
+
+    monkeypatch.setattr(sim.server, "_handle", slow_answer)
+    env = dict(os.environ, PVECTL_AUDIT_LOG=str(tmp_path / "audit.jsonl"))
+    p = subprocess.Popen([str(PVECTL), "--config", str(sim.config_path), "vm", "reboot", "100"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
+    wait_for(lambda: any(":qmreboot:100:" in r.upid for r in sim.backend.engine.records()))
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (out, err)
+    (upid,) = [r.upid for r in sim.backend.engine.records() if ":qmreboot:100:" in r.upid]
+    assert f"pvectl task wait {upid}" in err, err

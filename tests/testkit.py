@@ -66,3 +66,24 @@ def timed(fn: Any) -> tuple[float, Any]:
     except Exception as e:  # noqa: BLE001 - returned for the caller's assertions
         out = e
     return time.monotonic() - t0, out
+
+
+def delay_requests(sim: Any, monkeypatch: Any, method: str, path_end: str, seconds: float, *,
+                   after: bool = True) -> None:
+    """Make the in-process simulator hold `method` requests whose path ends with `path_end` for
+    `seconds`: `after` the request is carried out (its answer is slow on the way back), or before (a
+    node that accepted the request but has not got to it)."""
+    import time as _time
+
+    handle = sim.server._handle
+
+    def delayed(node: str, request: Any) -> Any:
+        hit = request.method == method and request.path.endswith(path_end)
+        if hit and not after:
+            _time.sleep(seconds)
+        result = handle(node, request)
+        if hit and after:
+            _time.sleep(seconds)
+        return result
+
+    monkeypatch.setattr(sim.server, "_handle", delayed)

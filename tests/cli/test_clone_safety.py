@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from testkit import delay_requests
+
 PVECTL = Path(sys.executable).with_name("pvectl")
 
 
@@ -207,15 +209,7 @@ def test_sigint_while_a_power_write_is_answered_names_the_task_it_started(start_
     before the answer: exit 130 names the reboot task and how to follow it (it printed only
     `pvectl: interrupted`: chaos seed 7, 300 operations)."""
     sim = start_sim(time_scale=0.05)
-    handle = sim.server._handle
-
-    def slow_answer(node: str, request: Any) -> Any:
-        result = handle(node, request)
-        if request.method == "POST" and request.path.endswith("/status/reboot"):
-            time.sleep(3.0)
-        return result
-
-    monkeypatch.setattr(sim.server, "_handle", slow_answer)
+    delay_requests(sim, monkeypatch, "POST", "/status/reboot", 3.0)
     env = dict(os.environ, PVECTL_AUDIT_LOG=str(tmp_path / "audit.jsonl"))
     p = subprocess.Popen([str(PVECTL), "--config", str(sim.config_path), "vm", "reboot", "100"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)

@@ -17,7 +17,7 @@ import pytest
 from pvectl.cluster import Cluster
 from pvectl.errors import PvectlError
 from pvectl.sim.cluster import Cluster as SimCluster
-from testkit import timed
+from testkit import delay_requests, timed
 
 TEMPLATE = "ubuntu-24.04-cloud"      # VMID 9000 on pve1
 READ_TIMEOUT = 8.0                   # far above the deadlines below: a read it bounds shows as late
@@ -90,15 +90,7 @@ def test_a_node_that_hangs_during_a_bulk_clone_ends_each_worker_by_the_deadline(
 @pytest.fixture
 def late_clone_answer(sim: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     """pve1 carries out a clone POST at once, and its answer takes 2 s more (a slow way back)."""
-    handle = sim.server._handle
-
-    def answer_late(node: str, request: Any) -> Any:
-        result = handle(node, request)
-        if request.method == "POST" and request.path.endswith("/clone"):
-            time.sleep(2.0)
-        return result
-
-    monkeypatch.setattr(sim.server, "_handle", answer_late)
+    delay_requests(sim, monkeypatch, "POST", "/clone", 2.0)
 
 
 def test_a_clone_answer_after_the_deadline_names_the_vm_and_its_task(sim: SimCluster, pve: Cluster,
@@ -127,14 +119,8 @@ def test_a_clone_request_held_past_the_deadline_says_no_vm_of_this_run_is_there_
     get to it): at the 1 s deadline no VM is there. Exit 4 says so, names the VMID that request would
     make and how to check; when the request is carried out late after all, the next run finds that VM
     and finishes it instead of making a second one."""
-    handle = sim.server._handle
-
-    def held(node: str, request: Any) -> Any:
-        if request.method == "POST" and request.path.endswith("/clone"):
-            time.sleep(2.5)
-        return handle(node, request)
-
-    monkeypatch.setattr(sim.server, "_handle", held)
+    original = sim.server._handle
+    delay_requests(sim, monkeypatch, "POST", "/clone", 2.5, after=False)
     took, err = timed(lambda: pve.vms.clone(TEMPLATE, "held-1", timeout=1))
     assert isinstance(err, PvectlError) and err.exit_code == 4, err
     assert took <= 1 + REPORT_GRACE + MARGIN, took
@@ -144,7 +130,7 @@ def test_a_clone_request_held_past_the_deadline_says_no_vm_of_this_run_is_there_
     end = time.monotonic() + 20
     while vmid not in sim.backend.state.vms and time.monotonic() < end:       # carried out late
         time.sleep(0.1)
-    monkeypatch.setattr(sim.server, "_handle", handle)
+    monkeypatch.setattr(sim.server, "_handle", original)
     again = pve.vms.clone(TEMPLATE, "held-1", timeout=30)
     assert again.vmid == vmid and again.result == "exists"                    # one VM for the name
     assert len(clone_posts(sim)) == 1

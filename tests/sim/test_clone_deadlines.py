@@ -134,3 +134,17 @@ def test_a_clone_request_held_past_the_deadline_says_no_vm_of_this_run_is_there_
     again = pve.vms.clone(TEMPLATE, "held-1", timeout=30)
     assert again.vmid == vmid and again.result == "exists"                    # one VM for the name
     assert len(clone_posts(sim)) == 1
+
+
+def test_a_clone_answered_after_the_deadline_whose_task_failed_names_that_task(
+        sim: SimCluster, pve: Cluster, late_clone_answer: None) -> None:
+    """As above, and the clone task fails (Proxmox removes what it made): at the deadline no VM is there,
+    and the report names the clone task that ended, not only "no VM" (chaos seed 7, 300 operations)."""
+    sim.fail_task(type="qmclone", message="storage full")
+    took, err = timed(lambda: pve.vms.clone(TEMPLATE, "late-failed", timeout=1))
+    assert isinstance(err, PvectlError) and err.exit_code == 4, err
+    assert took <= 1 + REPORT_GRACE + MARGIN, took
+    assert "clone" in err.result.upids, (err.message, err.result.to_dict())  # type: ignore[attr-defined]
+    upid = err.result.upids["clone"]                              # type: ignore[attr-defined]
+    assert ":qmclone:9000:" in upid and f"its clone task {upid} has ended" in err.message, err.message
+    assert "nothing was created" in err.message and err.hint and f"pvectl task log {upid}" in err.hint

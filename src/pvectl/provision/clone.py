@@ -157,6 +157,7 @@ def _attempts(run: _Run, plan: _Plan, res: ProvisionResult, params: dict[str, An
         res.state = "clone requested"
         try:
             try:
+                plan.sent = time.time()
                 upid = run.writer.send(write)
             except AlreadyExists as exc:
                 if resend_same and adopt(run, plan, res):
@@ -330,18 +331,28 @@ def look_at_deadline(run: _Run, plan: _Plan, res: ProvisionResult, exc: Deadline
             ours = e is not None and (cloning(e) and known_name(e) in (None, spec.name)
                                       or request_of(conf.get("description")) == plan.request)
             upid = clone_upid(run, node, vmid, running=e is not None and cloning(e)) if ours else None
+            # no VM: a clone task of this request that already failed (Proxmox removed what it made, §4.4)
+            # runs on the template's node, where its log names the new VMID
+            ended = clone_upid(run, plan.template.node, vmid, running=False, since=plan.sent) if e is None else None
     except PvectlError as read_exc:
         res.state = "unknown"
         raise ProvisionFailed(res, exc, f"the clone request for VM {vmid} ({spec.name}) got no answer before the "
                                         f"deadline, and whether it arrived cannot be told: {read_exc.message}",
                               f"check with: pvectl vm status {vmid}; then run the command again (it adopts or "
                               f"reports that VM)") from None
+    if ended is not None:
+        res.state, res.upids["clone"] = "absent", ended
+        msg = (f"the clone request for VM {vmid} ({spec.name}) got no answer before the deadline; its clone task "
+               f"{ended} has ended and VM {vmid} is not there (a failed clone leaves nothing): nothing was created")
+        run.emit(spec.name, vmid, "clone", "failed", msg)
+        raise ProvisionFailed(res, exc, msg, f"see why: pvectl task log {ended}; then run the command again: "
+                                             f"{run.writer.command}")
     if e is None or not ours:
         res.state = "absent"
         taken = "" if e is None else f"; VMID {vmid} is another client's VM now"
         msg = (f"the clone request for VM {vmid} ({spec.name}) got no answer before the deadline, and no VM of this "
-               f"run is there{taken}: nothing changed so far (a request only delayed in transit would still make "
-               f"VM {vmid})")
+               f"run is there{taken}: nothing changed so far (the request may or may not have been applied: one only "
+               f"delayed in transit would still make VM {vmid})")
         raise ProvisionFailed(res, exc, msg, f"check with: pvectl vm status {vmid}; then run the command again "
                                              f"(it adopts or reports that VM): {run.writer.command}")
     res.node = node

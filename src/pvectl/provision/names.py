@@ -68,10 +68,10 @@ class NameInFlight(TaskTimeout):
         self.upids = upids
 
 
-def clone_upid(run: _Run, node: str, vmid: int, *, running: bool = True) -> str | None:
+def clone_upid(run: _Run, node: str, vmid: int, *, running: bool = True, since: float | None = None) -> str | None:
     """The UPID of the running (or, with running=False, the recent) `qmclone` task on `node` that
-    makes VM `vmid`, or None (not visible: a token sees only its own tasks without Sys.Audit;
-    pve-semantics §1.3)."""
+    makes VM `vmid` (begun at `since` or later, when given: a VMID is used again after a delete), or
+    None (not visible: a token sees only its own tasks without Sys.Audit; pve-semantics §1.3)."""
     source = "active" if running else "all"
     try:
         tasks = run.t.get(f"/nodes/{node}/tasks", {"source": source, "typefilter": "qmclone", "limit": 100},
@@ -81,6 +81,8 @@ def clone_upid(run: _Run, node: str, vmid: int, *, running: bool = True) -> str 
     for t in tasks if isinstance(tasks, list) else []:
         upid = t.get("upid")
         if not upid or (running and t.get("status") not in (None, "RUNNING")):
+            continue
+        if since is not None and int(t.get("starttime", 0)) < int(since) - 1:     # one-second resolution
             continue
         try:
             lines = run.t.get(f"/nodes/{node}/tasks/{upid}/log", {"start": 0, "limit": 20}, node=node)

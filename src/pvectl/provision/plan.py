@@ -70,6 +70,7 @@ class _Plan:
     existing: dict[str, Any] | None = None   # the VM that already carries the name (a re-run finishes it)
     request: str = ""                        # this run's request id, in the clone's description
     description: str = ""                    # the description the clone POST sets
+    sent: float = 0.0                        # time.time() when the last clone POST went out
 
 
 def _check_spec(spec: CloneSpec) -> None:

@@ -117,6 +117,9 @@ class Task:
     # what a SIGTERM leaves as the final error (workers install their own handlers:
     # clone -> "clone failed: interrupted by signal"; pve-semantics §1.4)
     interrupt_message: str = "received interrupt"
+    # the line a worker logs before anything it does can fail (an injected failure logs it too):
+    # clone_vm's `creating a clone of VM <vmid> with ID <newid>` (pve-semantics §2.1)
+    intro: str | None = None
 
     @property
     def lines(self) -> list[str]:
@@ -194,7 +197,7 @@ class TaskEngine:
         return max(0.0, pve_seconds * self.time_scale)
 
     def start(self, node: str, dtype: str, wid: str, user: str, worker: Worker, *,
-              interrupt_message: str = "received interrupt") -> str:
+              interrupt_message: str = "received interrupt", intro: str | None = None) -> str:
         now = time.time()
         with self.mu:
             n = self.nodes[node]
@@ -205,7 +208,7 @@ class TaskEngine:
             upid = format_upid(node, pid, pstart, int(now), dtype, wid, user)
             record = TaskRecord(upid=upid, node=node, lines=[], status="running")
             task = Task(upid, node, pid, pstart, int(now), dtype, wid, user, record,
-                        interrupt_message=interrupt_message)
+                        interrupt_message=interrupt_message, intro=intro)
             self.tasks[upid] = task
         thread = threading.Thread(target=self._run, args=(task, worker), name=f"task-{dtype}-{wid}", daemon=True)
         thread.start()
@@ -218,6 +221,8 @@ class TaskEngine:
             injected = self.failures.get(task.type)
             if injected:
                 message = injected.pop(0)
+                if task.intro is not None:
+                    ctx.log(task.intro)
                 ctx.sleep(0.5)
                 raise TaskError(message)
             worker(ctx)

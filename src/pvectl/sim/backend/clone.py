@@ -99,12 +99,13 @@ class CloneMixin(BackendCore):
 
         self._reserved.add(newid)
         return self.engine.start(node, "qmclone", str(vmid), caller.userid, worker,
-                                 interrupt_message="clone failed: interrupted by signal")
+                                 interrupt_message="clone failed: interrupted by signal",
+                                 intro=f"creating a clone of VM {vmid} with ID {newid}")
 
     def _clone_work(self, ctx: TaskContext, node: str, vmid: int, newid: int, target: str | None, full: bool,
                     storage_id: str | None, name: str, description: str | None, bwlimit: int | None,
                     running: bool, snapname: str | None = None) -> None:
-        ctx.log(f"creating a clone of VM {vmid} with ID {newid}")
+        ctx.log(f"creating a clone of VM {vmid} with ID {newid}")      # (the engine's `intro` too)
         with self.mu:
             self._reserved.discard(newid)
             if newid in self.state.vms or newid in self.state.containers:

@@ -4,9 +4,11 @@ again; a write is never sent again, and its outcome is found by reading the stat
 
 from __future__ import annotations
 
+import pytest
 from libharness import vm
 
 from pvectl.cluster import Cluster
+from pvectl.errors import NodeUnreachable
 from pvectl.sim.cluster import Cluster as SimCluster
 
 WAIT = 30.0
@@ -37,3 +39,12 @@ def test_a_config_put_whose_answer_is_cut_off_is_not_sent_again_and_is_read_agai
     assert r.outcome == "done" and vm(sim, 103).config["description"] == "cut short"
     puts = [e for e in sim.requests_log() if e["method"] == "PUT"]
     assert [e["note"] for e in puts] == ["truncated"]
+
+
+def test_answers_cut_off_on_every_node_say_so(sim: SimCluster, pvc: Cluster) -> None:
+    sim.faults.truncate_answer_next(30, method="GET")
+    with pytest.raises(NodeUnreachable) as ei:
+        pvc.vms.config(103)
+    assert ei.value.exit_code == 5
+    # one reason per node that names what happened, not a bare "2193 of 4386 bytes"
+    assert ei.value.message.count("answer cut off after ") == 3, ei.value.message

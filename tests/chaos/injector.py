@@ -17,8 +17,8 @@ from .ops import Env, interrupt
 
 INJECTOR_TOKEN = "root@pam!chaos-injector"
 
-FAULT_KINDS = ("listener-down", "node-slow", "node-hang", "drop-request", "drop-answer", "http-595",
-               "http-596", "http-599", "http-500", "lock-hold", "task-fail", "digest-race", "sigint")
+FAULT_KINDS = ("listener-down", "node-slow", "node-hang", "drop-request", "drop-answer", "truncate-answer",
+               "http-595", "http-596", "http-599", "http-500", "lock-hold", "task-fail", "digest-race", "sigint")
 _59X_REASON = {595: "Connection refused", 596: "Connection timed out", 599: "Too many redirections"}
 _TASK_TYPES = ("qmclone", "qmstart", "qmshutdown", "qmigrate", "resize", "qmdestroy", "qmstop")
 
@@ -95,6 +95,11 @@ class Injector:
             write = rng.choice(["POST", "PUT", "DELETE"])
             sim.faults.drop_answer_next(1, method=write)
             return f"drop the answer of the next {write}"
+        if kind == "truncate-answer":
+            # reads too: a GET whose answer is cut off is read again, a write never sent again
+            cut = rng.choice(["GET", "POST", "PUT", "DELETE"])
+            sim.faults.truncate_answer_next(1, method=cut)
+            return f"cut off the answer of the next {cut}"
         if kind.startswith("http-"):
             status = int(kind[5:])
             message = _59X_REASON.get(status, "got timeout")

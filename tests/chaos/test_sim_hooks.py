@@ -58,6 +58,41 @@ def test_drop_answer_through_the_control_api(sim: tuple[Cluster, list[RecordingA
     assert c.faults.snapshot()["drop_answer_next"] == []
 
 
+def test_truncate_answer_carries_out_the_write_and_cuts_the_body_short(
+        sim: tuple[Cluster, list[RecordingApi]]) -> None:
+    c, _ = sim
+    vm = next(v for v in c.backend.state.vms.values() if not v.is_template and v.node == "pve1")
+    c.faults.truncate_answer_next(1, method="PUT")
+    path = f"/api2/json/nodes/pve1/qemu/{vm.vmid}/config"
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        _call(c, "PUT", path, b"description=made-it")
+    assert cut.value.partial and cut.value.expected > 0   # half the body came, the rest never will
+    assert c.backend.state.vms[vm.vmid].config["description"] == "made-it"
+    assert c.faults.snapshot()["truncate_answer_next"] == []
+    assert [e["note"] for e in c.requests_log() if e["method"] == "PUT"] == ["truncated"]
+    assert _call(c, "PUT", path, b"description=again")[0] == 200   # one answer cut, not the next
+
+
+def test_truncate_answer_of_a_relayed_request_is_a_597_from_the_relaying_node(
+        sim: tuple[Cluster, list[RecordingApi]]) -> None:
+    c, _ = sim
+    # AnyEvent::HTTP reports a body cut short as 597 to pveproxy's `proxy_request`, which relays it
+    vm = next(v for v in c.backend.state.vms.values() if not v.is_template and v.node == "pve2")
+    c.faults.truncate_answer_next(1, method="GET", node="pve2", path="/config$")
+    code, _ = _call(c, "GET", f"/api2/json/nodes/pve2/qemu/{vm.vmid}/config", node="pve1")
+    assert code == 597
+
+
+def test_truncate_answer_through_the_control_api(sim: tuple[Cluster, list[RecordingApi]]) -> None:
+    c, _ = sim
+    code, body = _call(c, "POST", "/_sim/truncate-answer-next",
+                       json.dumps({"method": "get", "path": "/status$", "count": 2}).encode())
+    assert code == 200 and json.loads(body)["data"][0] == {"count": 2, "node": None, "method": "GET",
+                                                           "path": "/status$"}
+    assert _call(c, "POST", "/_sim/faults/clear", b"{}")[0] == 200
+    assert c.faults.snapshot()["truncate_answer_next"] == []
+
+
 def test_the_recorder_logs_what_was_carried_out_once_with_its_token(sim: tuple[Cluster, list[RecordingApi]]) -> None:
     c, (rec,) = sim
     vm = next(v for v in c.backend.state.vms.values() if not v.is_template and v.node == "pve2")

@@ -154,7 +154,7 @@ class Connection:
                 raise HTTPException(f"bad Content-Length {excerpt(headers['content-length'].encode('latin-1'))}") from None
             body = rfile.read(length)
             if len(body) < length:
-                raise IncompleteRead(f"{len(body)} of {length} bytes")
+                raise IncompleteRead(f"answer cut off after {len(body)} of {length} bytes")
         else:
             body = rfile.read()          # framed by the end of the connection
             will_close = True
@@ -167,7 +167,7 @@ class Connection:
         while True:
             size_line = rfile.readline(_MAX_LINE + 1)
             if not size_line:
-                raise IncompleteRead("chunked body cut off")
+                raise IncompleteRead("answer cut off in its chunked body")
             size_field = size_line.split(b";", 1)[0].strip() or b"0"
             try:
                 size = int(size_field, 16) if size_field.isalnum() else -1     # (int() takes '-1', '1_0')
@@ -181,7 +181,7 @@ class Connection:
                 return bytes(out)
             chunk = rfile.read(size)
             if len(chunk) < size:
-                raise IncompleteRead("chunk cut off")
+                raise IncompleteRead("answer cut off in a chunk")
             out += chunk
             rfile.readline(_MAX_LINE + 1)
 

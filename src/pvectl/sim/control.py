@@ -18,6 +18,8 @@ to a `Cluster` method:
     POST   /_sim/fail-next                         {"count", "status", "message", "method", "path", "node"}
     POST   /_sim/drop-next                         {"count", "method", "path", "node"}
     POST   /_sim/drop-answer-next                  {"count", "method", "path", "node"}  (carried out, no answer)
+    POST   /_sim/truncate-answer-next              {"count", "method", "path", "node"}  (carried out, the
+                                                   answer's head and half its body, then closed)
     POST   /_sim/faults/clear                      {"node": null}
     POST   /_sim/vms/{vmid}/hold-lock              {"seconds": null, "kind": "backup"} -> {"upid"}
                                                    (a kind sets `lock: <kind>`; "" holds the flock)
@@ -135,6 +137,7 @@ class ControlApi:
             ("POST", re.compile(r"/_sim/fail-next"), self._fail_next),
             ("POST", re.compile(r"/_sim/drop-next"), self._drop_next),
             ("POST", re.compile(r"/_sim/drop-answer-next"), self._drop_answer_next),
+            ("POST", re.compile(r"/_sim/truncate-answer-next"), self._truncate_answer_next),
             ("POST", re.compile(r"/_sim/faults/clear"), lambda p: (c.clear_faults(_opt_str(p, "node")), None)),
             ("POST", re.compile(r"/_sim/vms/(?P<vmid>\d+)/hold-lock"), self._hold_lock),
             ("POST", re.compile(r"/_sim/vms/(?P<vmid>\d+)/release-lock"),
@@ -263,12 +266,18 @@ class ControlApi:
         return self.cluster.faults.snapshot()["drop_next"], None
 
     def _drop_answer_next(self, p: dict[str, Any]) -> tuple[Any, After]:
+        return self._answer_fault(self.cluster.faults.drop_answer_next, "drop_answer_next", p)
+
+    def _truncate_answer_next(self, p: dict[str, Any]) -> tuple[Any, After]:
+        return self._answer_fault(self.cluster.faults.truncate_answer_next, "truncate_answer_next", p)
+
+    def _answer_fault(self, add: Callable[..., None], kind: str, p: dict[str, Any]) -> tuple[Any, After]:
+        """A fault on the answers of the next matching requests: {"count", "method", "path", "node"}."""
         node = _opt_str(p, "node")
         if node is not None:
             self._check_node(node)
-        self.cluster.faults.drop_answer_next(int(p.get("count", 1)), method=_opt_str(p, "method"),
-                                             path=_opt_str(p, "path"), node=node)
-        return self.cluster.faults.snapshot()["drop_answer_next"], None
+        add(int(p.get("count", 1)), method=_opt_str(p, "method"), path=_opt_str(p, "path"), node=node)
+        return self.cluster.faults.snapshot()[kind], None
 
     def _hold_lock(self, p: dict[str, Any]) -> tuple[Any, After]:
         seconds = p.get("seconds")

@@ -11,6 +11,9 @@
 - drop the next N requests: the connection is closed without an answer.
 - drop the answer of the next N requests: the request is carried out, then the connection is closed
   before the answer is written (the client cannot know whether its write happened).
+- truncate the answer of the next N requests: the request is carried out, the status line and headers
+  (with the full Content-Length) are written but only part of the body, then the connection closes
+  (a connection broken mid-response).
 
 Faults apply to the listener that receives a request, including requests relayed from another
 node. The control API (`/_sim/...`) is never affected. All methods are thread-safe.
@@ -90,6 +93,7 @@ class Faults:
         self._fail: list[_Rule] = []
         self._drop: list[_Rule] = []
         self._drop_answer: list[_Rule] = []
+        self._truncate_answer: list[_Rule] = []
         self._held: dict[str, int] = {}             # node -> requests held by a hang right now
 
     # -- listener up/down ---------------------------------------------------------------------
@@ -211,6 +215,16 @@ class Faults:
     def take_drop_answer(self, node: str, method: str, path: str) -> bool:
         return self._take(self._drop_answer, node, method, path) is not None
 
+    def truncate_answer_next(self, count: int = 1, *, method: str | None = None, path: str | None = None,
+                             node: str | None = None) -> None:
+        """Carry out the next `count` matching requests, then write their answer's head (full
+        Content-Length) and only part of its body before closing the connection."""
+        with self._lock:
+            self._truncate_answer.append(_drop_rule(count, method, path, node))
+
+    def take_truncate_answer(self, node: str, method: str, path: str) -> bool:
+        return self._take(self._truncate_answer, node, method, path) is not None
+
     def take_drop(self, node: str, method: str, path: str) -> bool:
         return self._take(self._drop, node, method, path) is not None
 
@@ -241,12 +255,14 @@ class Faults:
                 self._fail.clear()
                 self._drop.clear()
                 self._drop_answer.clear()
+                self._truncate_answer.clear()
             else:
                 self._slow.pop(node, None)
                 self._hung.pop(node, None)
                 self._fail[:] = [r for r in self._fail if r.node != node]
                 self._drop[:] = [r for r in self._drop if r.node != node]
                 self._drop_answer[:] = [r for r in self._drop_answer if r.node != node]
+                self._truncate_answer[:] = [r for r in self._truncate_answer if r.node != node]
             self._cond.notify_all()
 
     def snapshot(self) -> dict[str, Any]:
@@ -258,5 +274,6 @@ class Faults:
                 "fail_next": [r.describe() for r in self._fail],
                 "drop_next": [r.describe() for r in self._drop],
                 "drop_answer_next": [r.describe() for r in self._drop_answer],
+                "truncate_answer_next": [r.describe() for r in self._truncate_answer],
                 "held": {n: c for n, c in self._held.items() if c},
             }

@@ -444,7 +444,11 @@ class _Connection:
                                        keep_alive=keep, accept_gzip=accept_gzip, compression=srv.compression)
                 # logged before the write, so a client that got its answer finds the entry
                 srv.requests.add(node=lst.name, method=method, path=path, query=query, status=resp.status,
-                                 client=self.client, forwarded=forwarded, proxied_to=proxied_to)
+                                 client=self.client, forwarded=forwarded, proxied_to=proxied_to,
+                                 note="truncated" if resp.truncate else None)
+                if resp.truncate:   # a fault: the head and part of the body, then the connection closes
+                    self._write(_truncated(data))
+                    return
                 ok = self._write(data)
                 if not ok or not keep:
                     return
@@ -471,6 +475,16 @@ class _Connection:
         if after is not None:
             after()
         return ok and keep
+
+
+def _truncated(data: bytes) -> bytes:
+    """The head of a rendered answer and half its body (at least one byte short of the whole);
+    an answer without a body loses the second half of its head instead."""
+    head_end = data.find(b"\r\n\r\n") + 4
+    body_len = len(data) - head_end
+    if head_end < 4 or body_len == 0:
+        return data[: len(data) // 2]
+    return data[: head_end + body_len // 2]
 
 
 def _drain(rfile: Any, n: int) -> None:

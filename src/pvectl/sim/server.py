@@ -16,6 +16,7 @@ and the 401 delay do not take a worker (pveproxy workers are event-driven; the d
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import socket
@@ -188,6 +189,10 @@ class SimServer:
                 if (faults is not None and not isinstance(result, wire.ProxyTo)
                         and faults.take_drop_answer(lst.name, request.method, request.path)):
                     return None   # carried out, answer lost (a connection dropped mid-response)
+                if (faults is not None and isinstance(result, wire.Response)
+                        and faults.take_truncate_answer(lst.name, request.method, request.path)):
+                    # carried out, the answer cut off mid-body (a copy: a handler may share its answer)
+                    result = dataclasses.replace(result, truncate=True)
                 if isinstance(result, wire.ProxyTo) and self.proxy_holds_worker:
                     target = result.node
                     return self.relay(target, request, accept_gzip=accept_gzip), target

@@ -41,6 +41,8 @@ class Response:
     # Seconds the listener waits before it sends this answer, without holding a worker:
     # pveproxy delays every 401 by 3 s (pve-http-server `AnyEvent.pm::authenticate_and_handle_request`).
     delay: float = 0.0
+    # A fault: write the head and only part of the body, then close (a connection broken mid-answer).
+    truncate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

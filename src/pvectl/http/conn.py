@@ -144,7 +144,11 @@ class Connection:
             size_line = rfile.readline(_MAX_LINE + 1)
             if not size_line:
                 raise IncompleteRead("chunked body cut off")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            size_field = size_line.split(b";", 1)[0].strip() or b"0"
+            try:
+                size = int(size_field, 16)
+            except ValueError:        # not an HTTP answer: fail like any other broken one
+                raise HTTPException(f"bad chunk size {size_field!r}") from None
             if size == 0:
                 while rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
                     pass                 # trailers

@@ -1,0 +1,216 @@
+"""Transport: the edges of an answer (not 2xx, broken chunked framing), a node that closes during the
+TLS handshake, the system CA store, the token source (read once by threads that start together,
+read again at once by `refresh_auth`), `bounded(None)`, the debug lines of a TLS mode and of a
+reconnect, and the node-health and pool helpers. Against the small HTTPS server of test_http.py."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from test_http import AUTH, FakePVE, _close_transports, ca_tls, make, pki, server  # noqa: F401
+
+from pvectl.config import Node, Tls
+from pvectl.errors import ApiError, NodeUnreachable
+from pvectl.http import Transport
+from pvectl.http import conn as httpconn
+from pvectl.http.failures import reason
+from pvectl.http.health import NodeHealth
+from pvectl.http.pool import dropped
+
+
+def node(server: FakePVE, name: str = "pve1") -> Node:  # noqa: F811
+    return Node(name=name, host="127.0.0.1", port=server.port)
+
+
+def _raw(data: bytes) -> Any:
+    """A script entry: send `data` as the whole answer, then close."""
+    def handler(h: Any) -> None:
+        h.wfile.write(data)
+        h.close_connection = True
+    return handler
+
+
+# -- answers ----------------------------------------------------------------------------------------
+
+def test_a_chunk_size_that_is_not_hex_fails_the_node_not_the_program(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/version")] = [
+        _raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n")]
+    t = make([node(server)], ca_tls(pki), retries=0)
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/version")
+    assert ei.value.attempts == [("pve1", f"127.0.0.1:{server.port}: bad chunk size b'zz'")]
+
+
+def test_a_write_answered_with_a_cut_chunk_names_it(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("POST", "/api2/json/nodes/pve1/qemu/100/status/start")] = [
+        _raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"data\"")]
+    t = make([node(server)], ca_tls(pki))
+    with pytest.raises(NodeUnreachable) as ei:
+        t.post("/nodes/pve1/qemu/100/status/start")
+    assert ei.value.uncertain and "(chunk cut off); it may or may not have been applied" in ei.value.message
+
+
+@pytest.mark.parametrize("status", [300, 302])
+def test_a_redirect_is_not_an_answer(server: FakePVE, pki: dict[str, Any], status: int) -> None:  # noqa: F811
+    """A 3xx (a proxy in front of pveproxy) is an error, never read as the API's data."""
+    server.script[("GET", "/api2/json/version")] = [(status, "Moved", {"data": {"version": "9.1.1"}})]
+    with pytest.raises(ApiError) as ei:
+        make([node(server)], ca_tls(pki)).get("/version")
+    assert ei.value.status == status
+
+
+# -- TLS --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def closes_in_handshake() -> Iterator[int]:
+    """A TCP listener that reads the ClientHello and closes (a pveproxy restarting)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            c.settimeout(1)
+            try:
+                c.recv(4096)
+            except OSError:
+                pass
+            c.close()
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    th.join()
+    srv.close()
+
+
+def test_a_node_closing_during_the_handshake_is_a_failed_connect(closes_in_handshake: int,
+                                                                  server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    t = make([Node(name="pve1", host="127.0.0.1", port=closes_in_handshake), node(server, "pve2")], ca_tls(pki))
+    assert t.get("/version") is None                       # pve2 answered
+    assert t.dead_nodes == {"pve1": "connection closed during the TLS handshake"}
+
+
+def test_the_system_store_is_used_without_tls_settings(server: FakePVE, pki: dict[str, Any],  # noqa: F811
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", pki["ca"])           # OpenSSL's default store, read per context
+    lines: list[str] = []
+    t = Transport([node(server)], auth=lambda: AUTH, log=lines.append)
+    try:
+        assert t.get("/version") is None
+    finally:
+        t.close()
+    assert f"connected to pve1 (127.0.0.1:{server.port}), TLS system" in lines
+
+
+def test_the_debug_line_names_the_pin_mode(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    lines: list[str] = []
+    make([node(server)], Tls(fingerprints={"pve1": pki["fp"]}), log=lines.append).get("/version")
+    assert f"connected to pve1 (127.0.0.1:{server.port}), TLS pin" in lines
+
+
+# -- the token source -------------------------------------------------------------------------------
+
+def test_threads_starting_together_read_the_token_once(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    calls: list[int] = []
+
+    def slow_auth() -> str:
+        calls.append(1)
+        time.sleep(0.1)                                     # `pass show` decrypting
+        return AUTH
+
+    t = make([node(server)], ca_tls(pki))
+    t._auth = slow_auth
+    threads = [threading.Thread(target=t.get, args=("/version",)) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert calls == [1] and len(server.requests) == 4
+    assert {r["headers"]["Authorization"] for r in server.requests} == {AUTH}
+
+
+def test_refresh_auth_reads_the_token_at_once_and_keeps_the_old_one_when_it_cannot(
+        server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    answers: list[Any] = [AUTH, AUTH + "2", OSError("pass: gpg failed")]
+    calls: list[int] = []
+
+    def auth() -> str:
+        calls.append(1)
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return str(a)
+
+    t = make([node(server)], ca_tls(pki))
+    t._auth = auth
+    t.get("/version")
+    t.refresh_auth()
+    assert len(calls) == 2                                  # read now, not at the next request
+    with pytest.raises(OSError, match="gpg failed"):
+        t.refresh_auth()
+    t.get("/version")
+    assert [r["headers"]["Authorization"] for r in server.requests] == [AUTH, AUTH + "2"]
+
+
+# -- scopes, debug lines ----------------------------------------------------------------------------
+
+def test_bounded_none_is_a_scope_without_a_limit(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    t = make([node(server)], ca_tls(pki))
+    with t.bounded(None) as d:
+        assert d.remaining() is None and t.time_left() is None
+        assert t.get("/version") is None
+
+
+def test_the_debug_log_says_when_a_kept_alive_get_reconnects(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    def hang_up(h: Any) -> None:
+        h.close_connection = True
+
+    server.script[("GET", "/api2/json/version")] = [(200, "OK", {"data": None}), hang_up, (200, "OK", {"data": 1})]
+    lines: list[str] = []
+    t = make([node(server)], ca_tls(pki), retries=0, log=lines.append)
+    t.get("/version")
+    assert t.get("/version") == 1
+    assert "GET -> pve1: kept-alive connection closed by the server, reconnecting" in lines
+
+
+# -- health, pool, failure texts --------------------------------------------------------------------
+
+def test_an_answer_clears_an_unresponsive_mark() -> None:
+    h = NodeHealth(reprobe_after=5)
+    h.unresponsive("pve2", "596 timed out via pve1")
+    assert h.suspect("pve2") and h.skip_target("pve2") is not None
+    h.answered("pve2")
+    assert not h.suspect("pve2") and h.skip_target("pve2") is None and h.skipped() == {}
+
+
+def test_backoff_left_is_zero_for_a_healthy_node_and_at_most_the_back_off_for_a_failed_one() -> None:
+    h = NodeHealth(reprobe_after=5)
+    assert h.backoff_left("pve1") == 0.0
+    h.unreachable("pve1", "connection refused")
+    assert 4.0 < h.backoff_left("pve1") <= 5.0
+
+
+def test_a_closed_socket_counts_as_dropped() -> None:
+    a, b = socket.socketpair()
+    try:
+        assert not dropped(a)                               # idle, open: nothing to read
+        b.close()
+        assert dropped(a)                                   # the peer closed it
+    finally:
+        a.close()
+    assert dropped(a)                                       # closed here: select() refuses it
+
+
+def test_a_failure_without_a_text_is_named_by_its_type() -> None:
+    assert reason(httpconn.IncompleteRead()) == "IncompleteRead"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_http import AUTH, FakePVE, _close_transports, ca_tls, make, pki, server  # noqa: F401
+from test_http import AUTH, FakePVE, _close_transports, answer_after, ca_tls, make, pki, server  # noqa: F401
 
 from pvectl.config import Node, Tls
 from pvectl.errors import ApiError, NodeUnreachable
@@ -62,6 +62,21 @@ def test_a_redirect_is_not_an_answer(server: FakePVE, pki: dict[str, Any], statu
     with pytest.raises(ApiError) as ei:
         make([node(server)], ca_tls(pki)).get("/version")
     assert ei.value.status == status
+
+
+def test_a_read_for_a_node_that_failed_behind_a_relay_probes_it_with_the_short_timeout(
+        server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    """pve1 relayed a 595 for pve2: once pve2's back-off is over, the next read of a pve2 path (through
+    the healthy pve1) is a re-probe and waits `probe_timeout`, not the read timeout."""
+    server.script[("GET", "/api2/json/nodes/pve2/status")] = [(595, "Connection refused", b""), answer_after(1.1)]
+    t = make([node(server)], ca_tls(pki), retries=0, read_timeout=1.0, probe_timeout=0.3, reprobe_after=0.1)
+    with pytest.raises(NodeUnreachable):
+        t.get("/nodes/pve2/status")
+    time.sleep(0.15)
+    t0 = time.monotonic()
+    with pytest.raises(NodeUnreachable):
+        t.get("/nodes/pve2/status")
+    assert time.monotonic() - t0 < 0.3 + 0.4
 
 
 # -- TLS --------------------------------------------------------------------------------------------
@@ -214,3 +229,14 @@ def test_a_closed_socket_counts_as_dropped() -> None:
 
 def test_a_failure_without_a_text_is_named_by_its_type() -> None:
     assert reason(httpconn.IncompleteRead()) == "IncompleteRead"
+
+
+def test_reads_carry_no_body_headers_and_writes_a_form(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    t = make([node(server)], ca_tls(pki))
+    t.get("/version", {"a": 1})
+    t.delete("/nodes/pve1/qemu/100", {"purge": 1})
+    t.put("/nodes/pve1/qemu/100/config", {"memory": 2048})
+    get, delete, put = (r["headers"] for r in server.requests)
+    for h in (get, delete):
+        assert "Content-Length" not in h and "Content-Type" not in h
+    assert (put["Content-Type"], put["Content-Length"]) == ("application/x-www-form-urlencoded", "11")

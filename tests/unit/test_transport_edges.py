@@ -240,3 +240,39 @@ def test_reads_carry_no_body_headers_and_writes_a_form(server: FakePVE, pki: dic
     for h in (get, delete):
         assert "Content-Length" not in h and "Content-Type" not in h
     assert (put["Content-Type"], put["Content-Length"]) == ("application/x-www-form-urlencoded", "11")
+
+
+def test_the_debug_log_names_a_failed_send(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    def hang_up(h: Any) -> None:
+        h.close_connection = True
+
+    server.script[("GET", "/api2/json/version")] = [hang_up]
+    lines: list[str] = []
+    t = make([node(server)], ca_tls(pki), retries=0, log=lines.append)
+    with pytest.raises(NodeUnreachable):
+        t.get("/version")
+    assert f"GET /version -> pve1 (127.0.0.1:{server.port}): connection closed by the server" in lines
+
+
+def test_a_write_cut_after_sending_carries_the_request_and_what_happened(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    def hang_up(h: Any) -> None:
+        h.close_connection = True
+
+    server.script[("POST", "/api2/json/nodes/pve1/qemu/100/status/start")] = [hang_up]
+    with pytest.raises(NodeUnreachable) as ei:
+        make([node(server)], ca_tls(pki)).post("/nodes/pve1/qemu/100/status/start")
+    e = ei.value
+    assert e.uncertain and (e.method, e.path, e.node) == ("POST", "/nodes/pve1/qemu/100/status/start", "pve1")
+    assert e.attempts == [("pve1", f"127.0.0.1:{server.port}: connection closed by the server")]
+
+
+def test_a_read_without_an_answer_in_time_names_the_node_asked_or_the_relay(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/nodes/pve1/status")] = [answer_after(0.5)]
+    server.script[("GET", "/api2/json/nodes/pve2/status")] = [answer_after(0.5)]
+    t = make([node(server)], ca_tls(pki), retries=0, read_timeout=0.2)
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/nodes/pve1/status")
+    assert ei.value.attempts == [("pve1", f"127.0.0.1:{server.port}: no answer within 0.2 s")]
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/nodes/pve2/status")
+    assert ei.value.attempts == [("pve2", "via pve1: no answer within 0.2 s")]

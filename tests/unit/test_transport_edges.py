@@ -276,3 +276,50 @@ def test_a_read_without_an_answer_in_time_names_the_node_asked_or_the_relay(serv
     with pytest.raises(NodeUnreachable) as ei:
         t.get("/nodes/pve2/status")
     assert ei.value.attempts == [("pve2", "via pve1: no answer within 0.2 s")]
+
+
+# -- node health bookkeeping ----------------------------------------------------------------------------
+
+def test_a_relayed_answer_clears_the_node_in_the_path_and_is_sent_once(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/nodes/pve2/status")] = [(595, "Connection refused", b""), (200, "OK", {"data": 1})]
+    t = make([node(server)], ca_tls(pki), retries=0, reprobe_after=0.1)
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/nodes/pve2/status")
+    assert (ei.value.method, ei.value.path) == ("GET", "/nodes/pve2/status") and t.health.suspect("pve2")
+    time.sleep(0.15)                                        # pve2's back-off is over
+    assert t.get("/nodes/pve2/status") == 1
+    assert len(server.requests) == 2
+    assert not t.health.suspect("pve2") and not t.health.suspect("pve1")
+
+
+def _mark_pve1_silent(t: Transport) -> None:
+    with pytest.raises(NodeUnreachable):
+        t.get("/nodes/pve1/status")                         # no answer in time: pve1 is marked
+    assert t.health.suspect("pve1")
+    time.sleep(0.15)                                        # its back-off is over
+
+
+def test_a_relay_that_relays_a_595_has_answered(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/nodes/pve1/status")] = [answer_after(0.4)]
+    server.script[("GET", "/api2/json/nodes/pve2/status")] = [(595, "Connection refused", b"")]
+    t = make([node(server)], ca_tls(pki), retries=0, read_timeout=0.2, reprobe_after=0.1)
+    _mark_pve1_silent(t)
+    with pytest.raises(NodeUnreachable):
+        t.get("/nodes/pve2/status")
+    assert not t.health.suspect("pve1") and t.health.suspect("pve2")
+
+
+def test_a_node_that_answers_a_cluster_wide_read_is_cleared(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/nodes/pve1/status")] = [answer_after(0.4)]
+    t = make([node(server)], ca_tls(pki), retries=0, read_timeout=0.2, reprobe_after=0.1)
+    _mark_pve1_silent(t)
+    assert t.get("/version") is None
+    assert not t.health.suspect("pve1") and t.health.failures("pve1") == 0
+
+
+def test_a_595_on_every_try_is_the_error_of_the_last_answer(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/version")] = [(595, "Connection refused", b"")]
+    with pytest.raises(NodeUnreachable) as ei:
+        make([node(server)], ca_tls(pki), retries=1).get("/version")
+    assert len(server.requests) == 2
+    assert ei.value.attempts == [("pve1", "595 Connection refused")]

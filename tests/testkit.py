@@ -54,3 +54,15 @@ def move_to_shared(backend: Backend, vmid: int, sid: str = "ceph-vm") -> None:
             vol.node = None
             backend.state.volumes[vol.volid] = vol
             vm.config[key] = f"{vol.volid},{rest}" if rest else vol.volid
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    """(seconds `fn()` took, what it returned or the exception it raised)."""
+    import time
+
+    t0 = time.monotonic()
+    try:
+        out = fn()
+    except Exception as e:  # noqa: BLE001 - returned for the caller's assertions
+        out = e
+    return time.monotonic() - t0, out

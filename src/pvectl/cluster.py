@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config
+    from .credentials import TokenSource
     from .deadline import Deadline
     from .http import Transport
     from .nodes import NodesApi
@@ -70,20 +71,20 @@ class Cluster:
     @classmethod
     def connect(cls, config: Config, *, dry_run: bool = False, audit: bool | str = True,
                 timeout: float | None = None, on_event: Callable[[dict[str, Any]], None] | None = None,
-                via: str = "library", command: str | None = None, **transport_options: Any) -> Cluster:
-        """`from_config` for a `Config` already loaded (`pvectl.load_config`)."""
-        from .credentials import prefetch
+                via: str = "library", command: str | None = None, credentials: TokenSource | None = None,
+                **transport_options: Any) -> Cluster:
+        """`from_config` for a `Config` already loaded (`pvectl.load_config`). `credentials`: the
+        cluster's token source, if the caller has already read the token from it (`pvectl doctor`)."""
+        from .credentials import TokenSource
 
+        # this Cluster's own token: its refresh_credentials() re-reads no other Cluster's
+        source = credentials if credentials is not None else TokenSource(config)
         # `pass show` decrypts in the background while the HTTP and TLS modules are imported
-        prefetch(config)
-        from .credentials import load_token
+        source.start()
         from .http import Transport
 
-        def auth() -> str:
-            # called at the first request and after refresh_credentials(); the transport keeps it
-            return load_token(config).header()
-
-        transport = Transport.from_config(config, auth=auth, **transport_options)
+        # the transport asks it at the first request and after refresh_credentials(), and keeps the header
+        transport = Transport.from_config(config, auth=source, **transport_options)
         return cls(Session(config, transport, dry_run=dry_run, audit=audit, timeout=timeout, on_event=on_event,
                            via=via, command=command))
 
@@ -107,10 +108,15 @@ class Cluster:
         return self.session.dry_run
 
     def refresh_credentials(self) -> None:
-        """Read the API token again (after a rotation); requests from now on send the new one."""
-        from .credentials import reset
+        """Read the API token again (after a rotation); requests from now on send the new one. Only
+        this Cluster's token is read again, never another Cluster's in the process."""
+        from .credentials import TokenSource, reset
 
-        reset()                      # the per-process token cache (pass, token_file)
+        source = self.transport.auth
+        if isinstance(source, TokenSource):
+            source.reload()          # raises if it cannot be read: the token in use stays
+        else:
+            reset()      # a transport made by the caller: its auth may read through load_token's cache
         self.transport.refresh_auth()
 
     def deadline(self, seconds: Deadline | float | None) -> Any:
@@ -122,7 +128,12 @@ class Cluster:
 
     def close(self) -> None:
         if self._owner:
+            from .credentials import TokenSource
+
             self.transport.close()
+            source = self.transport.auth
+            if isinstance(source, TokenSource):
+                source.close()
 
     def __enter__(self) -> Cluster:
         return self

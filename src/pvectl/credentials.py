@@ -9,14 +9,19 @@ Sources, first match wins:
    secret — the seed's `head -1` / `tail -1`, without decrypting twice: `spec/seed-errata.md` §4).
    `credentials.token_id`, when set, replaces line 1 here too.
 
-`prefetch(cfg)` starts `pass` early so that gpg decrypts while the CLI imports the rest of itself;
-`load_token(cfg)` collects it. The secret never goes to a child's argv (`pass` only gets the entry
-path), a log line, an exception message or a repr (`spec/seed-errata.md` §2).
+A `TokenSource` is one `Cluster`'s token: `start()` runs `pass` early so that gpg decrypts while the
+CLI imports the rest of itself, `token()` collects it once (threads asking together wait for the one
+read), `reload()` reads it again (`Cluster.refresh_credentials`) without touching any other
+Cluster's token. `prefetch(cfg)` / `load_token(cfg)` do the same with one cache
+for the whole process (callers that hold no `Cluster`). The secret never goes to a child's argv
+(`pass` only gets the entry path), a log line, an exception message or a repr
+(`spec/seed-errata.md` §2).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 
 from pvectl.errors import CredentialError, register_secret
 
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
 
     from pvectl.config import Config
 
-__all__ = ["Token", "load_token", "prefetch", "parse_token_id", "reset"]
+__all__ = ["Token", "TokenSource", "load_token", "prefetch", "parse_token_id", "reset"]
 
 ENV_ID = "PVECTL_TOKEN_ID"
 ENV_SECRET = "PVECTL_TOKEN_SECRET"
@@ -154,20 +159,34 @@ def _split_entry(text: str, where: str, token_id: str | None) -> Token:
 
 
 # --------------------------------------------------------------------------------------------------
-# `pass show`, once per process
+# The process-wide token of `load_token` / `prefetch` (callers that hold no `Cluster`): one
+# `TokenSource` per pass entry or token file, so it is read once per process
 
-_pending: dict[str, subprocess.Popen[bytes] | BaseException] = {}
-_tokens: dict[tuple[str, str | None], Token] = {}
+_shared: dict[tuple[str, str | None], TokenSource] = {}
+_shared_lock = threading.Lock()
 
 
 def reset() -> None:
-    """Forget cached tokens and kill a pending `pass` (tests; long-running servers on SIGHUP)."""
-    for p in _pending.values():
-        if not isinstance(p, BaseException):
-            p.kill()
-            p.wait()
-    _pending.clear()
-    _tokens.clear()
+    """Forget the process-wide tokens and kill a pending `pass` (tests; long-running servers on SIGHUP)."""
+    with _shared_lock:
+        sources = list(_shared.values())
+        _shared.clear()
+    for source in sources:
+        source.close()
+
+
+def _shared_source(cfg: Config | None, env: Mapping[str, str]) -> TokenSource | None:
+    """The process-wide source of `cfg`'s pass entry or token file (None: the environment, or none)."""
+    kind = _source(cfg, env)
+    if cfg is None or kind not in ("file", "pass"):
+        return None
+    cr = cfg.credentials
+    key = (f"{kind}:{cr.token_file if kind == 'file' else cr.pass_path}", cr.token_id)
+    with _shared_lock:
+        source = _shared.get(key)
+        if source is None:
+            source = _shared[key] = TokenSource(cfg, env=env)
+        return source
 
 
 def _source(cfg: Config | None, env: Mapping[str, str]) -> str:
@@ -181,34 +200,38 @@ def _source(cfg: Config | None, env: Mapping[str, str]) -> str:
     return "none"
 
 
-def _start_pass(path: str) -> None:
-    if path in _pending or any(k[0] == f"pass:{path}" for k in _tokens):
-        return
+def _spawn_pass(path: str) -> subprocess.Popen[bytes] | BaseException:
     import subprocess
 
     env = dict(os.environ)
     env.pop("PASSWORD_STORE_CLIP_TIME", None)
     try:
         # argv holds only the entry path; the decrypted entry comes back on a pipe.
-        _pending[path] = subprocess.Popen(["pass", "show", path], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        return subprocess.Popen(["pass", "show", path], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     except OSError as e:
-        _pending[path] = e
+        return e
+
+
+def _stop(proc: subprocess.Popen[bytes] | BaseException | None) -> None:
+    if proc is not None and not isinstance(proc, BaseException):
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):     # (not read: a child of `pass` may still hold them)
+            if pipe is not None:
+                pipe.close()
 
 
 def prefetch(cfg: Config | None, *, env: Mapping[str, str] | None = None) -> None:
     """Start `pass show` now (only when pass is the token's source) and return at once."""
-    env = os.environ if env is None else env
-    if cfg is not None and _source(cfg, env) == "pass":
-        _start_pass(cfg.credentials.pass_path)  # type: ignore[arg-type]
+    source = _shared_source(cfg, os.environ if env is None else env)
+    if source is not None:
+        source.start()
 
 
-def _collect_pass(path: str, token_id: str | None, timeout: float) -> Token:
-    key = (f"pass:{path}", token_id)
-    if key in _tokens:
-        return _tokens[key]
-    _start_pass(path)
-    proc = _pending.pop(path)
+def _finish_pass(proc: subprocess.Popen[bytes] | BaseException, path: str, token_id: str | None,
+                 timeout: float) -> Token:
+    """The token from a `pass show PATH` started earlier (or the error that kept it from starting)."""
     where = f"pass entry '{path}'"
     if isinstance(proc, BaseException):
         if isinstance(proc, FileNotFoundError):
@@ -240,9 +263,7 @@ def _collect_pass(path: str, token_id: str | None, timeout: float) -> Token:
         text = out.decode("utf-8")
     except UnicodeDecodeError:
         raise CredentialError(f"{where} is not UTF-8 text") from None
-    tok = _split_entry(text, where, token_id)
-    _tokens[key] = tok
-    return tok
+    return _split_entry(text, where, token_id)
 
 
 def load_token(cfg: Config | None, *, env: Mapping[str, str] | None = None,
@@ -252,39 +273,108 @@ def load_token(cfg: Config | None, *, env: Mapping[str, str] | None = None,
     Raises CredentialError (exit 2) with a message that never contains the secret.
     """
     env = os.environ if env is None else env
-    src = _source(cfg, env)
-    cr = cfg.credentials if cfg is not None else None
-    if src == "env":
-        tid, sec = env.get(ENV_ID), env.get(ENV_SECRET)
-        if not tid:
-            raise CredentialError(f"{ENV_SECRET} is set but {ENV_ID} is not",
-                                  hint=f"set {ENV_ID}=USER@REALM!TOKENNAME")
-        if not sec:
-            raise CredentialError(f"{ENV_ID} is set but {ENV_SECRET} is not",
-                                  hint=f"set {ENV_SECRET} (or unset {ENV_ID} to use the config)")
-        return Token(parse_token_id(tid, f"${ENV_ID}"), _check_secret(sec, f"${ENV_SECRET}"), "environment")
-    if src == "file":
-        assert cr is not None and cr.token_file is not None
-        key = (f"file:{cr.token_file}", cr.token_id)
-        if key in _tokens:
-            return _tokens[key]
-        where = f"token_file {cr.token_file}"
-        try:
-            with open(cr.token_file, "rb") as fh:
-                raw = fh.read()
-        except OSError as e:
-            raise CredentialError(f"cannot read credentials.token_file {cr.token_file}: {e.strerror}",
-                                  hint="fix credentials.token_file (line 1 token id, last line secret)") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise CredentialError(f"{where} is not UTF-8 text") from None
-        tok = _split_entry(text, where, cr.token_id)
-        _tokens[key] = tok
-        return tok
-    if src == "pass":
-        assert cr is not None and cr.pass_path is not None
-        return _collect_pass(cr.pass_path, cr.token_id, timeout)
+    source = _shared_source(cfg, env)
+    if source is not None:
+        return source.token(timeout)
+    if _source(cfg, env) == "env":
+        return _from_env(env)
+    _no_source()
+
+
+def _from_env(env: Mapping[str, str]) -> Token:
+    tid, sec = env.get(ENV_ID), env.get(ENV_SECRET)
+    if not tid:
+        raise CredentialError(f"{ENV_SECRET} is set but {ENV_ID} is not",
+                              hint=f"set {ENV_ID}=USER@REALM!TOKENNAME")
+    if not sec:
+        raise CredentialError(f"{ENV_ID} is set but {ENV_SECRET} is not",
+                              hint=f"set {ENV_SECRET} (or unset {ENV_ID} to use the config)")
+    return Token(parse_token_id(tid, f"${ENV_ID}"), _check_secret(sec, f"${ENV_SECRET}"), "environment")
+
+
+def _read_file(path: str, token_id: str | None) -> Token:
+    where = f"token_file {path}"
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise CredentialError(f"cannot read credentials.token_file {path}: {e.strerror}",
+                              hint="fix credentials.token_file (line 1 token id, last line secret)") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CredentialError(f"{where} is not UTF-8 text") from None
+    return _split_entry(text, where, token_id)
+
+
+def _no_source() -> NoReturn:
     raise CredentialError("no API token configured",
                           hint=f"set credentials.pass_path or credentials.token_file in the config, "
                                f"or {ENV_ID} and {ENV_SECRET}")
+
+
+class TokenSource:
+    """One `Cluster`'s API token, from the same sources as `load_token`: read once until `reload()`,
+    whatever the number of threads asking, and never shared with another `TokenSource`
+    (refreshing one Cluster's token re-reads no other's). Calling it gives the Authorization header
+    value, as `Transport(auth=...)` expects."""
+
+    __slots__ = ("config", "_env", "_lock", "_pending", "_token")
+
+    def __init__(self, config: Config | None, *, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self._env = env
+        self._lock = threading.Lock()
+        self._pending: subprocess.Popen[bytes] | BaseException | None = None
+        self._token: Token | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenSource({self._kind()})"
+
+    def _kind(self) -> str:
+        return _source(self.config, os.environ if self._env is None else self._env)
+
+    def start(self) -> None:
+        """Start `pass show` now when pass is the source (gpg decrypts while the caller goes on)."""
+        with self._lock:
+            if self._token is None and self._pending is None and self._kind() == "pass":
+                assert self.config is not None and self.config.credentials.pass_path is not None
+                self._pending = _spawn_pass(self.config.credentials.pass_path)
+
+    def token(self, timeout: float = 60.0) -> Token:
+        """The token, read on the first call."""
+        with self._lock:
+            if self._token is None:
+                self._token = self._read(timeout)
+            return self._token
+
+    def __call__(self) -> str:
+        return self.token().header()
+
+    def reload(self, timeout: float = 60.0) -> Token:
+        """Read the source again now (a rotated token). A token that cannot be read raises, and the
+        one read before stays."""
+        with self._lock:
+            self._token = self._read(timeout)
+            return self._token
+
+    def close(self) -> None:
+        """Stop a `pass show` started early and never collected (the Cluster made no request)."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        _stop(pending)
+
+    def _read(self, timeout: float) -> Token:
+        kind = self._kind()
+        cr = self.config.credentials if self.config is not None else None
+        if kind == "env":
+            return _from_env(os.environ if self._env is None else self._env)
+        if kind == "file":
+            assert cr is not None and cr.token_file is not None
+            return _read_file(cr.token_file, cr.token_id)
+        if kind == "pass":
+            assert cr is not None and cr.pass_path is not None
+            pending, self._pending = self._pending, None
+            return _finish_pass(pending if pending is not None else _spawn_pass(cr.pass_path), cr.pass_path,
+                                cr.token_id, timeout)
+        _no_source()

@@ -120,7 +120,7 @@ class Writer:
         if self.audit is False:
             return
         cfg = self.config
-        token_id = _token_id(cfg)
+        token_id = _token_id(cfg, self.transport)
         try:
             audit.record(cluster=cfg.name, token_id=token_id, command=self.command, event=event,
                          method=write.method if write else None, path=write.path if write else None,
@@ -131,11 +131,13 @@ class Writer:
             sys.stderr.write(f"pvectl: warning: could not append to the audit log: {exc}\n")
 
 
-def _token_id(config: Config) -> str:
+def _token_id(config: Config, transport: Transport) -> str:
     try:
-        from .credentials import load_token
+        from .credentials import TokenSource, load_token
 
-        return load_token(config).token_id
+        # the token the requests carry: the Cluster's own (read once), else the process-wide one
+        source = getattr(transport, "auth", None)
+        return (source.token() if isinstance(source, TokenSource) else load_token(config)).token_id
     except Exception:  # noqa: BLE001 - the audit record must not fail on this
         return "?"
 

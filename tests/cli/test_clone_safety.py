@@ -38,6 +38,12 @@ def clone_posts(sim: Any) -> list[dict[str, Any]]:
     return [e for e in sim.requests_log() if e["method"] == "POST" and e["path"].endswith("/clone")]
 
 
+def clone_task_polled(sim: Any) -> bool:
+    """pvectl has asked for the status of a clone task (it has the task's UPID)."""
+    return any(e["method"] == "GET" and "%3Aqmclone%3A" in e["path"] and e["path"].endswith("/status")
+               for e in sim.requests_log())
+
+
 def writes(sim: Any) -> list[tuple[str, str]]:
     return [(e["method"], e["path"]) for e in sim.requests_log() if e["method"] != "GET"]
 
@@ -90,8 +96,11 @@ def test_sigint_bulk_reports_what_is_in_flight_and_starts_nothing_new(start_sim:
     sim = start_sim(time_scale=0.05)          # a full clone takes about 2 s
     p = spawn(sim.config_path, "9000", "--count", "4", "--name-pattern", "int-{n}", "--start", "--wait-ip",
               "--max-per-node", "1", "-o", "json", env_dir=tmp_path)
-    wait_for(lambda: len(clone_posts(sim)) >= 1)
-    time.sleep(0.3)                           # the first clone is running; the other three wait their turn
+    # Ctrl-C once the first clone runs and pvectl waits for its task (it polls its status: it has the
+    # UPID); the other three wait their turn. A condition, not a pause: a loaded machine may take
+    # longer than any fixed pause to hand the clone's answer to the child process. Which VM goes first
+    # is up to the scheduling of the worker threads (not always int-1); each has the VMID planned for it.
+    wait_for(lambda: clone_task_polled(sim))
     sent = time.monotonic()
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
@@ -103,11 +112,12 @@ def test_sigint_bulk_reports_what_is_in_flight_and_starts_nothing_new(start_sim:
     assert d["interrupted"] is True and d["resume"].startswith("pvectl ") and "--count 4" in d["resume"]
     rows = {r["name"]: r for r in d["results"]}
     assert sorted(rows) == ["int-1", "int-2", "int-3", "int-4"]
-    first = rows["int-1"]
-    assert first["vmid"] == 112 and first["upids"]["clone"].startswith("UPID:pve1:")
+    busy = [n for n, r in rows.items() if r["result"] != "not started"]
+    assert len(busy) == 1, rows
+    first = rows[busy[0]]
+    assert first["vmid"] == 111 + int(busy[0][-1]) and first["upids"]["clone"].startswith("UPID:pve1:")
     assert first["result"] == "in progress"
     assert first["upids"]["clone"] in err and "pvectl task wait" in err
-    assert [rows[n]["result"] for n in ("int-2", "int-3", "int-4")] == ["not started"] * 3
     wait_idle(sim)
     assert len(clone_posts(sim)) == 1         # nothing new was started after Ctrl-C
     # the resume command finishes the first VM and makes the other three, each once
@@ -117,7 +127,7 @@ def test_sigint_bulk_reports_what_is_in_flight_and_starts_nothing_new(start_sim:
     for n in ("int-1", "int-2", "int-3", "int-4"):
         assert len(names(sim, n)) == 1, n
     with sim.backend.mu:
-        assert sim.backend.state.vms[112].status == "running"
+        assert sim.backend.state.vms[first["vmid"]].status == "running"
 
 
 def test_sigint_single_clone_reports_vmid_and_upid(start_sim: Callable[..., Any], tmp_path: Path) -> None:
@@ -137,7 +147,7 @@ def test_sigint_single_clone_reports_vmid_and_upid(start_sim: Callable[..., Any]
 
 def test_bulk_deadline_starts_nothing_late_and_exits_4(start_sim: Callable[..., Any],
                                                         cli: Callable[..., Any]) -> None:
-    """`--count 3 --timeout 1 --max-per-node 1` with clones of about 2 s: the first clone is still
+    """`--count 3 --timeout 1 --max-per-node 1` with clones of about 2 s: one clone is still
     running at the deadline and the other two never start (no POST after the deadline, never two
     clones at once on pve1); exit 4 (only the deadline), not 1."""
     sim = start_sim(time_scale=0.05)
@@ -148,8 +158,10 @@ def test_bulk_deadline_starts_nothing_late_and_exits_4(start_sim: Callable[..., 
     assert [x["name"] for x in rows] == ["late-1", "late-2", "late-3"]
     for x in rows:
         assert x["result"] == "not started" or "deadline" in x["error"]["message"], x
-    assert [x["result"] for x in rows[1:]] == ["not started", "not started"]
-    for x in rows[1:]:     # exit 4 with no task to resume: says nothing was sent, and how to run it again
+    # one clone at most started (which one is up to the workers' order for pve1's one slot), the others never
+    waiting = [x for x in rows if x["result"] == "not started"]
+    assert len(waiting) >= 2, json.dumps(rows)
+    for x in waiting:      # exit 4 with no task to resume: says nothing was sent, and how to run it again
         assert "before the clone request for" in x["error"]["message"], x
         assert "was sent; nothing changed" in x["error"]["message"], x
         # the command to run again is the command line as given

@@ -80,3 +80,21 @@ def test_a_missing_pass_entry_is_one_clear_line(sim_process: Any, pass_store: An
     r = _pvectl(env, "--config", str(cfg), "-o", "table", "vm", "list")
     assert r.returncode == 2
     assert len(r.stderr.splitlines()) == 1 and "proxmox/no-such-entry" in r.stderr
+
+
+def test_doctor_and_an_audited_write_read_the_token_from_pass_once(
+        sim_process: Any, pass_store: Any, tmp_path: Path) -> None:
+    # doctor reads the token itself and then through its cluster; a write reads it for the request
+    # and for the audit record: one `pass show` each time
+    cfg = _config_with_pass(sim_process, pass_store, tmp_path / "cluster-config.yaml")
+    env, calls = _pass_counting_env(pass_store, tmp_path)
+    r = _pvectl(env, "--config", str(cfg), "-o", "json", "doctor")
+    assert '"credentials"' in r.stdout and "FAIL" not in r.stdout.split('"credentials"', 1)[1][:80], r.stdout
+    assert calls.read_text(encoding="utf-8").splitlines() == [f"show {pass_store.pass_path}"]
+    calls.unlink()
+    vm = next(v for v in sim_process.vms() if not v.get("template"))
+    r = _pvectl(env, "--config", str(cfg), "-o", "json", "vm", "set", str(vm["vmid"]), "description=audited")
+    assert r.returncode == 0, r.stderr
+    assert calls.read_text(encoding="utf-8").splitlines() == [f"show {pass_store.pass_path}"]
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert audit and audit[-1]["token_id"] == sim_process.token_lines[0]

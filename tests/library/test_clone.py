@@ -85,6 +85,21 @@ def test_clone_dry_run_returns_the_planned_writes_and_writes_nothing(sim: pvectl
     assert {v.vmid for v in pve.vms.list()} == before
 
 
+def test_bulk_dry_run_gives_each_vm_its_own_planned_writes(sim: pvectl.sim.Cluster, pve: pvectl.Cluster) -> None:
+    """Every planned write of a bulk dry run lands in the result of the VM it acts on, once, in order:
+    its clone by `newid`, its later steps by the VMID in their path (never the template's)."""
+    mark = len(sim.requests_log())
+    rs = pve.with_options(dry_run=True).vms.clone(TEMPLATE, "db-{n}", count=3, cores=2, start=True)
+    assert len({x.vmid for x in rs}) == 3
+    for x in rs:
+        planned = x.to_dict()["planned"]
+        assert [(p["method"], p["path"].rsplit("/", 1)[-1]) for p in planned] == \
+            [("POST", "clone"), ("PUT", "config"), ("POST", "start")]
+        assert planned[0]["params"]["newid"] == x.vmid and planned[0]["path"].endswith("/qemu/9000/clone")
+        assert all(f"/qemu/{x.vmid}/" in p["path"] for p in planned[1:])
+    assert writes(sim, since=mark) == []
+
+
 def test_clone_refuses_wait_false_and_bad_options_before_any_write(sim: pvectl.sim.Cluster,
                                                                    pve: pvectl.Cluster) -> None:
     with pytest.raises(pvectl.UsageError, match="--no-wait does not apply") as e:

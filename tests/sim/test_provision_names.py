@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from pvectl.cluster import Cluster
 from pvectl.provision import CloneSpec, ProvisionEvent, ProvisionFailed, provision, provision_many, specs_for_count
+from pvectl.provision.vmids import allocator_for
 from pvectl.sim.cluster import Cluster as SimCluster
 from pvectl.tasks import Deadline
 from pvectl.writes import Writer
@@ -74,10 +76,12 @@ def test_retry_after_the_deadline_does_not_clone_twice(sim: SimCluster, pvc: Clu
     assert len(clone_posts(sim)) == 1
 
 
-def test_four_clients_same_name_make_one_vm(sim: SimCluster) -> None:
-    """Four independent clients (own Cluster each: no shared process state) plan the same name at
-    once, so each sees no VM and posts a clone. Exactly one VM keeps the name; the others remove their
-    own clone and report `exists`."""
+def same_name_at_once(sim: SimCluster, name: str, prepare: Callable[[int, Cluster], None] | None = None
+                      ) -> list[Any]:
+    """Four independent clients (own Cluster each: no shared process state) make `name` at once. The
+    `clone start` event comes after the name check right before the POST: each client waits there until
+    all four have checked, so every POST goes out while none of their clones exists yet, however the
+    threads are scheduled. `prepare(i, cluster)` runs in client i first. Returns the four results."""
     results: dict[int, Any] = {}
     errors: dict[int, BaseException] = {}
     barrier = threading.Barrier(4)
@@ -85,10 +89,15 @@ def test_four_clients_same_name_make_one_vm(sim: SimCluster) -> None:
     def client(i: int) -> None:
         try:
             with Cluster.from_config(str(sim.config_path)) as c:
+                if prepare is not None:
+                    prepare(i, c)
+                held: list[bool] = []
+
                 def on_event(e: ProvisionEvent) -> None:
-                    if e.step == "plan" and e.state == "done":
-                        barrier.wait(20)      # all four have planned before any clones
-                results[i] = run(c, CloneSpec(TEMPLATE, "same-name"), on_event=on_event)
+                    if e.step == "clone" and e.state == "start" and not held:
+                        held.append(True)
+                        barrier.wait(30)
+                results[i] = run(c, CloneSpec(TEMPLATE, name), on_event=on_event)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors[i] = exc
 
@@ -99,20 +108,63 @@ def test_four_clients_same_name_make_one_vm(sim: SimCluster) -> None:
         t.join(120)
     assert not errors, errors
     wait_idle(sim)
+    return list(results.values())
+
+
+def ok_clone_tasks(sim: SimCluster) -> int:
+    with sim.backend.mu:
+        return len([r for r in sim.backend.engine.records() if ":qmclone:" in r.upid and r.exitstatus == "OK"])
+
+
+def audited_writes(method: str, path_end: str = "") -> int:
+    audit = [json.loads(ln) for ln in Path(os.environ["PVECTL_AUDIT_LOG"]).read_text().splitlines()]
+    return len([a for a in audit if a["event"] == "write" and a["method"] == method and a["path"].endswith(path_end)])
+
+
+def test_four_clients_same_name_make_one_vm(sim: SimCluster) -> None:
+    """Four clients make the same name at once: each checks the name right before its clone POST, sees
+    no VM and posts, all on the same first free VMID. Exactly one VM keeps the name; the others report
+    `exists` (a client that lost the VMID checks the name again and finds the clone in flight)."""
+    results = same_name_at_once(sim, "same-name")
     keep = made(sim, "same-name")
     assert len(keep) == 1
-    outcomes = sorted(r.result for r in results.values())
-    assert outcomes == ["created", "exists", "exists", "exists"], [r.to_dict() for r in results.values()]
-    assert {r.vmid for r in results.values()} == set(keep)
-    assert len(clone_posts(sim)) >= 2          # the race did happen: more than one client posted
+    outcomes = sorted(r.result for r in results)
+    assert outcomes == ["created", "exists", "exists", "exists"], [r.to_dict() for r in results]
+    assert {r.vmid for r in results} == set(keep)
+    assert len(clone_posts(sim)) == 4          # the race did happen: every client posted, once
     # every clone that lost the name was removed by its own client, and the audit log says so
-    with sim.backend.mu:
-        ok_clones = [r for r in sim.backend.engine.records() if ":qmclone:" in r.upid and r.exitstatus == "OK"]
     deletes = [e for e in sim.requests_log() if e["method"] == "DELETE"]
-    assert len(deletes) == len(ok_clones) - 1
-    audit = [json.loads(ln) for ln in Path(os.environ["PVECTL_AUDIT_LOG"]).read_text().splitlines()]
-    assert len([a for a in audit if a["event"] == "write" and a["method"] == "DELETE"]) == len(deletes)
-    assert len([a for a in audit if a["event"] == "write" and a["path"].endswith("/clone")]) == len(clone_posts(sim))
+    assert len(deletes) == ok_clone_tasks(sim) - 1
+    assert audited_writes("DELETE") == len(deletes)
+    assert audited_writes("POST", "/clone") == len(clone_posts(sim))
+
+
+def test_four_clients_same_name_on_four_vmids_leave_it_to_the_lowest(sim: SimCluster) -> None:
+    """As above, but each client's next VMID is another one (client i has handed out i ids before:
+    nothing on the server reserves an id), so all four clones run to the end. After its clone, each
+    client checks the name again: the lowest VMID keeps it, the other three remove their own VM and
+    report the one that keeps it (names protocol step 2)."""
+    first = 112
+    with sim.backend.mu:
+        assert not set(range(first, first + 4)) & set(sim.backend.state.vms)
+
+    def prepare(i: int, c: Cluster) -> None:
+        for vmid in range(first, first + i):
+            assert allocator_for(c.session).claim(vmid)
+
+    results = same_name_at_once(sim, "four-ids", prepare)
+    assert made(sim, "four-ids") == [first]
+    assert sorted((r.result, r.vmid) for r in results) == [("created", first)] + [("exists", first)] * 3, \
+        [r.to_dict() for r in results]
+    assert len(clone_posts(sim)) == 4 and ok_clone_tasks(sim) == 4     # four clones, each to the end
+    deleted = sorted(int(e["path"].rsplit("/", 1)[1]) for e in sim.requests_log() if e["method"] == "DELETE")
+    assert deleted == [first + 1, first + 2, first + 3]
+    with sim.backend.mu:
+        assert not {first + 1, first + 2, first + 3} & set(sim.backend.state.vms)
+    for r in results:
+        if r.result == "exists":
+            assert any("the lower VMID keeps the name" in w for w in r.warnings), r.to_dict()
+    assert audited_writes("DELETE") == 3
 
 
 def test_two_bulk_runs_same_pattern_make_each_name_once(sim: SimCluster) -> None:

@@ -330,6 +330,20 @@ def test_proxy_595_when_target_listener_is_down_then_recovers(sim: Cluster) -> N
     assert resp.status == 200
 
 
+def test_a_relay_that_ends_after_the_server_stopped_closes_its_connection(sim: Cluster) -> None:
+    """A relay still waiting for a hung node when the simulator stops gets its answer afterwards: its
+    connection is closed, not kept in a pool that nobody closes any more (a leaked socket)."""
+    host, port = sim.nodes["pve2"]
+    got = sim.server._checkout(host, port)            # what a relay holds while it waits
+    assert not isinstance(got, wire.Response)
+    conn, _ = got
+    assert conn.sock is not None
+    sim.server.stop()
+    sim.server._checkin(host, port, conn)             # its answer came in after the stop
+    assert conn.sock is None
+    assert sim.server._pool == {}
+
+
 def test_proxy_596_when_target_does_not_answer() -> None:
     with Cluster(nodes=2, vms=2, templates=0, bind="127.0.0.1", port=0, proxy_timeout=0.3) as c:
         c.hang_node("pve2")

@@ -236,3 +236,34 @@ def test_every_accepted_token_makes_an_encodable_header() -> None:
     finally:
         errors._SECRETS.clear()
         errors._SECRETS.update(saved)
+
+
+def test_a_token_source_reads_once_and_a_failed_reload_keeps_the_token(tmp_path: Path) -> None:
+    from pvectl.credentials import TokenSource
+
+    f = tmp_path / "token"
+    f.write_text(f"{TID}\n{SECRET}\n")
+    source = TokenSource(cfg(token_file=str(f)), env={})
+    assert source() == f"PVEAPIToken={TID}={SECRET}"
+    rotated = "5c1f9e7d-8a2b-4c3d-9e0f-1a2b3c4d5e6f"
+    f.write_text(f"{TID}\n{rotated}\n")
+    assert source.token().secret == SECRET                 # read once: the file is not read again
+    assert source.reload().secret == rotated
+    f.unlink()
+    with pytest.raises(CredentialError, match="cannot read credentials.token_file"):
+        source.reload()
+    assert source.token().secret == rotated                # the token read before stays
+    assert SECRET not in repr(source) and rotated not in repr(source)
+
+
+def test_closing_a_token_source_stops_a_pass_it_started(fake_pass: Path, tmp_path: Path) -> None:
+    from pvectl.credentials import TokenSource
+
+    slow = tmp_path / "bin" / "pass"
+    slow.write_text(slow.read_text().replace("#!/bin/sh\n", "#!/bin/sh\nsleep 30\n"))
+    source = TokenSource(cfg(pass_path="p"), env={})
+    source.start()
+    pending = source._pending
+    assert pending is not None and not isinstance(pending, BaseException) and pending.poll() is None
+    source.close()
+    assert pending.poll() is not None                      # stopped and reaped, not left running

@@ -71,3 +71,46 @@ def test_a_ca_file_that_is_not_a_certificate_is_refused_with_a_hint(tmp_path: An
     assert str(ei.value).startswith(f"cannot load tls.ca_file {bad}: ")
     assert ei.value.hint == "tls.ca_file must be the cluster CA in PEM (/etc/pve/pve-root-ca.pem)"
     assert ei.value.exit_code == 5
+
+
+def _answer_raw(data: bytes) -> Any:
+    def answer(handler: Any) -> None:
+        handler.wfile.write(data)
+        handler.wfile.flush()
+        handler.close_connection = True
+    return answer
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\x00\xff garbage\r\n",
+    b"SSH-2.0-OpenSSH_9.6\r\n",
+    b"\x1b[2J\x07 first line\rsecond line\x85\xe2\x80\xa8 third " + b"x" * 500 + b"\r\n",
+])
+def test_an_answer_that_is_not_http_is_one_readable_line(server: FakePVE, pki: dict[str, Any],  # noqa: F811
+                                                          garbage: bytes) -> None:
+    server.script[("GET", "/api2/json/version")] = [_answer_raw(garbage)]
+    with pytest.raises(PvectlError) as ei:
+        one(server, pki).get("/version")
+    message = str(ei.value)
+    assert "not HTTP" in message, message
+    assert message.isprintable() and message.isascii(), repr(message)     # no raw control character, one line
+    excerpt = message[message.index("not HTTP"):]
+    assert len(excerpt) < 120, message                                     # a short excerpt, not the whole line
+
+
+def test_a_reason_phrase_with_control_characters_is_escaped(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/version")] = [_answer_raw(
+        b"HTTP/1.1 500 VM 100 \x1b[31mnot\x07 running\x85\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")]
+    with pytest.raises(PvectlError) as ei:
+        one(server, pki).get("/version")
+    assert "VM 100 \\x1b[31mnot\\x07 running\\x85" in str(ei.value)
+    assert str(ei.value).isprintable()
+
+
+@pytest.mark.parametrize("size", [b"zz", b"-1", b"\xb2"])
+def test_a_chunk_size_that_is_not_hex_is_an_answer_error(server: FakePVE, pki: dict[str, Any], size: bytes) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/version")] = [_answer_raw(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + size + b"\r\n{}\r\n0\r\n\r\n")]
+    with pytest.raises(PvectlError) as ei:
+        one(server, pki).get("/version")
+    assert "bad chunk size" in str(ei.value) and str(ei.value).isprintable()

@@ -43,7 +43,7 @@ def test_a_chunk_size_that_is_not_hex_fails_the_node_not_the_program(server: Fak
     t = make([node(server)], ca_tls(pki), retries=0)
     with pytest.raises(NodeUnreachable) as ei:
         t.get("/version")
-    assert ei.value.attempts == [("pve1", f"127.0.0.1:{server.port}: bad chunk size b'zz'")]
+    assert ei.value.attempts == [("pve1", f"127.0.0.1:{server.port}: bad chunk size 'zz'")]
 
 
 def test_a_write_answered_with_a_cut_chunk_names_it(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811

@@ -69,7 +69,7 @@ def test_a_chunked_answer_whose_trailers_are_cut_off_keeps_its_body() -> None:
 
 
 def test_a_chunk_size_that_is_not_hex_is_an_http_error() -> None:
-    with pytest.raises(httpconn.HTTPException, match="bad chunk size b'zz'"):
+    with pytest.raises(httpconn.HTTPException, match="bad chunk size 'zz'"):
         _conn(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n")[0].getresponse()
 
 

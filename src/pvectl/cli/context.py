@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from ..cluster import Cluster
     from ..config import Config
+    from ..credentials import TokenSource
     from ..deadline import Deadline
 
 
@@ -27,6 +28,7 @@ class Context:
         self.output: str = args.output or ("table" if sys.stdout.isatty() else "json")
         self._config: Config | None = None
         self._cluster: Cluster | None = None
+        self._credentials: TokenSource | None = None
         self._deadline: Deadline | None = None
 
     @property
@@ -44,6 +46,15 @@ class Context:
         return "pvectl " + shlex.join(self.argv)
 
     @property
+    def credentials(self) -> TokenSource:
+        """The command's API token source, shared with its cluster (the token is read once)."""
+        if self._credentials is None:
+            from ..credentials import TokenSource
+
+            self._credentials = TokenSource(self.config)
+        return self._credentials
+
+    @property
     def cluster(self) -> Cluster:
         if self._cluster is None:
             from ..cluster import Cluster
@@ -51,7 +62,8 @@ class Context:
             log = (lambda line: sys.stderr.write(f"pvectl: {line}\n")) if self.args.verbose else None
             # from_config starts `pass show` before it imports the HTTP and TLS modules (they overlap)
             self._cluster = Cluster.connect(self.config, dry_run=bool(getattr(self.args, "dry_run", False)),
-                                            via="cli", command=self.command, log=log, deadline=self.deadline())
+                                            via="cli", command=self.command, log=log, deadline=self.deadline(),
+                                            credentials=self.credentials)
         return self._cluster
 
     def deadline(self) -> Deadline:

@@ -61,10 +61,8 @@ def run(ctx: Context) -> int:
         return _finish(ctx, lines, 2)
     verdict("config", "ok", f"{cfg.path} ({len(cfg.nodes)} nodes: {', '.join(n.name for n in cfg.nodes)})")
 
-    from ..credentials import load_token
-
     try:
-        token = load_token(cfg)
+        token = ctx.credentials.token()        # the same read the cluster below uses
         verdict("credentials", "ok", f"token {token.token_id} from {token.source}")
     except PvectlError as exc:
         verdict("credentials", "FAIL", exc.message)

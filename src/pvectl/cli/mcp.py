@@ -30,6 +30,11 @@ def serve(ctx: Context) -> int:
     from ..errors import UsageError
 
     a = ctx.args
+    if not a.http and not a.list_tools:
+        # stdio: stdout carries the protocol's JSON-RPC lines only (the SDK's stdio client parses each
+        # stdout line as a message and passes stderr through to its log). An error before the server
+        # runs is the CLI's one stderr line (main.report_error), never the JSON error object on stdout.
+        ctx.output = "table"
     import importlib.util
 
     if importlib.util.find_spec("mcp") is None:      # (not imported here: it loads while the handshake runs)

@@ -126,6 +126,11 @@ class Transport:
         return cls(cfg.nodes, tls=cfg.tls, auth=auth, **kw)
 
     @property
+    def auth(self) -> Callable[[], str] | None:
+        """What gives the Authorization header (a `credentials.TokenSource` for a library Cluster)."""
+        return self._auth
+
+    @property
     def connect_timeout(self) -> float:
         return self._connector.connect_timeout
 

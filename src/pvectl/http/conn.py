@@ -37,6 +37,26 @@ class IncompleteRead(HTTPException):
     pass
 
 
+def excerpt(data: bytes, limit: int = 40) -> str:
+    """The start of `data` for an error message: one quoted line of printable ASCII, each character
+    that is not printable ASCII escaped as in a repr (`\\x00`, `\\r`), at most `limit` characters
+    before the closing quote (then `...`)."""
+    pieces: list[str] = []
+    size = 0
+    for c in data.decode("latin-1"):
+        piece = ascii(c)[1:-1]
+        if size + len(piece) > limit:
+            return "'" + "".join(pieces) + "'..."
+        pieces.append(piece)
+        size += len(piece)
+    return "'" + "".join(pieces) + "'"
+
+
+def printable(text: str) -> str:
+    """`text` with each character that is not printable escaped (`\\x1b`, `\\r`): it stays one line."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 class Response:
     __slots__ = ("status", "reason", "headers", "body", "will_close")
 
@@ -103,10 +123,14 @@ class Connection:
         if not line:
             raise RemoteDisconnected("Remote end closed connection without response")
         parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise BadStatusLine(repr(line[:80]))
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not (len(parts[1]) == 3 and parts[1].isascii()
+                                                                       and parts[1].isdigit()):
+            # another service on the port (ssh, a plain-text banner) or a broken proxy: a short escaped
+            # excerpt, never the raw bytes (control characters, line breaks) in the error message
+            start = excerpt(line.rstrip(b"\r\n"))
+            raise BadStatusLine(f"answered with something that is not HTTP (another service on this port?): {start}")
         version, status = parts[0], int(parts[1])
-        reason = parts[2] if len(parts) > 2 else ""
+        reason = printable(parts[2]) if len(parts) > 2 else ""      # it may end up in an error message
         headers: dict[str, str] = {}
         for _ in range(_MAX_HEADERS):
             h = rfile.readline(_MAX_LINE + 1)
@@ -127,7 +151,7 @@ class Connection:
             try:
                 length = int(headers["content-length"])
             except ValueError:
-                raise HTTPException(f"bad Content-Length {headers['content-length']!r}") from None
+                raise HTTPException(f"bad Content-Length {excerpt(headers['content-length'].encode('latin-1'))}") from None
             body = rfile.read(length)
             if len(body) < length:
                 raise IncompleteRead(f"{len(body)} of {length} bytes")
@@ -146,9 +170,11 @@ class Connection:
                 raise IncompleteRead("chunked body cut off")
             size_field = size_line.split(b";", 1)[0].strip() or b"0"
             try:
-                size = int(size_field, 16)
-            except ValueError:        # not an HTTP answer: fail like any other broken one
-                raise HTTPException(f"bad chunk size {size_field!r}") from None
+                size = int(size_field, 16) if size_field.isalnum() else -1     # (int() takes '-1', '1_0')
+            except ValueError:
+                size = -1
+            if size < 0:
+                raise HTTPException(f"bad chunk size {excerpt(size_field)}")
             if size == 0:
                 while rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
                     pass                 # trailers

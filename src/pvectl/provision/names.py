@@ -144,6 +144,7 @@ class Names:
             self._wait(pending, limit, named=False)
             time.sleep(self._pause(pause, limit))
             pause = min(pause * 1.5, 2.0)
+            self._check(pending, limit, named=False)      # not one more read once the deadline passed
             snap = None
 
     def until_unlocked(self, entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -156,6 +157,7 @@ class Names:
             self._wait([entry], limit, named=True)
             time.sleep(self._pause(pause, limit))
             pause = min(pause * 1.5, 2.0)
+            self._check([entry], limit, named=True)
             found = self.run.snapshot().vm(vmid)
             if found is None:
                 return None
@@ -169,10 +171,17 @@ class Names:
         remaining = limit.remaining()
         return max(0.05, min(pause, remaining)) if remaining is not None else pause
 
-    def _wait(self, entries: list[dict[str, Any]], limit: Deadline, *, named: bool) -> None:
+    def _check(self, entries: list[dict[str, Any]], limit: Deadline, *, named: bool) -> None:
+        """At the deadline (or a stop): NameInFlight, naming each clone's task when it can be found.
+        The deadline bounds every request of the call (the transport's `bounded()`), so those task
+        lookups get the reporting grace: the call ends by its deadline plus a small margin."""
         if limit.expired() or self.run.stopped:
-            raise NameInFlight(self.name, entries, {int(e["vmid"]): self.upid(e) for e in entries}, named,
-                               self.sent)
+            with self.run.t.reporting():
+                upids = {int(e["vmid"]): self.upid(e) for e in entries}
+            raise NameInFlight(self.name, entries, upids, named, self.sent)
+
+    def _wait(self, entries: list[dict[str, Any]], limit: Deadline, *, named: bool) -> None:
+        self._check(entries, limit, named=named)
         for e in entries:
             vmid = int(e["vmid"])
             if vmid in self._told:

@@ -37,11 +37,13 @@ def provision(session: Session, spec: CloneSpec, *, deadline: Deadline | float |
     ProvisionInterrupted (a KeyboardInterrupt, with `.results`) on Ctrl-C."""
     run = _Run(session, writer, Deadline.of(deadline), on_event)
     try:
-        snap, _ = Names(run, None).settle()
-        plan_or_result = _plan(run, spec, snap)
-        if isinstance(plan_or_result, ProvisionResult):
-            return plan_or_result
-        return _execute(run, plan_or_result)
+        # the deadline bounds every request of the workflow, not only its task waits (as the CLI's)
+        with session.transport.bounded(run.deadline):
+            snap, _ = Names(run, None).settle()
+            plan_or_result = _plan(run, spec, snap)
+            if isinstance(plan_or_result, ProvisionResult):
+                return plan_or_result
+            return _execute(run, plan_or_result)
     except KeyboardInterrupt:
         run.stop.set()
         raise ProvisionInterrupted([_as_interrupted(r) for r in run.live]) from None
@@ -68,12 +70,14 @@ def provision_many(session: Session, specs: Sequence[CloneSpec], *, deadline: De
     results: list[ProvisionResult | None] = [None] * len(specs)
     plans: list[tuple[int, _Plan]] = []
     try:
-        snap, _ = Names(run, None).settle()
-        _check_free_vmids(run, specs, snap)
+        with session.transport.bounded(run.deadline):
+            snap, _ = Names(run, None).settle()
+            _check_free_vmids(run, specs, snap)
         run.vmid_floor = 0
         for i, spec in enumerate(specs):
             try:
-                p = _plan(run, spec, snap)
+                with session.transport.bounded(run.deadline):
+                    p = _plan(run, spec, snap)
             except PvectlError as exc:
                 run.emit(spec.name, spec.vmid, "plan", "failed", exc.message)
                 results[i] = ProvisionResult(spec.name, vmid=spec.vmid, result="failed", error=exc)
@@ -88,7 +92,8 @@ def provision_many(session: Session, specs: Sequence[CloneSpec], *, deadline: De
     def work(item: tuple[int, _Plan]) -> None:
         i, p = item
         try:
-            results[i] = _execute(run, p)
+            with session.transport.bounded(run.deadline):     # per thread: each worker's requests
+                results[i] = _execute(run, p)
         except ProvisionFailed as exc:
             r = exc.result
             r.error = exc

@@ -106,6 +106,7 @@ class SimServer:
             raise ValueError("SimServer needs the cluster CA (ca_file or ca_pem) to verify node listeners")
         self._pool: dict[tuple[str, int], list[tuple[http.client.HTTPSConnection, float]]] = {}
         self._pool_lock = threading.Lock()
+        self._stopped = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -117,6 +118,7 @@ class SimServer:
         return lst
 
     def start(self) -> None:
+        self._stopped = False
         for lst in self.listeners.values():
             lst.start()
 
@@ -124,6 +126,9 @@ class SimServer:
         for lst in self.listeners.values():
             lst.stop()
         with self._pool_lock:
+            # a relay still waiting for a hung node when the server stops closes its connection when
+            # it gets an answer (_checkin), instead of keeping it in a pool nobody closes any more
+            self._stopped = True
             pools, self._pool = self._pool, {}
         for conns in pools.values():
             for c, _ in conns:
@@ -313,8 +318,8 @@ class SimServer:
 
     def _checkin(self, host: str, port: int, conn: http.client.HTTPSConnection) -> None:
         with self._pool_lock:
-            idle = self._pool.setdefault((host, port), [])
-            if len(idle) < _POOL_MAX:
+            idle = self._pool.setdefault((host, port), []) if not self._stopped else None
+            if idle is not None and len(idle) < _POOL_MAX:
                 idle.append((conn, time.monotonic()))
                 return
         conn.close()

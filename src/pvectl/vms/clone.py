@@ -137,14 +137,26 @@ def clone(session: Session, template: str | int, name: str | None, *, count: int
     results = provision_many(session, specs, deadline=deadline, writer=writer, max_per_node=max_per_node,
                              max_per_storage=max_per_storage, on_event=on_event)
     if writer.dry_run:
-        planned = writer.planned_writes()
+        by_vm = _by_vm(writer.planned_writes())      # one pass: 16,000 VMs x 16,000 writes otherwise
         for r in results:
-            r.planned = [p for p in planned if r.vmid is not None and _for_vm(p, r.vmid)]
+            r.planned = by_vm.get(r.vmid, []) if r.vmid is not None else []
     return results
 
 
-def _for_vm(write: PlannedWrite, vmid: int) -> bool:
-    """Whether a planned write of a bulk run acts on VM `vmid`: its clone (`newid`) or a later step
-    on its own path."""
-    return write.params.get("newid") == vmid or f"/qemu/{vmid}/" in write.path + "/"
+def _by_vm(planned: list[PlannedWrite]) -> dict[int, list[PlannedWrite]]:
+    """The planned writes of a bulk run by the VM each acts on: its clone (`newid`), or a later step
+    on its own path (`/nodes/N/qemu/VMID/...`), in the order they were planned."""
+    out: dict[int, list[PlannedWrite]] = {}
+    for w in planned:
+        newid = w.params.get("newid")
+        vmid: int | None = int(newid) if newid is not None else _path_vmid(w.path)
+        if vmid is not None:
+            out.setdefault(vmid, []).append(w)
+    return out
+
+
+def _path_vmid(path: str) -> int | None:
+    head, sep, rest = path.partition("/qemu/")
+    vmid = rest.split("/", 1)[0]
+    return int(vmid) if sep and vmid.isdecimal() and vmid.isascii() else None
 

@@ -141,3 +141,67 @@ def test_a_stream_is_read_only_up_to_the_answer() -> None:
     c._rfile = rfile  # type: ignore[assignment]
     c.getresponse()
     assert rfile.read() == NEXT
+
+
+def test_a_closed_connection_can_be_closed_again() -> None:
+    c, _ = _conn(b"")
+    c.close()
+    c.close()
+    assert (c.sock, c._rfile) == (None, None)
+
+
+def test_a_host_name_that_is_not_ascii_is_passed_on_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ASCII name goes to the socket layer as bytes (no IDNA codec import); any other name is
+    left to Python's IDNA encoding, never a UnicodeEncodeError of our own."""
+    seen: list[Any] = []
+
+    def refuse(address: Any, timeout: float) -> Any:
+        seen.append(address)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(httpconn.socket, "create_connection", refuse)
+    for host in ("pve1", "pvé1"):
+        with pytest.raises(ConnectionRefusedError):
+            httpconn.Connection(host, 8006, timeout=1.0, context=None).connect()  # type: ignore[arg-type]
+    assert seen == [(b"pve1", 8006), ("pvé1", 8006)]
+
+
+@pytest.mark.parametrize("size", [b"1_0", b"+10", b" -1"])
+def test_a_chunk_size_int_would_take_is_still_not_hex(size: bytes) -> None:
+    # int(x, 16) accepts '1_0', '+10' and '-1'; HTTP's chunk-size is hex digits only (RFC 9112 §7.1)
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n"
+    with pytest.raises(httpconn.HTTPException, match="bad chunk size"):
+        _conn(reply)[0].getresponse()
+
+
+def test_an_empty_chunk_size_line_is_the_last_chunk() -> None:
+    c, _ = _conn(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n\r\n")
+    assert c.getresponse().read() == b"{}"
+
+
+# -- texts that quote what a server sent ------------------------------------------------------------
+
+@pytest.mark.parametrize("data,expected", [
+    (b"SSH-2.0-OpenSSH_9.2\r\n\x00\x7f", "'SSH-2.0-OpenSSH_9.2\\r\\n\\x00\\x7f'"),
+    (b"\xb2\xe9", "'\\xb2\\xe9'"),
+    (b"a" * 40, "'" + "a" * 40 + "'"),                      # exactly the limit: all of it
+    (b"a" * 41, "'" + "a" * 40 + "'..."),
+    (b"a" * 37 + b"\x00", "'" + "a" * 37 + "'..."),         # an escape is not split
+    (b"a" * 36 + b"\x00", "'" + "a" * 36 + "\\x00'"),
+    (b"", "''"),
+])
+def test_an_excerpt_is_one_quoted_printable_line(data: bytes, expected: str) -> None:
+    assert httpconn.excerpt(data) == expected
+
+
+def test_an_excerpt_may_be_given_its_own_limit() -> None:
+    assert httpconn.excerpt(b"abcdef", limit=3) == "'abc'..."
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("VM 100 is running", "VM 100 is running"),
+    ("café \x1b[31mnot\x07 running\r\n", "café \\x1b[31mnot\\x07 running\\r\\n"),
+    ("\x85ünï", "\\x85ünï"),
+])
+def test_printable_escapes_only_what_is_not_printable(text: str, expected: str) -> None:
+    assert httpconn.printable(text) == expected

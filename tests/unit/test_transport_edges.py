@@ -323,3 +323,57 @@ def test_a_595_on_every_try_is_the_error_of_the_last_answer(server: FakePVE, pki
         make([node(server)], ca_tls(pki), retries=1).get("/version")
     assert len(server.requests) == 2
     assert ei.value.attempts == [("pve1", "595 Connection refused")]
+
+
+# -- settings, the last error, a GET sent again --------------------------------------------------------
+
+def test_the_defaults_are_the_documented_ones() -> None:
+    """The module docstring's numbers: connect 3 s, read 30 s, two retries from a 0.2 s pause, a
+    back-off of 2 s doubling to 30 s, a re-probe given 5 s, a cluster-wide read moved on after 5 s."""
+    tls = Tls(insecure=True)
+    t = Transport([Node(name="pve1", host="127.0.0.1", port=1)], tls=tls)
+    assert (t.connect_timeout, t.read_timeout, t.retries, t.backoff) == (3.0, 30.0, 2, 0.2)
+    assert (t.health.reprobe_after, t.health.reprobe_max, t.probe_timeout, t.failover_after) == (2.0, 30.0, 5.0, 5.0)
+    assert t.tls is tls
+    assert (NodeHealth().reprobe_after, NodeHealth().reprobe_max) == (2.0, 30.0)
+
+
+def test_the_back_off_cap_given_to_a_transport_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import pvectl.http.health as health
+
+    clock = [100.0]
+    monkeypatch.setattr(health, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    t = Transport([Node(name="pve1", host="127.0.0.1", port=1)], tls=Tls(insecure=True),
+                  reprobe_after=1.0, reprobe_max=1.5)
+    waits = []
+    for _ in range(3):
+        t.health.unreachable("pve1", "connection refused")
+        waits.append(t.health.backoff_left("pve1"))
+        clock[0] += waits[-1]                                # the back-off ends: the next failure doubles it
+    assert waits == [1.0, 1.5, 1.5]                          # 1, 2, 4 without the cap
+
+
+def test_no_node_reachable_names_the_request(pki: dict[str, Any]) -> None:  # noqa: F811
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                            # nothing listens there
+    t = make([Node(name="pve1", host="127.0.0.1", port=port)], ca_tls(pki), retries=0)
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/cluster/resources", {"type": "vm"})
+    assert (ei.value.method, ei.value.path) == ("GET", "/cluster/resources")
+    assert str(ei.value).startswith("no node reachable: pve1 (127.0.0.1:")
+
+
+def test_a_get_sent_again_on_a_new_connection_carries_its_headers(server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    def hang_up(h: Any) -> None:
+        h.close_connection = True
+
+    server.script[("GET", "/api2/json/version")] = [(200, "OK", {"data": None}), hang_up, (200, "OK", {"data": 1})]
+    t = make([node(server)], ca_tls(pki), retries=0, user_agent="pvectl-test/1")
+    t.get("/version")
+    assert t.get("/version") == 1
+    sent_again = server.requests[-1]["headers"]
+    assert (sent_again["Authorization"], sent_again["User-Agent"], sent_again["Accept"]) == (
+        AUTH, "pvectl-test/1", "application/json")

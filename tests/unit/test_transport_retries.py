@@ -189,3 +189,23 @@ def test_encode_params_takes_pairs_with_repeated_keys() -> None:
     from pvectl.http import encode_params
 
     assert encode_params([("tags", "a"), ("tags", "b c"), ("x", None)]) == "tags=a&tags=b+c"
+
+
+def test_a_read_of_a_healthy_node_gets_the_read_timeout_not_the_probe_one(
+        server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/nodes/pve1/status")] = [answer_after(0.4)]
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki), retries=0, read_timeout=3.0,
+             probe_timeout=0.1)
+    assert t.get("/nodes/pve1/status") is None
+
+
+def test_a_cluster_wide_read_probing_a_failed_entry_node_gets_the_short_timeout(
+        server: FakePVE, pki: dict[str, Any]) -> None:  # noqa: F811
+    server.script[("GET", "/api2/json/version")] = [answer_after(0.6)]
+    t = make([Node(name="pve1", host="127.0.0.1", port=server.port)], ca_tls(pki), retries=0, read_timeout=3.0,
+             probe_timeout=0.1, reprobe_after=0.05)
+    t.health.unreachable("pve1", "connection refused")
+    time.sleep(0.1)                                      # its back-off is over: this read is a re-probe
+    with pytest.raises(NodeUnreachable) as ei:
+        t.get("/version")
+    assert ei.value.attempts == [("pve1", f"127.0.0.1:{server.port}: no answer within 0.1 s")]

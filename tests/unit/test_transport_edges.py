@@ -52,7 +52,7 @@ def test_a_write_answered_with_a_cut_chunk_names_it(server: FakePVE, pki: dict[s
     t = make([node(server)], ca_tls(pki))
     with pytest.raises(NodeUnreachable) as ei:
         t.post("/nodes/pve1/qemu/100/status/start")
-    assert ei.value.uncertain and "(chunk cut off); it may or may not have been applied" in ei.value.message
+    assert ei.value.uncertain and "(answer cut off in a chunk); it may or may not have been applied" in ei.value.message
 
 
 @pytest.mark.parametrize("status", [300, 302])

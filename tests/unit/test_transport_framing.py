@@ -74,8 +74,8 @@ def test_a_chunk_size_that_is_not_hex_is_an_http_error() -> None:
 
 
 @pytest.mark.parametrize("reply,error,text", [
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", httpconn.IncompleteRead, "chunked body cut off"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", httpconn.IncompleteRead, "chunk cut off"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", httpconn.IncompleteRead, "answer cut off in its chunked body"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", httpconn.IncompleteRead, "answer cut off in a chunk"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", httpconn.IncompleteRead, "5 of 10 bytes"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", httpconn.HTTPException, "bad Content-Length 'x'"),
     (b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 250 + b"\r\n", httpconn.HTTPException, "too many headers"),

@@ -4,6 +4,7 @@ top-level conftest.py)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,17 +74,15 @@ def delay_requests(sim: Any, monkeypatch: Any, method: str, path_end: str, secon
     """Make the in-process simulator hold `method` requests whose path ends with `path_end` for
     `seconds`: `after` the request is carried out (its answer is slow on the way back), or before (a
     node that accepted the request but has not got to it)."""
-    import time as _time
-
     handle = sim.server._handle
 
     def delayed(node: str, request: Any) -> Any:
         hit = request.method == method and request.path.endswith(path_end)
         if hit and not after:
-            _time.sleep(seconds)
+            time.sleep(seconds)
         result = handle(node, request)
         if hit and after:
-            _time.sleep(seconds)
+            time.sleep(seconds)
         return result
 
     monkeypatch.setattr(sim.server, "_handle", delayed)

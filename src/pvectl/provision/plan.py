@@ -274,7 +274,7 @@ def _existing(run: _Run, spec: CloneSpec, tpl: VmSummary, snap: _Snapshot) -> di
             return None           # that clone failed and Proxmox removed it: the name is free
         e = found
     vmid, node = int(e["vmid"]), str(e["node"])
-    conf = run.t.get(f"/nodes/{node}/qemu/{vmid}/config", node=node)
+    conf = e.get("config") or run.t.get(f"/nodes/{node}/qemu/{vmid}/config", node=node)   # read by _without_losers
     m = _MARKER_RE.search(str(conf.get("description", "")))
     if m is None or int(m.group(1)) != tpl.vmid:
         origin = f"from template {m.group(1)}" if m else "not by pvectl from this template"
@@ -309,7 +309,7 @@ def _without_losers(run: _Run, spec: CloneSpec, tpl: VmSummary,
         m = _MARKER_RE.search(str(desc or ""))
         if m is None or int(m.group(1)) != tpl.vmid or (left and configured(desc)):
             return same, []
-        (losers if left else left).append(e)
+        (losers if left else left).append(dict(e, config=conf))
     removed: list[str] = []
     for e in losers:
         vmid, node = int(e["vmid"]), str(e["node"])
